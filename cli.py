@@ -1,0 +1,636 @@
+"""The `simsearch` command: click commands that parse, call one library function, and print."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from index.errors import IndexStoreError
+from simsearch.errors import SimSearchError
+
+DEVICE = click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the encoder runs: a CUDA GPU when present (auto), or as chosen. Search always runs on the CPU.",
+)
+INDEX = click.option(
+    "--index", "index_path", required=True, type=click.Path(path_type=Path), help="The index directory."
+)
+JSON = click.option(
+    "--json", "as_json", is_flag=True, help="Print machine-readable JSON (one object per line for queries)."
+)
+MODEL_FOR_INDEX = click.option(
+    "--model",
+    default=None,
+    help="Encoder to check against the index (a built-in name or checkpoint folder). By default the index's own encoder is used; a different one is refused.",
+)
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def _parse_duration(text: str | None) -> float | None:
+    """'90' / '90s' / '80m' / '1.5h' -> seconds."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a duration like 300, 300s, 80m or 1.5h", param_hint="--time-budget")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="simsearch")
+def cli() -> None:
+    """Similarity search for images with a Siamese encoder and a FAISS index.
+
+    \b
+    Typical use:
+      simsearch index build PHOTOS/ --index my.idx    embed a folder into an index
+      simsearch query some.jpg --index my.idx -k 5    nearest gallery images
+      simsearch identify probe.png --index my.idx     which class, or "unknown"
+      simsearch demo                                  everything above on a drawn gallery, offline
+    """
+
+
+# ---------------------------------------------------------------- index
+@cli.group("index")
+def index_group() -> None:
+    """Build, sync and inspect index directories."""
+
+
+@index_group.command("build")
+@click.argument("folder", type=click.Path(path_type=Path))
+@INDEX
+@click.option(
+    "--model",
+    default=None,
+    help="Encoder: a built-in name (see `simsearch models`) or a checkpoint folder. Default: the shipped character encoder.",
+)
+@DEVICE
+@click.option(
+    "--batch-size",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 65536),
+    help="Images embedded per forward pass.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Fail (exit 1, nothing written) if any file cannot be read, instead of skipping it."
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing index instead of syncing it (needed to change encoder)."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@JSON
+def index_build(
+    folder: Path,
+    index_path: Path,
+    model: str | None,
+    device: str,
+    batch_size: int,
+    strict: bool,
+    overwrite: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Embed every image under FOLDER into the index (labels = first-level subfolders).
+
+    Run again on the same index, it syncs: new and changed files are embedded, deleted ones
+    removed, moved ones re-pathed. Unreadable files are skipped with their reason and listed at
+    the end. The index is replaced in one atomic step: interrupting a build loses nothing.
+    """
+    from simsearch.engine import StrictModeError, build_index
+
+    try:
+        report = build_index(
+            folder,
+            index_path,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+            strict=strict,
+            overwrite=overwrite,
+            progress=not (quiet or as_json),
+        )
+    except StrictModeError as err:
+        for s in err.skipped:
+            click.echo(f"skipped: {s.path}: {s.reason}", err=True)
+        raise
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    for s in report.skipped:
+        click.echo(f"skipped: {s.path}: {s.reason}", err=True)
+    parts = [f"{report.indexed:,} indexed", f"{len(report.skipped):,} skipped"]
+    if not report.created:
+        parts += [f"{report.unchanged:,} unchanged", f"{report.moved:,} moved", f"{report.removed:,} removed"]
+    click.echo(f"{', '.join(parts)}; {report.total:,} images in {report.index} ({report.elapsed_s:.1f}s)")
+
+
+@index_group.command("info")
+@INDEX
+@JSON
+def index_info(index_path: Path, as_json: bool) -> None:
+    """Counts, classes, encoder, index kind, size on disk and threshold of an index."""
+    from simsearch.engine import open_index
+
+    with open_index(index_path) as store:
+        m = store.manifest
+        labels = store.catalog.labels()
+        info = {
+            "index": str(index_path),
+            "count": m.count,
+            "classes": len([k for k in labels if k is not None]),
+            "unlabelled": labels.get(None, 0),
+            "dim": m.dim,
+            "metric": m.metric.value,
+            "kind": m.kind.value,
+            "encoder": m.encoder.get("source"),
+            "fingerprint": m.encoder.get("fingerprint"),
+            "threshold": m.threshold,
+            "size_bytes": store.size_on_disk(),
+            "generation": m.generation,
+            "updated": m.updated,
+        }
+    if as_json:
+        _echo_json(info)
+    else:
+        for k, v in info.items():
+            click.echo(f"{k:12s} {v}")
+
+
+@index_group.command("check")
+@INDEX
+def index_check(index_path: Path) -> None:
+    """Check that catalog, vectors and manifest agree (exit 1 if not)."""
+    from simsearch.engine import open_index
+
+    with open_index(index_path) as store:
+        report = store.check()
+    if report.ok:
+        click.echo(f"ok: {report.count:,} images, catalog and vectors agree")
+        return
+    for p in report.problems:
+        click.echo(f"problem: {p}", err=True)
+    sys.exit(1)
+
+
+# ---------------------------------------------------------------- query / identify
+def _queries(images: tuple[str, ...]) -> tuple[list[str], list[tuple[str, str]]]:
+    from simsearch.engine import expand_queries
+
+    paths, failed = expand_queries(list(images))
+    if not paths and not failed:
+        raise click.UsageError("no query images found in the given paths")
+    return paths, failed
+
+
+def _report_failed(failed: list[tuple[str, str]], as_json: bool) -> None:
+    for path, reason in failed:
+        if as_json:
+            _echo_json({"query": path, "error": reason})
+        click.echo(f"Error: cannot read query {path}: {reason}", err=True)
+
+
+@cli.command("query")
+@click.argument("images", nargs=-1, required=True)
+@INDEX
+@click.option(
+    "-k",
+    "k",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 10000),
+    help="How many nearest gallery images to list.",
+)
+@MODEL_FOR_INDEX
+@DEVICE
+@JSON
+def query_cmd(images: tuple[str, ...], index_path: Path, k: int, model: str | None, device: str, as_json: bool) -> None:
+    """Find the gallery images most similar to each query image (files or folders), best first.
+
+    Scores are cosine similarities in [-1, 1]. Exit 1 if any query image could not be read.
+    """
+    from simsearch.engine import Searcher
+
+    paths, failed = _queries(images)
+    with Searcher(index_path, model=model, device=device) as searcher:
+        vecs, unreadable = searcher.embed_paths(paths)
+        failed += unreadable
+        bad = {p for p, _ in unreadable}
+        results = searcher.search_vectors(vecs, [p for p in paths if p not in bad], k)
+    for res in results:
+        if as_json:
+            _echo_json(res.to_dict())
+            continue
+        click.echo(f"query: {res.query}")
+        for h in res.results:
+            click.echo(f"  {h.rank:3d}  {h.score:+.4f}  {h.label or '-':20s}  {h.path}")
+    _report_failed(failed, as_json)
+    if failed:
+        sys.exit(1)
+
+
+@cli.command("identify")
+@click.argument("images", nargs=-1, required=True)
+@INDEX
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1.0, 1.0),
+    default=None,
+    help="Cosine score below which the answer is \"unknown\". Default: the index's calibrated threshold, else the encoder's.",
+)
+@MODEL_FOR_INDEX
+@DEVICE
+@JSON
+def identify_cmd(
+    images: tuple[str, ...], index_path: Path, threshold: float | None, model: str | None, device: str, as_json: bool
+) -> None:
+    """Say which gallery class (first-level subfolder) each image shows, or "unknown".
+
+    Classes are scored as wholes: the best match in the class decides, the mean of its best
+    three and the margin over the runner-up class are reported with it.
+    """
+    from simsearch.engine import Searcher
+
+    paths, failed = _queries(images)
+    with Searcher(index_path, model=model, device=device) as searcher:
+        vecs, unreadable = searcher.embed_paths(paths)
+        failed += unreadable
+        bad = {p for p, _ in unreadable}
+        results = searcher.identify_vectors(vecs, [p for p in paths if p not in bad], threshold)
+    for r in results:
+        if as_json:
+            _echo_json(r.to_dict())
+        elif r.known:
+            click.echo(
+                f"{r.query}: {r.label}  (score {r.score:+.4f}, margin {r.margin:.4f} over {r.runner_up or '-'}; match {r.match})"
+            )
+        else:
+            click.echo(
+                f"{r.query}: unknown  (closest {r.label or '-'} at {r.score:+.4f} < threshold {r.threshold:.4f})"
+            )
+    _report_failed(failed, as_json)
+    if failed:
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------- models / train / evaluate
+@cli.command("models")
+@JSON
+def models_cmd(as_json: bool) -> None:
+    """List the built-in encoders."""
+    from simsearch.checkpoint import DEFAULT_MODEL, builtin_models
+
+    rows = []
+    for name, folder in builtin_models().items():
+        meta = json.loads((folder / "model.json").read_text())
+        cfg = meta["config"]
+        rows.append(
+            {
+                "name": name,
+                "default": name == DEFAULT_MODEL,
+                "arch": cfg["arch"],
+                "input": f"{cfg['preprocess']['channels']}x{cfg['preprocess']['size']}x{cfg['preprocess']['size']}",
+                "dim": cfg["embedding_dim"],
+                "parameters": meta.get("parameters"),
+                "fingerprint": meta["fingerprint"][:12],
+                "description": meta.get("description", ""),
+            }
+        )
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        click.echo(
+            f"{r['name']:12s} {'(default) ' if r['default'] else ''}{r['arch']} {r['input']} -> {r['dim']}-d, {r['parameters']:,} params, {r['fingerprint']}  {r['description']}"
+        )
+
+
+@cli.command("train")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for model.safetensors + model.json (and resume state).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["episodic", "triplet", "contrastive"]),
+    default="episodic",
+    show_default=True,
+    help="Training objective.",
+)
+@click.option(
+    "--margin", type=float, default=None, help="Margin for contrastive (default 0.5) or triplet (default 0.2) loss."
+)
+@click.option(
+    "--mining",
+    type=click.Choice(["batch-hard", "semi-hard", "all"]),
+    default="batch-hard",
+    show_default=True,
+    help="Triplet mining.",
+)
+@click.option(
+    "--arch", type=click.Choice(["conv4", "resnet"]), default="conv4", show_default=True, help="Encoder architecture."
+)
+@click.option(
+    "--channels", type=click.Choice(["1", "3"]), default="1", show_default=True, help="1 = grayscale input, 3 = RGB."
+)
+@click.option("--size", type=click.IntRange(8, 512), default=28, show_default=True, help="Input side in pixels.")
+@click.option("--widths", default="64,96,128,256", show_default=True, help="Channels per stage, comma-separated.")
+@click.option(
+    "--embedding-dim", type=click.IntRange(2, 4096), default=None, help="Embedding size (default: the last width)."
+)
+@click.option(
+    "--invert/--no-invert",
+    default=True,
+    show_default=True,
+    help="Invert intensities (dark strokes on light paper become the signal).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=2000,
+    show_default=True,
+    help="Optimizer steps (an upper bound when --time-budget is given).",
+)
+@click.option(
+    "--time-budget", default=None, help="Stop after this long, e.g. 80m; the learning-rate schedule follows the clock."
+)
+@click.option(
+    "--classes-per-batch", type=click.IntRange(2), default=60, show_default=True, help="P: classes per batch."
+)
+@click.option(
+    "--per-class", type=click.IntRange(2), default=6, show_default=True, help="K: images per class per batch."
+)
+@click.option(
+    "--shot",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Episodic loss: support images per class (the rest are queries).",
+)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate (AdamW, cosine schedule).")
+@click.option(
+    "--rotations",
+    is_flag=True,
+    help="Add 90/180/270-degree rotations of each class as new classes (usual on Omniglot).",
+)
+@click.option(
+    "--jitter",
+    type=click.FloatRange(0, 3),
+    default=1.0,
+    show_default=True,
+    help="Strength of random affine jitter (0 = off).",
+)
+@click.option("--flips", is_flag=True, help="Random horizontal flips.")
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 0.9),
+    default=0.15,
+    show_default=True,
+    help="Share of groups (alphabets) held out for validation; 0 = none.",
+)
+@click.option(
+    "--val-every",
+    type=click.IntRange(1),
+    default=250,
+    show_default=True,
+    help="Validate (and keep the best checkpoint) every N steps.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for sampling, augmentation and initialization."
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from the state saved in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@DEVICE
+@JSON
+def train_cmd(
+    data: Path,
+    out: Path,
+    loss: str,
+    margin: float | None,
+    mining: str,
+    arch: str,
+    channels: str,
+    size: int,
+    widths: str,
+    embedding_dim: int | None,
+    invert: bool,
+    steps: int,
+    time_budget: str | None,
+    classes_per_batch: int,
+    per_class: int,
+    shot: int,
+    lr: float,
+    rotations: bool,
+    jitter: float,
+    flips: bool,
+    val_fraction: float,
+    val_every: int,
+    seed: int,
+    resume: bool,
+    quiet: bool,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Train a Siamese encoder on DATA: a folder-per-class tree or a zip of one (Omniglot's zips work as they are).
+
+    Classes are the folders holding the images; whole top-level groups (alphabets) are held out
+    for validation, and the checkpoint with the best validation accuracy is kept.
+    """
+    from simsearch.datasets import load_labelled
+    from simsearch.encoder import Arch, EncoderConfig, Preprocess
+    from simsearch.losses import Loss, Mining
+    from simsearch.train import TrainConfig, train
+
+    try:
+        width_list = tuple(int(w) for w in widths.split(","))
+    except ValueError:
+        raise click.BadParameter("widths must be comma-separated integers", param_hint="--widths") from None
+    ch = int(channels)
+    mean, std = ((0.0,), (1.0,)) if ch == 1 else ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    enc = EncoderConfig(
+        arch=Arch.parse(arch),
+        preprocess=Preprocess(channels=ch, size=size, invert=invert, mean=mean, std=std),
+        widths=width_list,
+        embedding_dim=embedding_dim or width_list[-1],
+    )
+    cfg = TrainConfig(
+        loss=Loss.parse(loss),
+        classes_per_batch=classes_per_batch,
+        per_class=per_class,
+        shot=shot,
+        margin=margin,
+        mining=Mining.parse(mining),
+        steps=steps,
+        time_budget_s=_parse_duration(time_budget),
+        lr=lr,
+        rotations=rotations,
+        jitter=jitter,
+        flips=flips,
+        val_fraction=val_fraction,
+        val_every=val_every,
+        seed=seed,
+        device=device,
+    )
+    labelled = load_labelled(data, channels=ch, size=size, progress=not (quiet or as_json))
+    result = train(labelled, enc, cfg, out, resume=resume, progress=not (quiet or as_json), source=str(data))
+    summary = {
+        "out": str(result.out_dir),
+        "fingerprint": result.fingerprint,
+        "steps": result.steps,
+        "elapsed_s": round(result.elapsed_s, 1),
+        "best_val_accuracy": result.best_val_accuracy,
+    }
+    if as_json:
+        _echo_json(summary)
+    else:
+        best = f"{result.best_val_accuracy:.4f}" if result.best_val_accuracy is not None else "n/a"
+        click.echo(
+            f"trained {result.steps} steps in {result.elapsed_s:.0f}s; best validation accuracy {best}; checkpoint in {result.out_dir}"
+        )
+
+
+@cli.command("evaluate")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--model", default=None, help="Encoder: built-in name or checkpoint folder (default: the shipped one).")
+@click.option("--way", type=click.IntRange(2), default=20, show_default=True)
+@click.option("--shot", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--episodes", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--table", is_flag=True, help="Report 5- and 20-way, 1- and 5-shot in one table (ignores --way/--shot).")
+@click.option(
+    "--pairs",
+    type=click.IntRange(0),
+    default=3000,
+    show_default=True,
+    help="Same/different pairs of each kind for verification AUC/EER (0 = skip).",
+)
+@DEVICE
+@JSON
+def evaluate_cmd(
+    data: Path,
+    model: str | None,
+    way: int,
+    shot: int,
+    episodes: int,
+    seed: int,
+    table: bool,
+    pairs: int,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Measure an encoder on DATA: N-way K-shot accuracy with a 95% interval, and verification ROC AUC / EER."""
+    from simsearch.checkpoint import load_checkpoint
+    from simsearch.datasets import load_labelled
+    from simsearch.device import resolve_device
+    from simsearch.embed import embed_arrays_with
+    from simsearch.evaluate import few_shot_accuracy, verification
+
+    dev = resolve_device(device)
+    loaded = load_checkpoint(model, device=dev)
+    pre = loaded.config.preprocess
+    labelled = load_labelled(data, channels=pre.channels, size=pre.size, progress=not as_json)
+    emb = embed_arrays_with(loaded.encoder, labelled.images, dev)
+    settings = [(w, s) for w in (5, 20) for s in (1, 5)] if table else [(way, shot)]
+    try:
+        results = [few_shot_accuracy(emb, labelled.labels, w, s, episodes, seed=seed) for w, s in settings]
+    except ValueError as err:
+        raise SimSearchError(str(err)) from None
+    ver = verification(emb, labelled.labels, n_pairs=pairs, seed=seed) if pairs else None
+    if as_json:
+        obj: dict[str, Any] = dict(results[0].to_dict()) if not table else {"results": [r.to_dict() for r in results]}
+        obj.update({"model": loaded.source, "images": len(emb), "classes": len(labelled.classes)})
+        if ver:
+            obj["verification"] = ver.to_dict()
+        _echo_json(obj)
+        return
+    click.echo(f"{loaded.source} on {data}: {len(emb):,} images, {len(labelled.classes):,} classes, seed {seed}")
+    for r in results:
+        click.echo(
+            f"{r.way:3d}-way {r.shot}-shot: {100 * r.accuracy:6.2f}% ± {100 * r.ci95:.2f}  ({r.episodes} episodes)"
+        )
+    if ver:
+        click.echo(
+            f"verification: ROC AUC {ver.auc:.4f}, EER {ver.eer:.4f} (threshold {ver.eer_threshold:.4f}), {ver.pairs:,} pairs"
+        )
+
+
+@cli.command("demo")
+@click.option(
+    "--out",
+    "workdir",
+    default="simsearch-demo",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the demo's gallery, queries and index.",
+)
+@click.option(
+    "--data",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Use this folder-per-class set as the gallery instead of drawing one.",
+)
+@DEVICE
+def demo_cmd(workdir: Path, data: Path | None, device: str) -> None:
+    """Run the whole path offline: draw a small gallery of symbols, index it, query, identify."""
+    from simsearch.demo import run_demo
+
+    r = run_demo(workdir, data=data, device=device, progress=False)
+    click.echo(f"gallery:  {r.gallery} ({r.build.total} images)")
+    click.echo(
+        f"index:    {r.index}  ({r.build.indexed} indexed, {len(r.build.skipped)} skipped, {r.build.elapsed_s:.1f}s)"
+    )
+    click.echo(f"\nquery {r.query.query}: top {len(r.query.results)}")
+    for h in r.query.results:
+        click.echo(f"  {h.rank}  {h.score:+.4f}  {h.label or '-':10s} {h.path}")
+    if r.identifications:
+        click.echo("\nidentify:")
+    for ident in r.identifications:
+        answer = ident.label if ident.known else "unknown"
+        click.echo(
+            f"  {ident.query}: {answer}  (best {ident.label} at {ident.score:+.4f}, threshold {ident.threshold:.4f})"
+        )
+    click.echo(
+        f"\nTry it yourself:\n  simsearch query {r.query.query} --index {r.index} -k 3\n  simsearch identify {r.workdir / 'queries'} --index {r.index}"
+    )
+
+
+def main() -> NoReturn:
+    """Entry point: runs the click group and turns library errors into one line and an exit code."""
+    try:
+        rv = cli.main(standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("\nInterrupted: nothing was changed.", err=True)
+        sys.exit(130)
+    except (SimSearchError, IndexStoreError) as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
+    except ValueError as e:  # configuration values validated in dataclasses
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(2)
+    except OSError as e:
+        click.echo(f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""The index directory: manifest, vectors and catalog, saved atomically as numbered generations.
+
+Layout of an index directory:
+    manifest.json           the commit point: names the current generation and describes it
+    gen-000007/vectors.faiss
+    gen-000007/catalog.sqlite
+A write builds a complete new generation in a temporary folder, renames it into place and only
+then replaces manifest.json (write to a temporary file, fsync, rename). A crash or kill at any
+moment leaves manifest.json naming a complete generation; leftovers are removed on the next write.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.catalog import Catalog, Record
+from index.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStoreError
+from index.vector_index import IndexKind, Metric, VectorIndex
+
+__all__ = ["FORMAT_VERSION", "CheckReport", "IndexStore", "Manifest", "Transaction"]
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VECTORS = "vectors.faiss"
+CATALOG = "catalog.sqlite"
+LOCK = ".lock"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an index directory holds. `encoder` is opaque to this layer (the engine fills it)."""
+
+    dim: int
+    encoder: dict[str, Any]
+    generation: int = 0
+    count: int = 0
+    next_id: int = 0
+    metric: Metric = Metric.COSINE
+    kind: IndexKind = IndexKind.FLAT
+    params: dict[str, Any] = field(default_factory=dict)
+    threshold: float | None = None
+    calibration: dict[str, Any] | None = None
+    created: str = field(default_factory=_now)
+    updated: str = field(default_factory=_now)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def gen_dir(self) -> str:
+        return f"gen-{self.generation:06d}"
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["metric"], d["kind"] = self.metric.value, self.kind.value
+        d["files"] = {"vectors": f"{self.gen_dir}/{VECTORS}", "catalog": f"{self.gen_dir}/{CATALOG}"}
+        return json.dumps(d, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        d = json.loads(text)
+        if d.get("format_version") != FORMAT_VERSION:
+            raise IndexCorruptError(f"unsupported index format version {d.get('format_version')!r}")
+        d.pop("files", None)
+        d["metric"], d["kind"] = Metric.parse(d["metric"]), IndexKind.parse(d["kind"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Result of a consistency check: `problems` is empty when the index is sound."""
+
+    count: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_manifest(path: Path) -> Manifest:
+    mpath = path / MANIFEST
+    if not path.exists():
+        raise IndexNotFoundError(
+            f"{path}: no such index (build one with `simsearch index build FOLDER --index {path}`)"
+        )
+    if not mpath.is_file():
+        raise IndexNotFoundError(f"{path}: not a simsearch index (no {MANIFEST})")
+    try:
+        return Manifest.from_json(mpath.read_text())
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise IndexCorruptError(f"{path}: {MANIFEST} is unreadable ({err})") from None
+
+
+class IndexStore:
+    """An index directory opened for reading: its manifest, vectors (in memory) and catalog."""
+
+    def __init__(self, path: Path, manifest: Manifest, vectors: VectorIndex, catalog: Catalog) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.vectors = vectors
+        self.catalog = catalog
+
+    @staticmethod
+    def exists(path: str | os.PathLike[str]) -> bool:
+        return (Path(path) / MANIFEST).is_file()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> IndexStore:
+        """Open for reading. Raises IndexNotFoundError or IndexCorruptError."""
+        root = Path(path)
+        manifest = _read_manifest(root)
+        gen = root / manifest.gen_dir
+        try:
+            data = (gen / VECTORS).read_bytes()
+        except OSError as err:
+            raise IndexCorruptError(f"{root}: vector file missing or unreadable ({err.strerror})") from None
+        if not (gen / CATALOG).is_file():
+            raise IndexCorruptError(f"{root}: catalog file missing")
+        vectors = VectorIndex.from_bytes(data, manifest.dim, manifest.kind)
+        catalog = Catalog(gen / CATALOG)
+        store = cls(root, manifest, vectors, catalog)
+        try:
+            n_cat = catalog.count()
+        except Exception as err:  # sqlite3.DatabaseError and friends
+            catalog.close()
+            raise IndexCorruptError(f"{root}: catalog is unreadable ({err})") from None
+        if not (len(vectors) == n_cat == manifest.count):
+            catalog.close()
+            raise IndexCorruptError(
+                f"{root}: damaged index: {len(vectors)} vectors, {n_cat} catalog rows, manifest says {manifest.count}"
+            )
+        return store
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> IndexStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check(self) -> CheckReport:
+        """Compare vector ids, catalog ids and the manifest's count."""
+        problems = []
+        vec_ids, cat_ids = set(self.vectors.ids().tolist()), set(self.catalog.ids())
+        if len(vec_ids) != len(self.vectors):
+            problems.append("duplicate ids in the vector index")
+        if vec_ids - cat_ids:
+            problems.append(f"{len(vec_ids - cat_ids)} vectors have no catalog row")
+        if cat_ids - vec_ids:
+            problems.append(f"{len(cat_ids - vec_ids)} catalog rows have no vector")
+        if self.manifest.count != len(cat_ids):
+            problems.append(f"manifest count {self.manifest.count} != catalog rows {len(cat_ids)}")
+        if cat_ids and max(cat_ids) >= self.manifest.next_id:
+            problems.append("manifest next_id is not above every id")
+        return CheckReport(count=len(cat_ids), problems=problems)
+
+    def size_on_disk(self) -> int:
+        gen = self.path / self.manifest.gen_dir
+        return sum(p.stat().st_size for p in (gen / VECTORS, gen / CATALOG, self.path / MANIFEST))
+
+
+class Transaction:
+    """A write to an index directory: changes go to a new generation that commit() makes current.
+
+    Holds an exclusive lock on the directory from begin to commit/abort; abort (or an exception
+    inside a `with` block) leaves the directory exactly as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], manifest: Manifest, fresh: bool) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise IndexLockedError(f"{self.path}: another simsearch process is writing this index") from None
+        self._closed = False
+        try:
+            self._cleanup_leftovers(keep=None if fresh else manifest.gen_dir)
+            self.base = manifest
+            self.tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=self.path))
+            if fresh:
+                self.vectors = VectorIndex(manifest.dim, manifest.kind)
+            else:
+                old = self.path / manifest.gen_dir
+                shutil.copyfile(old / CATALOG, self.tmp / CATALOG)
+                self.vectors = VectorIndex.from_bytes((old / VECTORS).read_bytes(), manifest.dim, manifest.kind)
+            self.catalog = Catalog(self.tmp / CATALOG)
+            self.next_id = manifest.next_id
+        except BaseException:
+            self._release()
+            raise
+
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike[str], dim: int, encoder: dict[str, Any], kind: IndexKind = IndexKind.FLAT
+    ) -> Transaction:
+        """Start a brand-new index at `path` (replacing an existing index only when committed).
+
+        Refuses a folder that holds other files and is not an index, so no user folder is clobbered.
+        """
+        root = Path(path)
+        if root.exists() and not root.is_dir():
+            raise IndexStoreError(f"{root}: exists and is not a folder")
+        if root.is_dir() and not IndexStore.exists(root):
+            stray = [p.name for p in root.iterdir() if p.name != LOCK and not p.name.startswith((".gen-tmp-", "gen-"))]
+            if stray:
+                raise IndexStoreError(
+                    f"{root}: folder is not empty and is not a simsearch index; choose another --index path"
+                )
+        generation = 0
+        created = _now()
+        if IndexStore.exists(root):
+            try:
+                old = _read_manifest(root)
+                generation, created = old.generation, old.created
+            except IndexStoreError:
+                pass
+        manifest = Manifest(dim=dim, encoder=encoder, kind=kind, generation=generation, created=created)
+        return cls(root, manifest, fresh=True)
+
+    @classmethod
+    def begin(cls, path: str | os.PathLike[str]) -> Transaction:
+        """Start changing an existing index."""
+        return cls(path, _read_manifest(Path(path)), fresh=False)
+
+    def new_ids(self, n: int) -> np.ndarray:
+        ids = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
+        self.next_id += n
+        return ids
+
+    def add(self, vectors: np.ndarray, records: list[Record]) -> None:
+        """Add vectors and their catalog rows together (ids taken from the records)."""
+        ids = np.array([r.id for r in records], dtype=np.int64)
+        self.vectors.add(vectors, ids)
+        self.catalog.add(records)
+
+    def remove(self, ids: list[int]) -> None:
+        self.vectors.remove(np.asarray(ids, dtype=np.int64))
+        self.catalog.remove(ids)
+
+    def commit(self, **manifest_changes: Any) -> Manifest:
+        """Make this generation current; returns the new manifest."""
+        self.catalog.commit()
+        count = self.catalog.count()
+        if count != len(self.vectors):
+            raise IndexCorruptError(f"refusing to commit: {len(self.vectors)} vectors but {count} catalog rows")
+        self.catalog.close()
+        _write_file_atomic(self.tmp / VECTORS, self.vectors.to_bytes())
+        manifest = replace(
+            self.base,
+            generation=self.base.generation + 1,
+            count=count,
+            next_id=self.next_id,
+            updated=_now(),
+            **manifest_changes,
+        )
+        final = self.path / manifest.gen_dir
+        if final.exists():  # a leftover of a crashed write that never became current
+            shutil.rmtree(final)
+        os.rename(self.tmp, final)
+        _fsync_dir(self.path)
+        _write_file_atomic(self.path / MANIFEST, manifest.to_json().encode())
+        self._cleanup_leftovers(keep=manifest.gen_dir)
+        self._release()
+        return manifest
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self.catalog.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._release()
+
+    def _cleanup_leftovers(self, keep: str | None) -> None:
+        # A generation is garbage only when neither manifest.json nor the caller names it.
+        current = _read_manifest(self.path).gen_dir if IndexStore.exists(self.path) else None
+        for p in self.path.iterdir():
+            if p.name.startswith(".gen-tmp-") or (p.name.startswith("gen-") and p.name not in (keep, current)):
+                shutil.rmtree(p, ignore_errors=True)
+
+    def _release(self) -> None:
+        if not self._closed:
+            self._closed = True
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.abort()

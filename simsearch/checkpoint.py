@@ -1,0 +1,144 @@
+"""Encoder checkpoints on disk: safetensors weights + JSON config, a weights fingerprint, built-in names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from simsearch.encoder import Encoder, EncoderConfig, build_encoder
+from simsearch.errors import ModelError
+
+__all__ = [
+    "CONFIG_FILE",
+    "DEFAULT_MODEL",
+    "FORMAT_VERSION",
+    "WEIGHTS_FILE",
+    "LoadedModel",
+    "builtin_models",
+    "fingerprint_of",
+    "load_checkpoint",
+    "resolve_model",
+    "save_checkpoint",
+    "weights_bytes",
+    "write_atomic",
+]
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "model.json"
+FORMAT_VERSION = 1
+DEFAULT_MODEL = "characters"
+_PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An encoder ready to embed, with where it came from and its weights fingerprint."""
+
+    encoder: Encoder
+    config: EncoderConfig
+    fingerprint: str
+    source: str  # a built-in name or a checkpoint folder path
+    meta: dict[str, Any]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to `path` through a temporary file in the same folder and an atomic rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def weights_bytes(encoder: Encoder) -> bytes:
+    """The canonical safetensors serialization of an encoder's weights (CPU, contiguous)."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in encoder.state_dict().items()}
+    return st_save(tensors)
+
+
+def fingerprint_of(data: bytes) -> str:
+    """sha256 of the weights file: two encoders agree exactly when their fingerprints do."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_checkpoint(encoder: Encoder, out_dir: str | os.PathLike[str], summary: dict[str, Any] | None = None) -> str:
+    """Write model.safetensors and model.json into `out_dir`; returns the fingerprint."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = weights_bytes(encoder)
+    fp = fingerprint_of(data)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "config": encoder.config.to_dict(),
+        "fingerprint": fp,
+        "parameters": sum(p.numel() for p in encoder.parameters()),
+        "training": summary or {},
+    }
+    write_atomic(out / WEIGHTS_FILE, data)
+    write_atomic(out / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    return fp
+
+
+def builtin_models() -> dict[str, Path]:
+    """Built-in encoder names mapped to their folders inside the package."""
+    if not _PRETRAINED.is_dir():
+        return {}
+    return {
+        p.name: p for p in sorted(_PRETRAINED.iterdir()) if (p / WEIGHTS_FILE).is_file() and (p / CONFIG_FILE).is_file()
+    }
+
+
+def resolve_model(name_or_path: str | None) -> tuple[Path, str]:
+    """(checkpoint folder, source string) for a built-in name, a folder, or None for the default."""
+    name = name_or_path or DEFAULT_MODEL
+    builtins = builtin_models()
+    if name in builtins:
+        return builtins[name], name
+    path = Path(name)
+    if path.is_file() and path.name in (WEIGHTS_FILE, CONFIG_FILE):
+        path = path.parent
+    if path.is_dir():
+        return path, str(path.resolve())
+    known = ", ".join(builtins) or "none installed"
+    raise ModelError(f"{name}: not a built-in encoder ({known}) nor a checkpoint folder")
+
+
+def load_checkpoint(name_or_path: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load an encoder by built-in name or checkpoint folder, never unpickling anything.
+
+    Raises ModelError when files are missing, the JSON is malformed, or the weights do not match
+    the fingerprint recorded beside them.
+    """
+    folder, source = resolve_model(name_or_path)
+    try:
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+        data = (folder / WEIGHTS_FILE).read_bytes()
+    except FileNotFoundError as err:
+        raise ModelError(f"{folder}: incomplete checkpoint, missing {Path(err.filename).name}") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelError(f"{folder}: unreadable checkpoint ({err})") from None
+    fp = fingerprint_of(data)
+    if meta.get("fingerprint") and meta["fingerprint"] != fp:
+        raise ModelError(f"{folder}: weights do not match the fingerprint in {CONFIG_FILE} (corrupt or replaced)")
+    try:
+        config = EncoderConfig.from_dict(meta["config"])
+        encoder = build_encoder(config)
+        encoder.load_state_dict(st_load(data))
+    except (KeyError, ValueError, TypeError, RuntimeError) as err:
+        raise ModelError(f"{folder}: checkpoint does not fit its config ({err})") from None
+    encoder.eval().to(device)
+    return LoadedModel(encoder=encoder, config=config, fingerprint=fp, source=source, meta=meta)

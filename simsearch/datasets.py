@@ -1,0 +1,150 @@
+"""Labelled image sets for training and evaluation: folder-per-class trees and the Omniglot zips."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from tqdm import tqdm
+
+from simsearch.errors import DataError, ImageError
+from simsearch.images import IMAGE_EXTENSIONS, load_array, scan_folder
+
+__all__ = ["LabelledSet", "load_labelled", "split_by_group"]
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """Decoded, resized images with class labels.
+
+    images: (N, C, S, S) uint8; labels: (N,) int64 indexes into `classes`; `groups[c]` is the
+    coarse group of class c (the alphabet on Omniglot, else the class itself), used to hold out
+    whole groups for validation; `paths[i]` names where image i came from.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    groups: list[str]
+    paths: list[str]
+
+    def subset(self, class_ids: np.ndarray) -> LabelledSet:
+        """The images of the given classes, relabelled 0..len(class_ids)-1."""
+        keep = np.isin(self.labels, class_ids)
+        remap = np.full(len(self.classes), -1, dtype=np.int64)
+        remap[class_ids] = np.arange(len(class_ids))
+        return LabelledSet(
+            images=self.images[keep],
+            labels=remap[self.labels[keep]],
+            classes=[self.classes[c] for c in class_ids],
+            groups=[self.groups[c] for c in class_ids],
+            paths=[p for p, k in zip(self.paths, keep, strict=True) if k],
+        )
+
+
+def _zip_entries(path: Path) -> list[tuple[str, str]]:
+    """(member name, class) for each image in a zip; class = the folder holding the image,
+    minus a single top-level folder shared by every entry (e.g. images_background/)."""
+    with zipfile.ZipFile(path) as zf:
+        names = [
+            n
+            for n in zf.namelist()
+            if not n.endswith("/")
+            and PurePosixPath(n).suffix.lower() in IMAGE_EXTENSIONS
+            and not any(part.startswith((".", "__MACOSX")) for part in PurePosixPath(n).parts)
+        ]
+    tops = {PurePosixPath(n).parts[0] for n in names}
+    strip = 1 if len(tops) == 1 and all(len(PurePosixPath(n).parts) > 2 for n in names) else 0
+    entries = []
+    for n in sorted(names):
+        parts = PurePosixPath(n).parts[strip:-1]
+        if not parts:
+            raise DataError(f"{path}: {n} is not inside a class folder")
+        entries.append((n, "/".join(parts)))
+    return entries
+
+
+def load_labelled(
+    source: str | os.PathLike[str], channels: int, size: int, progress: bool = True, strict: bool = False
+) -> LabelledSet:
+    """Read a labelled set from a folder-per-class tree or a zip of one (such as Omniglot's).
+
+    The class of an image is the folder that holds it (relative to the root), so both
+    `root/cat/x.jpg` and Omniglot's `Alphabet/characterNN/x.png` work; the group of a class is
+    its first path component. Unreadable images are skipped (or raise with strict=True).
+    """
+    src = Path(source)
+    if not src.exists():
+        raise DataError(f"{source}: no such file or folder")
+    if src.is_file():
+        if not zipfile.is_zipfile(src):
+            raise DataError(f"{source}: not a folder or a zip file")
+        entries = _zip_entries(src)
+        with zipfile.ZipFile(src) as zf:
+            blobs = [zf.read(n) for n, _ in entries]
+        items: list[tuple[str, str, bytes | Path]] = [
+            (f"{src}:{n}", c, b) for (n, c), b in zip(entries, blobs, strict=True)
+        ]
+    else:
+        scan = scan_folder(src)
+        items = []
+        for f in scan.files:
+            rel = f.path.parent.relative_to(src)
+            if rel.parts:
+                items.append((str(f.path), rel.as_posix(), f.path))
+    if not items:
+        raise DataError(f"{source}: no images in class folders (expected ROOT/<class>/<image>)")
+
+    def decode(item: tuple[str, str, bytes | Path]) -> np.ndarray | ImageError:
+        try:
+            return load_array(item[2], channels=channels, size=size)
+        except ImageError as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        arrays = list(
+            tqdm(pool.map(decode, items), total=len(items), desc="decoding", unit="img", disable=not progress)
+        )
+    images, labels, paths = [], [], []
+    class_names = sorted({c for _, c, _ in items})
+    class_index = {c: i for i, c in enumerate(class_names)}
+    for (name, cls, _), arr in zip(items, arrays, strict=True):
+        if isinstance(arr, ImageError):
+            if strict:
+                raise arr
+            continue
+        images.append(arr)
+        labels.append(class_index[cls])
+        paths.append(name)
+    if not images:
+        raise DataError(f"{source}: none of the {len(items)} images could be decoded")
+    return LabelledSet(
+        images=np.stack(images),
+        labels=np.asarray(labels, dtype=np.int64),
+        classes=class_names,
+        groups=[c.split("/")[0] for c in class_names],
+        paths=paths,
+    )
+
+
+def split_by_group(data: LabelledSet, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split class ids into (train, validation) so no group (alphabet) is on both sides.
+
+    When every class is its own group this is a plain class split.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError("val_fraction must be between 0 and 1")
+    groups = sorted(set(data.groups))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(groups))
+    n_val = max(1, round(len(groups) * val_fraction))
+    if n_val >= len(groups):
+        raise DataError("too few classes to hold some out for validation")
+    val_groups = {groups[i] for i in order[:n_val]}
+    class_ids = np.arange(len(data.classes))
+    is_val = np.array([g in val_groups for g in data.groups])
+    return class_ids[~is_val], class_ids[is_val]

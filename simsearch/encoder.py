@@ -1,0 +1,157 @@
+"""The Siamese encoder networks: one shared-weight network maps images to L2-normalized embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Arch", "Encoder", "EncoderConfig", "Preprocess", "build_encoder"]
+
+
+class Arch(str, Enum):
+    """Encoder architectures; the checkpoint's config names one."""
+
+    CONV4 = "conv4"
+    RESNET = "resnet"
+
+    @classmethod
+    def parse(cls, value: str) -> Arch:
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(a.value for a in cls)
+            raise ValueError(f"unknown architecture {value!r}; allowed: {allowed}") from None
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes the encoder's input.
+
+    The image is decoded as "L" (channels=1) or "RGB" (channels=3), resized to size x size and
+    scaled to [0, 1]; the network itself then inverts (for dark-on-light drawings) and normalizes.
+    """
+
+    channels: int = 1
+    size: int = 28
+    invert: bool = True
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        if not 8 <= self.size <= 512:
+            raise ValueError(f"input size must be in 8..512, not {self.size}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError("mean and std need one value per channel")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be positive")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture and input of an encoder: everything needed to rebuild it from its weights."""
+
+    arch: Arch = Arch.CONV4
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    widths: tuple[int, ...] = (64, 96, 128, 256)
+    embedding_dim: int = 256
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arch", Arch.parse(str(getattr(self.arch, "value", self.arch))))
+        if not self.widths or any(w <= 0 for w in self.widths):
+            raise ValueError("widths must be a non-empty list of positive channel counts")
+        if self.embedding_dim <= 0:
+            raise ValueError("embedding_dim must be positive")
+        if self.preprocess.size < 2 ** len(self.widths):
+            raise ValueError(f"input size {self.preprocess.size} is too small for {len(self.widths)} stages")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["arch"] = self.arch.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
+        pre = d.get("preprocess", {})
+        return cls(
+            arch=Arch.parse(d["arch"]),
+            preprocess=Preprocess(
+                channels=int(pre["channels"]),
+                size=int(pre["size"]),
+                invert=bool(pre["invert"]),
+                mean=tuple(float(x) for x in pre["mean"]),
+                std=tuple(float(x) for x in pre["std"]),
+            ),
+            widths=tuple(int(w) for w in d["widths"]),
+            embedding_dim=int(d["embedding_dim"]),
+        )
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class _ResidualStage(nn.Module):
+    """Two 3x3 conv layers with a projected shortcut, then 2x downsampling."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        return self.pool(F.relu(out + self.shortcut(x), inplace=True))
+
+
+class Encoder(nn.Module):
+    """Shared-weight embedding network.
+
+    forward: (N, C, H, W) float in [0, 1] -> (N, D) float32, each row of unit L2 norm.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        pre = config.preprocess
+        stages: list[nn.Module] = []
+        c = pre.channels
+        for w in config.widths:
+            stages.append(_conv_block(c, w) if config.arch is Arch.CONV4 else _ResidualStage(c, w))
+            c = w
+        self.features = nn.Sequential(*stages)
+        self.head: nn.Module = nn.Identity() if c == config.embedding_dim else nn.Linear(c, config.embedding_dim)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.tensor(pre.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pre.std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.preprocess.invert:
+            x = 1.0 - x
+        x = (x - self.mean) / self.std
+        x = self.features(x)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        x = self.head(x)
+        return F.normalize(x.float(), dim=1)
+
+
+def build_encoder(config: EncoderConfig) -> Encoder:
+    """A freshly initialized encoder for `config`."""
+    return Encoder(config)

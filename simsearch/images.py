@@ -1,0 +1,214 @@
+"""Image intake: find image files in a folder, decode them safely, and resize them for an encoder."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from simsearch.errors import DataError, ImageError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "ImageFile",
+    "Scan",
+    "Skipped",
+    "collect_images",
+    "decode_image",
+    "load_array",
+    "scan_folder",
+    "to_array",
+]
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+# 64 megapixels (8000 x 8000) is larger than any phone photo and far below a decompression bomb.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image file found by a scan; `label` is its first-level subfolder (None at the top)."""
+
+    path: Path
+    label: str | None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file (or folder) left out, with the reason a person can act on."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Scan:
+    """What a folder scan found: the image files in a stable order, and what it had to skip."""
+
+    files: list[ImageFile] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def scan_folder(root: str | os.PathLike[str]) -> Scan:
+    """Recursively list the image files under `root` (sorted, hidden entries ignored).
+
+    Symbolic links to folders are followed once: a folder already visited (a symlink loop,
+    or two links to one place) is not entered again. Unreadable folders are reported as skipped.
+    """
+    root_path = Path(root)
+    if not root_path.exists():
+        raise DataError(f"{root}: no such file or folder")
+    if not root_path.is_dir():
+        raise DataError(f"{root}: not a folder")
+    scan = Scan()
+    seen: set[tuple[int, int]] = set()
+
+    def on_error(err: OSError) -> None:
+        scan.skipped.append(Skipped(str(err.filename), f"cannot read folder: {err.strerror}"))
+
+    for dirpath, dirnames, filenames in os.walk(root_path, onerror=on_error, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError as err:
+            scan.skipped.append(Skipped(dirpath, f"cannot read folder: {err.strerror}"))
+            dirnames[:] = []
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            scan.skipped.append(Skipped(dirpath, "folder already visited (symbolic link loop)"))
+            dirnames[:] = []
+            continue
+        seen.add(key)
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        rel = Path(dirpath).relative_to(root_path)
+        label = rel.parts[0] if rel.parts else None
+        for name in sorted(filenames):
+            if _is_hidden(name) or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            scan.files.append(ImageFile(Path(dirpath) / name, label))
+    return scan
+
+
+def collect_images(paths: list[str]) -> Scan:
+    """Expand query arguments: image files stay as they are, folders are scanned."""
+    scan = Scan()
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            sub = scan_folder(path)
+            scan.files.extend(sub.files)
+            scan.skipped.extend(sub.skipped)
+        elif path.exists():
+            scan.files.append(ImageFile(path, None))
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    return scan
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Map 16-bit, 32-bit integer and float images onto 0..255 by their value range."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16"):
+        arr = arr / 257.0
+    else:
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    return Image.fromarray(np.nan_to_num(arr).clip(0, 255).astype(np.uint8))
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    """Composite a transparent image onto white, as a viewer would show it."""
+    rgba = img.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def decode_image(
+    source: str | os.PathLike[str] | bytes, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Decode an image file (or its bytes) into an upright "L" (channels=1) or "RGB" image.
+
+    Applies EXIF orientation, takes the first frame of an animation, flattens transparency onto
+    white, and maps 16-bit and float images by their range. Raises ImageError with the reason.
+    """
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    try:
+        if isinstance(source, bytes):
+            if not source:
+                raise ImageError(name, "empty file (0 bytes)")
+            fp: io.BytesIO | str = io.BytesIO(source)
+        else:
+            if os.path.getsize(source) == 0:
+                raise ImageError(name, "empty file (0 bytes)")
+            fp = os.fspath(source)
+        with warnings.catch_warnings():
+            # Our own pixel cap below replaces Pillow's bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fp) as opened:
+                width, height = opened.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        name,
+                        f"{width}x{height} pixels is over the limit of {max_pixels:,} (possible decompression bomb)",
+                    )
+                opened.seek(0)
+                opened.load()
+                upright: Image.Image = ImageOps.exif_transpose(opened) or opened
+                return _normalize_mode(upright, channels)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(name, "too many pixels (decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise ImageError(name, "not an image file Pillow can read") from None
+    except PermissionError:
+        raise ImageError(name, "permission denied") from None
+    except FileNotFoundError:
+        raise ImageError(name, "no such file") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as err:
+        reason = str(err) or type(err).__name__
+        if "truncated" in reason.lower():
+            reason = "truncated or damaged image data"
+        raise ImageError(name, f"cannot decode: {reason}") from None
+
+
+def _normalize_mode(img: Image.Image, channels: int) -> Image.Image:
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _to_8bit(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = _flatten_alpha(img)
+    if channels == 1:
+        return img if img.mode == "L" else img.convert("L")
+    if channels == 3:
+        return img if img.mode == "RGB" else img.convert("RGB")
+    raise ValueError(f"channels must be 1 or 3, not {channels}")
+
+
+def to_array(img: Image.Image, size: int) -> np.ndarray:
+    """Resize to size x size (the whole image, squashed) and return (C, size, size) uint8."""
+    resized = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    arr = np.asarray(resized, dtype=np.uint8)
+    return arr[None, :, :] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def load_array(
+    source: str | os.PathLike[str] | bytes, channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Decode and resize one image: (channels, size, size) uint8. Raises ImageError."""
+    img = decode_image(source, channels=channels, max_pixels=max_pixels)
+    if img.size[0] > 4 * size and img.size[1] > 4 * size:
+        # JPEG draft mode is not available after load; a cheap pre-shrink keeps big photos fast.
+        img = img.reduce(max(1, min(img.size) // (2 * size)))
+    return to_array(img, size)

@@ -1,0 +1,335 @@
+"""The one training loop: class-balanced batches, augmentation, validation, best checkpoint, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from simsearch.checkpoint import save_checkpoint, write_atomic
+from simsearch.datasets import LabelledSet, split_by_group
+from simsearch.device import resolve_device
+from simsearch.embed import embed_arrays_with
+from simsearch.encoder import Encoder, EncoderConfig, build_encoder
+from simsearch.errors import DataError, SimSearchError
+from simsearch.evaluate import few_shot_accuracy
+from simsearch.losses import Loss, Mining, contrastive_loss, episodic_loss, triplet_loss
+
+__all__ = ["TrainConfig", "TrainResult", "train"]
+
+RESUME_WEIGHTS = "resume.safetensors"
+RESUME_STATE = "resume.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that shapes a training run (the data and the encoder architecture aside)."""
+
+    loss: Loss = Loss.EPISODIC
+    classes_per_batch: int = 60  # P
+    per_class: int = 6  # K
+    shot: int = 1  # episodic: support images per class; the other K - shot are queries
+    margin: float | None = None  # contrastive 0.5, triplet 0.2 by default
+    mining: Mining = Mining.BATCH_HARD
+    steps: int = 2000
+    time_budget_s: float | None = None  # stop (and finish the LR schedule) by this wall time
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    rotations: bool = False  # 90-degree rotations of each class become new classes (Omniglot habit)
+    jitter: float = 1.0  # strength of the random affine jitter; 0 turns it off
+    flips: bool = False  # random horizontal flips (photos, faces)
+    val_fraction: float = 0.15
+    val_every: int = 250
+    val_way: int = 20
+    val_shot: int = 1
+    val_episodes: int = 400
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "loss", Loss.parse(str(getattr(self.loss, "value", self.loss))))
+        object.__setattr__(self, "mining", Mining.parse(str(getattr(self.mining, "value", self.mining))))
+        if self.classes_per_batch < 2 or self.per_class < 2:
+            raise ValueError("a batch needs at least 2 classes and 2 images per class")
+        if self.loss is Loss.EPISODIC and not 1 <= self.shot < self.per_class:
+            raise ValueError("episodic loss needs 1 <= shot < images per class")
+        if self.steps < 1:
+            raise ValueError("steps must be at least 1")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError("time budget must be positive")
+        if self.lr <= 0:
+            raise ValueError("learning rate must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["loss"] = self.loss.value
+        d["mining"] = self.mining.value
+        return d
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    fingerprint: str
+    steps: int
+    elapsed_s: float
+    best_val_accuracy: float | None
+    history: list[dict[str, float]]
+
+
+class _Sampler:
+    """Class-balanced P x K batches over (optionally rotation-augmented) classes."""
+
+    def __init__(self, labels: np.ndarray, n_classes: int, rotations: bool, gen: torch.Generator) -> None:
+        order = np.argsort(labels, kind="stable")
+        counts = np.bincount(labels, minlength=n_classes)
+        self.order = torch.from_numpy(order)
+        self.starts = torch.from_numpy(np.cumsum(counts) - counts)
+        self.counts = torch.from_numpy(counts)
+        self.usable = torch.from_numpy(np.flatnonzero(counts >= 2))
+        self.factor = 4 if rotations else 1
+        self.gen = gen
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.usable) * self.factor
+
+    def sample(self, p: int, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image indexes (P*K,), batch labels (P*K,), quarter turns (P*K,)), grouped by class."""
+        picks = torch.randperm(self.n_classes, generator=self.gen)[:p]
+        base = self.usable[picks // self.factor]
+        idx = []
+        for c in base.tolist():
+            n = int(self.counts[c])
+            within = torch.randperm(n, generator=self.gen)[:k] if n >= k else torch.randint(n, (k,), generator=self.gen)
+            idx.append(self.order[self.starts[c] + within])
+        labels = torch.arange(p).repeat_interleave(k)
+        turns = (picks % self.factor).repeat_interleave(k)
+        return torch.cat(idx), labels, turns
+
+
+def _augment(x: torch.Tensor, turns: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Quarter turns per image, random flips, and a small random affine jitter (batched)."""
+    for t in (1, 2, 3):
+        sel = (turns == t).to(x.device)
+        if sel.any():
+            x[sel] = torch.rot90(x[sel], t, dims=(2, 3))
+    n = x.shape[0]
+    if cfg.flips:
+        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+        x[flip] = x[flip].flip(3)
+    if cfg.jitter > 0:
+        j = cfg.jitter
+        angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(10) * j
+        scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * 0.1 * j
+        shear = (torch.rand(n, generator=gen) * 2 - 1) * 0.15 * j
+        shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * 0.08 * j
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack(
+            [torch.stack([cos, -sin + shear, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+        ).to(x.device, x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    return x
+
+
+def _lr_factor(step: int, steps: int, elapsed: float, cfg: TrainConfig) -> float:
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    progress = step / steps
+    if cfg.time_budget_s:
+        progress = max(progress, elapsed / cfg.time_budget_s)
+    return warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _save_resume(
+    out: Path,
+    encoder: Encoder,
+    opt: torch.optim.Optimizer,
+    scale: torch.Tensor,
+    state: dict[str, Any],
+    gen: torch.Generator,
+) -> None:
+    """Everything needed to continue: weights, optimizer moments, RNG; as safetensors + JSON, no pickle."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    tensors["loss.scale"] = scale.detach().cpu().reshape(1)
+    tensors["rng"] = gen.get_state()
+    opt_state = opt.state_dict()
+    for pid, st in opt_state["state"].items():
+        for name, val in st.items():
+            tensors[f"opt.{pid}.{name}"] = (
+                torch.as_tensor(val).detach().cpu().contiguous().reshape(-1)
+                if name == "step"
+                else val.detach().cpu().contiguous()
+            )
+    tmp = out / (RESUME_WEIGHTS + ".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(out / RESUME_WEIGHTS)
+    state = dict(state, param_groups=opt_state["param_groups"])
+    write_atomic(out / RESUME_STATE, json.dumps(state, indent=2).encode())
+
+
+def _load_resume(
+    out: Path, encoder: Encoder, opt: torch.optim.Optimizer, scale: torch.Tensor, gen: torch.Generator
+) -> dict[str, Any]:
+    try:
+        state = json.loads((out / RESUME_STATE).read_text())
+        tensors = load_file(str(out / RESUME_WEIGHTS))
+    except (OSError, json.JSONDecodeError) as err:
+        raise SimSearchError(f"{out}: nothing to resume from ({err})") from None
+    encoder.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    with torch.no_grad():
+        scale.copy_(tensors["loss.scale"].reshape(()))
+    gen.set_state(tensors["rng"])
+    opt_state: dict[str, Any] = {"state": {}, "param_groups": state.pop("param_groups")}
+    for key, val in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            opt_state["state"].setdefault(int(pid), {})[name] = val.reshape(()) if name == "step" else val
+    opt.load_state_dict(opt_state)
+    return state
+
+
+def train(
+    data: LabelledSet,
+    encoder_config: EncoderConfig,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    source: str = "",
+    on_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train a shared-weight encoder on `data` and write the best checkpoint into `out_dir`.
+
+    Holds out whole groups (alphabets) for validation, validates every `val_every` steps with
+    `val_way`-way `val_shot`-shot episodes and keeps the best checkpoint; with resume=True it
+    continues from the state saved in `out_dir` by an earlier (interrupted) run. `on_step(step)`
+    is called after every step, once that step's state is saved (raise from it to stop).
+    """
+    if data.images.shape[1] != encoder_config.preprocess.channels:
+        raise DataError("the data's channels do not match the encoder's input")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_ids, val_ids = (
+        split_by_group(data, cfg.val_fraction, cfg.seed)
+        if cfg.val_fraction > 0
+        else (np.arange(len(data.classes)), np.array([], dtype=np.int64))
+    )
+    train_set = data.subset(train_ids)
+    val_set = data.subset(val_ids) if len(val_ids) else None
+    val_way = min(cfg.val_way, len(val_ids))
+    if val_set is not None and val_way < 2:
+        val_set = None
+    sampler = _Sampler(train_set.labels, len(train_set.classes), cfg.rotations, gen)
+    p = min(cfg.classes_per_batch, sampler.n_classes)
+    if p < 2:
+        raise DataError("training needs at least two classes with two or more images each")
+
+    encoder = build_encoder(encoder_config).to(device)
+    if device.type == "cpu":
+        encoder = encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    scale = torch.nn.Parameter(torch.tensor(10.0, device=device))
+    groups: list[dict[str, Any]] = [{"params": list(encoder.parameters())}, {"params": [scale], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, elapsed_before, best, history = 0, 0.0, -1.0, []
+    if resume:
+        state = _load_resume(out, encoder, opt, scale, gen)
+        step, elapsed_before, best, history = state["step"], state["elapsed_s"], state["best"], state["history"]
+    images = torch.from_numpy(train_set.images)
+    margin = cfg.margin if cfg.margin is not None else (0.5 if cfg.loss is Loss.CONTRASTIVE else 0.2)
+    amp = device.type == "cuda"
+    start = time.monotonic()
+    fingerprint = ""
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - start
+
+    def validate() -> float:
+        assert val_set is not None
+        emb = embed_arrays_with(encoder, val_set.images, device)
+        return few_shot_accuracy(emb, val_set.labels, val_way, cfg.val_shot, cfg.val_episodes, seed=cfg.seed).accuracy
+
+    summary_base = {
+        "data": source,
+        "train": cfg.to_dict(),
+        "train_classes": len(train_set.classes),
+        "val_classes": len(val_ids),
+    }
+    bar = tqdm(total=cfg.steps, initial=step, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
+    encoder.train()
+    run_loss = None
+    while step < cfg.steps and not (cfg.time_budget_s and elapsed() >= cfg.time_budget_s):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * _lr_factor(step, cfg.steps, elapsed(), cfg)
+        idx, labels, turns = sampler.sample(p, cfg.per_class)
+        x = images[idx].to(device).float().div_(255.0)
+        x = _augment(x, turns, cfg, gen)
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            emb = encoder(x)
+        if cfg.loss is Loss.EPISODIC:
+            loss, _ = episodic_loss(emb, labels, shot=cfg.shot, scale=scale)
+        elif cfg.loss is Loss.TRIPLET:
+            loss = triplet_loss(emb, labels, margin=margin, mining=cfg.mining)
+        else:
+            loss = contrastive_loss(emb, labels, margin=margin)
+        if not torch.isfinite(loss):
+            raise SimSearchError(f"training diverged at step {step} (loss {loss.item()}); try a lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
+        bar.update(1)
+        last = step >= cfg.steps or bool(cfg.time_budget_s and elapsed() >= cfg.time_budget_s)
+        if step % cfg.val_every == 0 or last:
+            record: dict[str, float] = {"step": step, "loss": round(run_loss, 5), "elapsed_s": round(elapsed(), 1)}
+            if val_set is not None:
+                acc = validate()
+                record["val_accuracy"] = round(acc, 5)
+                if acc > best:
+                    best = acc
+                    fingerprint = save_checkpoint(
+                        encoder,
+                        out,
+                        dict(
+                            summary_base,
+                            steps=step,
+                            elapsed_s=round(elapsed(), 1),
+                            best_val_accuracy=round(best, 5),
+                            val=f"{val_way}-way {cfg.val_shot}-shot",
+                        ),
+                    )
+            history.append(record)
+            bar.set_postfix(
+                loss=f"{run_loss:.4f}", val=f"{record.get('val_accuracy', float('nan')):.4f}", best=f"{best:.4f}"
+            )
+            _save_resume(
+                out, encoder, opt, scale, {"step": step, "elapsed_s": elapsed(), "best": best, "history": history}, gen
+            )
+            encoder.train()
+        if on_step is not None:
+            on_step(step)
+    bar.close()
+    if val_set is None or not fingerprint:
+        if val_set is None or best < 0:
+            fingerprint = save_checkpoint(encoder, out, dict(summary_base, steps=step, elapsed_s=round(elapsed(), 1)))
+        else:
+            fingerprint = json.loads((out / "model.json").read_text())["fingerprint"]
+    return TrainResult(out, fingerprint, step, elapsed(), best if best >= 0 else None, history)

@@ -1,0 +1,98 @@
+import json
+import sqlite3
+
+import pytest
+
+from index.catalog import Catalog, Record
+from index.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStoreError
+from index.store import IndexStore, Transaction
+from tests.conftest import unit_rows
+
+
+def make_index(path, n=10, dim=8):
+    v = unit_rows(n, dim)
+    with Transaction.create(path, dim, {"fingerprint": "f"}) as tx:
+        ids = tx.new_ids(n)
+        tx.add(v, [Record(int(i), f"/img/{i}.png", "a" if i % 2 else "b", 10, 1.0, f"h{i}") for i in ids])
+        tx.commit()
+    return v
+
+
+def test_create_open_and_search(tmp_path):
+    v = make_index(tmp_path / "x.idx")
+    with IndexStore.open(tmp_path / "x.idx") as store:
+        assert store.manifest.count == 10 and store.manifest.generation == 1
+        assert store.check().ok
+        _, ids = store.vectors.search(v[3:4], 1)
+        assert ids[0, 0] == 3 and store.catalog.get([3])[3].path == "/img/3.png"
+        assert store.catalog.labels() == {"a": 5, "b": 5}
+
+
+def test_aborted_transaction_changes_nothing(tmp_path):
+    make_index(tmp_path / "x.idx")
+    before = (tmp_path / "x.idx" / "manifest.json").read_text()
+    with pytest.raises(RuntimeError):
+        with Transaction.begin(tmp_path / "x.idx") as tx:
+            tx.remove([0, 1, 2])
+            raise RuntimeError("interrupted")
+    assert (tmp_path / "x.idx" / "manifest.json").read_text() == before
+    with IndexStore.open(tmp_path / "x.idx") as store:
+        assert len(store.vectors) == 10 and store.check().ok
+    assert not [p for p in (tmp_path / "x.idx").iterdir() if p.name.startswith(".gen-tmp")]
+
+
+def test_commit_replaces_generation_and_cleans_up(tmp_path):
+    make_index(tmp_path / "x.idx")
+    with Transaction.begin(tmp_path / "x.idx") as tx:
+        tx.remove([0, 1])
+        m = tx.commit()
+    assert m.generation == 2 and m.count == 8 and m.next_id == 10
+    names = sorted(p.name for p in (tmp_path / "x.idx").iterdir())
+    assert names == [".lock", "gen-000002", "manifest.json"]
+
+
+def test_second_writer_is_refused(tmp_path):
+    make_index(tmp_path / "x.idx")
+    with Transaction.begin(tmp_path / "x.idx"):
+        with pytest.raises(IndexLockedError):
+            Transaction.begin(tmp_path / "x.idx")
+
+
+def test_refuses_to_write_into_a_user_folder(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(IndexStoreError, match="not empty"):
+        Transaction.create(tmp_path / "photos", 8, {})
+    assert (tmp_path / "photos" / "holiday.jpg").read_bytes() == b"x"
+
+
+def test_missing_and_corrupt_indexes_are_clear_errors(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="no such index"):
+        IndexStore.open(tmp_path / "nope")
+    make_index(tmp_path / "x.idx")
+    manifest = tmp_path / "x.idx" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["count"] = 11
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(IndexCorruptError, match="11"):
+        IndexStore.open(tmp_path / "x.idx")
+    manifest.write_text("{ not json")
+    with pytest.raises(IndexCorruptError):
+        IndexStore.open(tmp_path / "x.idx")
+
+
+def test_catalog_round_trip(tmp_path):
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.add([Record(5, "/ä/ö.png", None, 3, 2.5, "abc"), Record(9, "/b.png", "x", 4, 1.0, "def")])
+        cat.commit()
+        cat.repath(5, "/moved.png", "y", 3.0)
+        assert cat.get([5, 9, 77]) == {
+            5: Record(5, "/moved.png", "y", 3, 3.0, "abc"),
+            9: Record(9, "/b.png", "x", 4, 1.0, "def"),
+        }
+        assert cat.max_id() == 9 and cat.count() == 2
+        cat.remove([9])
+        assert cat.ids() == [5]
+    with pytest.raises(sqlite3.IntegrityError):
+        with Catalog(tmp_path / "c2.sqlite") as cat:
+            cat.add([Record(1, "/same", None, 1, 1, "h"), Record(2, "/same", None, 1, 1, "h")])

@@ -1,0 +1,54 @@
+import json
+
+import pytest
+import torch
+
+from simsearch.checkpoint import load_checkpoint, save_checkpoint, weights_bytes
+from simsearch.encoder import Arch, EncoderConfig, Preprocess, build_encoder
+from simsearch.errors import ModelError
+
+
+@pytest.mark.parametrize("arch, channels", [("conv4", 1), ("resnet", 3)])
+def test_round_trip_is_bit_for_bit(tmp_path, arch, channels):
+    torch.manual_seed(0)
+    pre = Preprocess(channels=channels, size=32, invert=channels == 1, mean=(0.5,) * channels, std=(0.25,) * channels)
+    enc = build_encoder(EncoderConfig(arch=Arch(arch), preprocess=pre, widths=(8, 16), embedding_dim=12))
+    fp = save_checkpoint(enc, tmp_path, {"note": "test"})
+    loaded = load_checkpoint(str(tmp_path))
+    assert loaded.fingerprint == fp and loaded.config == enc.config
+    assert weights_bytes(loaded.encoder) == weights_bytes(enc)
+    x = torch.rand(3, channels, 32, 32)
+    enc.eval()
+    out = loaded.encoder(x)
+    assert torch.equal(out, enc(x)) and out.shape == (3, 12)
+    assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_tampered_weights_and_bad_names_are_refused(tmp_path):
+    save_checkpoint(build_encoder(EncoderConfig(widths=(4, 4), embedding_dim=4)), tmp_path)
+    data = bytearray((tmp_path / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="fingerprint"):
+        load_checkpoint(str(tmp_path))
+    with pytest.raises(ModelError, match="not a built-in encoder"):
+        load_checkpoint("no-such-model")
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match=r"missing model\.safetensors"):
+        load_checkpoint(str(tmp_path))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="allowed: conv4, resnet"):
+        EncoderConfig(arch="vit")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="channels"):
+        Preprocess(channels=2, mean=(0, 0), std=(1, 1))
+    with pytest.raises(ValueError, match="too small"):
+        EncoderConfig(preprocess=Preprocess(size=8), widths=(4, 4, 4, 4))
+
+
+def test_default_encoder_is_shipped_and_loads():
+    loaded = load_checkpoint(None)
+    assert loaded.source == "characters"
+    meta = json.loads(json.dumps(loaded.meta))
+    assert meta["fingerprint"] == loaded.fingerprint

@@ -1,0 +1,142 @@
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simsearch.errors import DataError, ImageError
+from simsearch.images import decode_image, load_array, scan_folder
+
+
+def save(img: Image.Image, path, **kw):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, **kw)
+    return path
+
+
+def gradient(mode: str, size=(40, 30)) -> Image.Image:
+    arr = np.tile(np.linspace(0, 255, size[0]).astype(np.uint8), (size[1], 1))
+    return Image.fromarray(arr, "L").convert(mode)
+
+
+@pytest.mark.parametrize(
+    "mode, ext",
+    [
+        ("1", "png"),
+        ("L", "png"),
+        ("LA", "png"),
+        ("P", "png"),
+        ("RGB", "jpg"),
+        ("RGBA", "png"),
+        ("CMYK", "jpg"),
+        ("CMYK", "tiff"),
+    ],
+)
+def test_every_mode_decodes_to_rgb_and_gray(tmp_path, mode, ext):
+    path = save(gradient(mode), tmp_path / f"x.{ext}")
+    rgb, gray = decode_image(path, channels=3), decode_image(path, channels=1)
+    assert rgb.mode == "RGB" and gray.mode == "L" and rgb.size == (40, 30)
+    arr = load_array(path, channels=3, size=16)
+    assert arr.shape == (3, 16, 16) and arr.dtype == np.uint8
+
+
+def test_16_bit_and_float_images_use_their_range(tmp_path):
+    arr16 = (np.linspace(0, 65535, 64 * 8).reshape(8, 64)).astype(np.uint16)
+    assert Image.fromarray(arr16).mode == "I;16" and Image.fromarray(arr16.astype(np.int32)).mode == "I"
+    p16 = save(Image.fromarray(arr16), tmp_path / "deep.png")
+    out16 = np.asarray(decode_image(p16, channels=1))
+    assert out16.min() == 0 and out16.max() == 255  # not clipped to white
+    arrf = np.linspace(-3.0, 7.0, 64 * 8).reshape(8, 64).astype(np.float32)
+    pf = save(Image.fromarray(arrf), tmp_path / "float.tiff")
+    outf = np.asarray(decode_image(pf, channels=1))
+    assert outf.min() == 0 and outf.max() == 255 and outf[0, 0] < outf[-1, -1]
+    pi = save(Image.fromarray(arr16.astype(np.int32) * 3), tmp_path / "int.tiff")
+    assert np.asarray(decode_image(pi, channels=1)).max() == 255
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    img = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    img.putpixel((5, 5), (0, 0, 0, 255))
+    out = np.asarray(decode_image(save(img, tmp_path / "t.png"), channels=1))
+    assert out[0, 0] == 255 and out[5, 5] == 0
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (60, 20), "white")
+    img.paste((0, 0, 0), (0, 0, 10, 20))  # black band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to view
+    path = save(img, tmp_path / "phone.jpg", exif=exif.tobytes())
+    out = decode_image(path, channels=1)
+    assert out.size == (20, 60)
+    arr = np.asarray(out)
+    assert arr[:10].mean() < 60 and arr[-10:].mean() > 200  # band is now on top
+
+
+def test_first_frame_of_an_animation(tmp_path):
+    frames = [Image.new("L", (8, 8), 0), Image.new("L", (8, 8), 255)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    assert np.asarray(decode_image(path, channels=1)).max() < 10
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty file"),
+        (b"this is not an image at all", "not an image"),
+    ],
+)
+def test_unreadable_bytes_give_reasons(tmp_path, content, reason):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=reason):
+        decode_image(path)
+
+
+def test_truncated_jpeg_is_reported(tmp_path):
+    buf = io.BytesIO()
+    gradient("RGB", (200, 200)).save(buf, "JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ImageError, match=r"truncated|cannot decode"):
+        load_array(path, 3, 16)
+
+
+def test_decompression_bomb_cap(tmp_path):
+    path = save(Image.new("1", (4000, 3000)), tmp_path / "big.png")
+    with pytest.raises(ImageError, match="over the limit"):
+        decode_image(path, max_pixels=10_000_000)
+    assert decode_image(path, channels=1, max_pixels=13_000_000).size == (4000, 3000)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file regardless of permissions")
+def test_permission_denied(tmp_path):
+    path = save(gradient("L"), tmp_path / "secret.png")
+    path.chmod(0)
+    with pytest.raises(ImageError, match="permission denied"):
+        decode_image(path)
+
+
+def test_scan_labels_hidden_files_symlink_loops_and_unicode(tmp_path):
+    root = tmp_path / "photos"
+    save(gradient("L"), root / "top.png")
+    save(gradient("L"), root / "Zoë" / "ünïcødé 画像.png")
+    save(gradient("L"), root / "cats" / "deep" / "a.JPG", format="JPEG")
+    save(gradient("L"), root / ".hidden" / "x.png")
+    save(gradient("L"), root / "cats" / ".secret.png")
+    (root / "cats" / "notes.txt").write_text("not an image")
+    os.symlink(root, root / "cats" / "loop")  # a symlink loop
+    scan = scan_folder(root)
+    found = {(f.path.relative_to(root).as_posix(), f.label) for f in scan.files}
+    assert found == {("top.png", None), ("Zoë/ünïcødé 画像.png", "Zoë"), ("cats/deep/a.JPG", "cats")}
+    assert any("loop" in s.reason for s in scan.skipped)
+
+
+def test_scan_errors(tmp_path):
+    with pytest.raises(DataError, match="no such"):
+        scan_folder(tmp_path / "missing")
+    (tmp_path / "f.png").write_bytes(b"")
+    with pytest.raises(DataError, match="not a folder"):
+        scan_folder(tmp_path / "f.png")

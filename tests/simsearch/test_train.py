@@ -1,0 +1,109 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from simsearch.checkpoint import load_checkpoint, weights_bytes
+from simsearch.datasets import load_labelled, split_by_group
+from simsearch.device import resolve_device
+from simsearch.embed import embed_arrays_with
+from simsearch.encoder import EncoderConfig, Preprocess, build_encoder
+from simsearch.evaluate import few_shot_accuracy
+from simsearch.symbols import SYMBOLS, write_symbol_set
+from simsearch.train import TrainConfig, train
+
+SMALL = EncoderConfig(preprocess=Preprocess(size=28), widths=(16, 16, 32, 32), embedding_dim=32)
+
+
+@pytest.fixture(scope="module")
+def symbols(tmp_path_factory):
+    root = tmp_path_factory.mktemp("symbols")
+    write_symbol_set(root, list(SYMBOLS), per_class=12, seed=7)
+    return load_labelled(root, channels=1, size=28, progress=False)
+
+
+def val_accuracy(encoder, data, cfg):
+    _, val_ids = split_by_group(data, cfg.val_fraction, cfg.seed)
+    val = data.subset(val_ids)
+    emb = embed_arrays_with(encoder, val.images, resolve_device("cpu"))
+    return few_shot_accuracy(emb, val.labels, cfg.val_way, 1, cfg.val_episodes, seed=cfg.seed).accuracy
+
+
+@pytest.mark.parametrize("loss", ["episodic", "triplet", "contrastive"])
+def test_short_run_lowers_loss_and_raises_validation_accuracy(tmp_path, symbols, loss):
+    cfg = TrainConfig(
+        loss=loss,
+        classes_per_batch=7,
+        per_class=4,
+        steps=60,
+        val_every=20,
+        val_fraction=0.3,
+        val_way=3,
+        val_episodes=300,
+        lr=3e-3,
+        warmup_steps=5,
+        seed=1,
+        device="cpu",
+    )
+    torch.manual_seed(cfg.seed)
+    before = val_accuracy(build_encoder(SMALL), symbols, cfg)
+    result = train(symbols, SMALL, cfg, tmp_path, progress=False)
+    assert result.steps == 60 and len(result.history) == 3
+    first_losses = result.history[0]["loss"]
+    assert result.history[-1]["loss"] < first_losses
+    assert result.best_val_accuracy is not None and result.best_val_accuracy > before
+    loaded = load_checkpoint(str(tmp_path))
+    assert loaded.meta["training"]["best_val_accuracy"] == pytest.approx(result.best_val_accuracy, abs=1e-4)
+    assert val_accuracy(loaded.encoder, symbols, cfg) == pytest.approx(result.best_val_accuracy, abs=1e-6)
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path, symbols):
+    cfg = TrainConfig(
+        classes_per_batch=5,
+        per_class=3,
+        steps=30,
+        val_every=10,
+        val_fraction=0.3,
+        val_way=3,
+        val_episodes=50,
+        seed=2,
+        device="cpu",
+    )
+    straight = train(symbols, SMALL, cfg, tmp_path / "a", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_20(step: int) -> None:
+        if step == 20:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(symbols, SMALL, cfg, tmp_path / "b", progress=False, on_step=stop_at_20)
+    assert json.loads((tmp_path / "b" / "resume.json").read_text())["step"] == 20
+    resumed = train(symbols, SMALL, cfg, tmp_path / "b", resume=True, progress=False)
+    assert resumed.steps == 30
+    assert [h["step"] for h in resumed.history] == [10, 20, 30]
+    assert [h["val_accuracy"] for h in resumed.history] == [h["val_accuracy"] for h in straight.history]
+    a, b = load_checkpoint(str(tmp_path / "a")), load_checkpoint(str(tmp_path / "b"))
+    assert weights_bytes(a.encoder) == weights_bytes(b.encoder)
+
+
+def test_group_split_keeps_alphabets_apart(tmp_path):
+    for alphabet in ("Greek", "Latin", "Runic", "Braille"):
+        write_symbol_set(tmp_path / alphabet, ["circle", "star"], per_class=2, seed=0)
+    data = load_labelled(tmp_path, channels=1, size=28, progress=False)
+    assert data.classes[0] == "Braille/circle" and len(data.classes) == 8
+    train_ids, val_ids = split_by_group(data, 0.25, seed=0)
+    train_groups = {data.groups[i] for i in train_ids}
+    val_groups = {data.groups[i] for i in val_ids}
+    assert len(val_groups) == 1 and not train_groups & val_groups and len(train_ids) + len(val_ids) == 8
+    assert np.array_equal(split_by_group(data, 0.25, seed=0)[1], val_ids)
+
+
+def test_bad_training_settings_are_refused():
+    with pytest.raises(ValueError, match="shot"):
+        TrainConfig(per_class=2, shot=2)
+    with pytest.raises(ValueError, match="allowed"):
+        TrainConfig(loss="arcface")  # type: ignore[arg-type]

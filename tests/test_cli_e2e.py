@@ -1,0 +1,256 @@
+"""End to end: the real `simsearch` command on real temporary folders."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simsearch.symbols import draw_symbol
+from tests.conftest import run_cli, simsearch_cmd
+
+
+def lines_json(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def built(tmp_path, gallery):
+    idx = tmp_path / "g.idx"
+    proc = run_cli("index", "build", gallery, "--index", idx, "--json", check=True)
+    return idx, json.loads(proc.stdout)
+
+
+def test_build_query_identify_json(tmp_path, gallery, built):
+    idx, report = built
+    assert report["added"] == 16 and report["total"] == 16 and report["skipped"] == []
+    probe = tmp_path / "probe.png"
+    draw_symbol("star", np.random.default_rng(99)).save(probe)
+    out = lines_json(
+        run_cli(
+            "query", probe, gallery / "circle" / "circle_00.png", "--index", idx, "-k", "3", "--json", check=True
+        ).stdout
+    )
+    assert [o["query"] for o in out] == [str(probe), str(gallery / "circle" / "circle_00.png")]
+    first = out[0]["results"]
+    assert [r["rank"] for r in first] == [1, 2, 3] and all(isinstance(r["id"], int) for r in first)
+    assert first[0]["score"] >= first[1]["score"] >= first[2]["score"]
+    assert all(-1.0 <= r["score"] <= 1.0 + 1e-6 for r in first)
+    self_hit = out[1]["results"][0]
+    assert self_hit["path"] == str(gallery / "circle" / "circle_00.png") and self_hit["score"] == pytest.approx(
+        1.0, abs=1e-4
+    )
+    assert self_hit["label"] == "circle"
+    ident = lines_json(run_cli("identify", gallery / "triangle", "--index", idx, "--json", check=True).stdout)
+    assert len(ident) == 4
+    for o in ident:
+        assert set(o) >= {"query", "label", "known", "score", "match"}
+        assert o["known"] and o["label"] == "triangle" and o["match"] == o["query"]
+    human = run_cli("query", probe, "--index", idx, "-k", "2", check=True).stdout
+    assert "query:" in human and "  1  " in human
+
+
+def test_unknown_when_below_threshold(tmp_path, built):
+    idx, _ = built
+    probe = tmp_path / "p.png"
+    draw_symbol("wave", np.random.default_rng(5)).save(probe)
+    out = lines_json(run_cli("identify", probe, "--index", idx, "--threshold", "0.999", "--json", check=True).stdout)
+    assert out[0]["known"] is False and out[0]["label"] is None and out[0]["score"] < 0.999
+    assert "unknown" in run_cli("identify", probe, "--index", idx, "--threshold", "0.999").stdout
+
+
+def test_sync_after_add_change_rename_delete(tmp_path, gallery, built):
+    idx, _ = built
+    rng = np.random.default_rng(3)
+    draw_symbol("spiral", rng).save(gallery / "circle" / "extra.png")  # added
+    draw_symbol("cross", rng).save(gallery / "star" / "star_00.png")  # changed
+    os.utime(gallery / "star" / "star_00.png", (1, 1))
+    (gallery / "triangle" / "triangle_00.png").rename(gallery / "triangle" / "renamed.png")  # moved
+    (gallery / "cross" / "cross_03.png").unlink()  # deleted
+    report = json.loads(run_cli("index", "build", gallery, "--index", idx, "--json", check=True).stdout)
+    assert (report["added"], report["updated"], report["moved"], report["removed"]) == (1, 1, 1, 1)
+    assert report["unchanged"] == 13 and report["total"] == 16
+    info = json.loads(run_cli("index", "info", "--index", idx, "--json", check=True).stdout)
+    assert info["count"] == 16 and info["classes"] == 4 and info["generation"] == 2
+    assert "agree" in run_cli("index", "check", "--index", idx, check=True).stdout
+    hit = lines_json(
+        run_cli("query", gallery / "triangle" / "renamed.png", "--index", idx, "-k", "1", "--json", check=True).stdout
+    )
+    assert hit[0]["results"][0]["path"] == str(gallery / "triangle" / "renamed.png")
+
+
+def test_bad_files_are_skipped_with_reasons_and_strict_fails(tmp_path, gallery):
+    (gallery / "circle" / "empty.png").write_bytes(b"")
+    (gallery / "circle" / "text.jpg").write_text("hello, I am not a JPEG")
+    Image.new("RGB", (64, 64), "red").save(gallery / "star" / "cut.jpg")
+    data = (gallery / "star" / "cut.jpg").read_bytes()
+    (gallery / "star" / "cut.jpg").write_bytes(data[: len(data) // 2])
+    Image.new("1", (9000, 8000)).save(gallery / "star" / "bomb.png")
+    draw_symbol("circle", np.random.default_rng(1)).convert("CMYK").save(gallery / "circle" / "ünïcødé 画.jpg")
+    idx = tmp_path / "bad.idx"
+    strict = run_cli("index", "build", gallery, "--index", idx, "--strict")
+    assert (
+        strict.returncode == 1 and "nothing was written" in strict.stderr and not idx.joinpath("manifest.json").exists()
+    )
+    proc = run_cli("index", "build", gallery, "--index", idx, check=True)
+    assert "17 indexed, 4 skipped" in proc.stdout
+    for name, why in [
+        ("empty.png", "empty file"),
+        ("text.jpg", "not an image"),
+        ("cut.jpg", "truncated"),
+        ("bomb.png", "over the limit"),
+    ]:
+        assert any(name in line and why in line for line in proc.stderr.splitlines()), (name, proc.stderr)
+    out = lines_json(
+        run_cli("query", gallery / "circle" / "ünïcødé 画.jpg", "--index", idx, "-k", "1", "--json", check=True).stdout
+    )
+    assert out[0]["results"][0]["path"].endswith("ünïcødé 画.jpg")
+
+
+def test_errors_are_one_line_with_exit_codes(tmp_path, gallery, built, random_model):
+    idx, _ = built
+    cases = [
+        (["index", "build", tmp_path / "missing", "--index", tmp_path / "m.idx"], 1, "no such file or folder"),
+        (["query", gallery / "star" / "star_00.png", "--index", tmp_path / "nope.idx"], 1, "no such index"),
+        (["query", tmp_path / "missing.png", "--index", idx], 1, "no such file or folder"),
+        (
+            ["query", gallery / "star" / "star_00.png", "--index", idx, "--model", random_model],
+            1,
+            "was built with encoder",
+        ),
+        (["index", "build", gallery, "--index", idx, "--model", random_model], 1, "was built with encoder"),
+        (["query", "x.png", "--index", idx, "-k", "0"], 2, "Invalid value"),
+        (["train", gallery, "--out", tmp_path / "o", "--loss", "arcface"], 2, "Invalid value"),
+    ]
+    (tmp_path / "empty").mkdir()
+    cases.append((["index", "build", tmp_path / "empty", "--index", tmp_path / "e.idx"], 1, "no image files"))
+    not_image = tmp_path / "note.png"
+    not_image.write_text("text")
+    cases.append((["query", not_image, "--index", idx], 1, "cannot read query"))
+    for args, code, message in cases:
+        proc = run_cli(*args)
+        assert proc.returncode == code, (args, proc.stderr)
+        assert message in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    # a corrupt index directory
+    manifest = idx / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"count": 16', '"count": 99'))
+    proc = run_cli("query", gallery / "star" / "star_00.png", "--index", idx)
+    assert proc.returncode == 1 and "damaged index" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_other_encoder_with_overwrite(tmp_path, gallery, built, random_model):
+    idx, _ = built
+    run_cli("index", "build", gallery, "--index", idx, "--model", random_model, "--overwrite", check=True)
+    info = json.loads(run_cli("index", "info", "--index", idx, "--json", check=True).stdout)
+    assert info["encoder"] == str(random_model.resolve()) and info["dim"] == 32
+    assert (
+        run_cli(
+            "query", gallery / "star" / "star_00.png", "--index", idx, "--model", random_model, check=True
+        ).returncode
+        == 0
+    )
+
+
+def _wait_for(pred, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_build_leaves_the_old_index_answering(tmp_path, gallery, built, sig):
+    idx, _ = built
+    big = tmp_path / "big"
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        (big / f"c{i % 4}").mkdir(parents=True, exist_ok=True)
+        draw_symbol("star", rng).save(big / f"c{i % 4}" / f"{i}.png")
+    before = (idx / "manifest.json").read_bytes()
+    proc = subprocess.Popen(
+        [*simsearch_cmd(), "index", "build", str(big), "--index", str(idx), "--overwrite", "--batch-size", "1", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert _wait_for(lambda: any(p.name.startswith(".gen-tmp-") for p in idx.iterdir()))
+    time.sleep(0.3)  # well inside the embedding loop
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == (-9 if sig == signal.SIGKILL else 130)
+    if sig == signal.SIGINT:
+        assert "nothing was changed" in err
+    assert (idx / "manifest.json").read_bytes() == before
+    assert "16 images" in run_cli("index", "check", "--index", idx, check=True).stdout
+    out = lines_json(
+        run_cli("query", gallery / "star" / "star_01.png", "--index", idx, "-k", "1", "--json", check=True).stdout
+    )
+    assert out[0]["results"][0]["path"] == str(gallery / "star" / "star_01.png")
+    # the next write cleans up what the killed one left behind
+    run_cli("index", "build", gallery, "--index", idx, check=True)
+    assert not [p for p in idx.iterdir() if p.name.startswith(".gen-tmp-")]
+
+
+def test_demo_runs_offline(tmp_path):
+    proc = run_cli("demo", "--out", tmp_path / "d", check=True)
+    assert "gallery:" in proc.stdout and "index:" in proc.stdout and "identify:" in proc.stdout
+    assert (tmp_path / "d" / "demo.idx" / "manifest.json").exists()
+    idents = [line for line in proc.stdout.splitlines() if "new_" in line and "best" in line]
+    assert len(idents) == 3
+
+
+def test_demo_with_data(tmp_path, gallery):
+    proc = run_cli("demo", "--out", tmp_path / "d", "--data", gallery, check=True)
+    assert "(16 images)" in proc.stdout
+
+
+def test_train_evaluate_and_models(tmp_path, gallery):
+    from simsearch.symbols import write_symbol_set
+
+    data = tmp_path / "train"
+    write_symbol_set(data, ["circle", "triangle", "star", "cross", "arrow", "wave"], per_class=6, seed=4)
+    out = tmp_path / "model"
+    summary = json.loads(
+        run_cli(
+            "train",
+            data,
+            "--out",
+            out,
+            "--steps",
+            "6",
+            "--val-every",
+            "3",
+            "--classes-per-batch",
+            "4",
+            "--per-class",
+            "3",
+            "--widths",
+            "8,16",
+            "--val-fraction",
+            "0.34",
+            "--json",
+            check=True,
+        ).stdout
+    )
+    assert summary["steps"] == 6 and (out / "model.safetensors").exists() and (out / "model.json").exists()
+    res = json.loads(
+        run_cli(
+            "evaluate", data, "--model", out, "--way", "3", "--shot", "1", "--episodes", "50", "--json", check=True
+        ).stdout
+    )
+    assert (
+        {"way": 3, "shot": 1, "episodes": 50}.items() <= res.items() and 0 <= res["accuracy"] <= 1 and res["ci95"] >= 0
+    )
+    assert 0 <= res["verification"]["auc"] <= 1
+    idx = tmp_path / "mine.idx"
+    run_cli("index", "build", gallery, "--index", idx, "--model", out, check=True)
+    assert run_cli("identify", gallery / "star" / "star_00.png", "--index", idx, check=True).returncode == 0
+    models = json.loads(run_cli("models", "--json", check=True).stdout)
+    assert any(m["name"] == "characters" and m["default"] for m in models)
