@@ -75,8 +75,18 @@ def fingerprint_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_checkpoint(encoder: Encoder, out_dir: str | os.PathLike[str], summary: dict[str, Any] | None = None) -> str:
-    """Write model.safetensors and model.json into `out_dir`; returns the fingerprint."""
+def save_checkpoint(
+    encoder: Encoder,
+    out_dir: str | os.PathLike[str],
+    summary: dict[str, Any] | None = None,
+    threshold: float | None = None,
+    description: str = "",
+) -> str:
+    """Write model.safetensors and model.json into `out_dir`; returns the fingerprint.
+
+    `threshold` is the encoder's recommended cosine score for accepting a match (identify's
+    default when an index has no calibrated threshold of its own).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = weights_bytes(encoder)
@@ -86,6 +96,8 @@ def save_checkpoint(encoder: Encoder, out_dir: str | os.PathLike[str], summary: 
         "config": encoder.config.to_dict(),
         "fingerprint": fp,
         "parameters": sum(p.numel() for p in encoder.parameters()),
+        "threshold": threshold,
+        "description": description,
         "training": summary or {},
     }
     write_atomic(out / WEIGHTS_FILE, data)

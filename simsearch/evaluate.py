@@ -11,6 +11,7 @@ __all__ = [
     "VerificationResult",
     "equal_error_rate",
     "few_shot_accuracy",
+    "recommended_threshold",
     "roc_auc",
     "roc_curve",
     "sample_pairs",
@@ -154,3 +155,11 @@ def verification(
         accuracy=float(acc),
         threshold=float(thr),
     )
+
+
+def recommended_threshold(
+    emb: np.ndarray, labels: np.ndarray, far: float = 0.01, n_pairs: int = 5000, seed: int = 0
+) -> float:
+    """The cosine threshold that accepts a fraction `far` of random different-class pairs of `emb`."""
+    _, imp = sample_pairs(labels, n_pairs, seed)
+    return threshold_at_far(np.einsum("ij,ij->i", emb[imp[:, 0]], emb[imp[:, 1]]), far)

@@ -22,7 +22,7 @@ from simsearch.device import resolve_device
 from simsearch.embed import embed_arrays_with
 from simsearch.encoder import Encoder, EncoderConfig, build_encoder
 from simsearch.errors import DataError, SimSearchError
-from simsearch.evaluate import few_shot_accuracy
+from simsearch.evaluate import few_shot_accuracy, recommended_threshold
 from simsearch.losses import Loss, Mining, contrastive_loss, episodic_loss, triplet_loss
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
@@ -258,10 +258,12 @@ def train(
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - start
 
-    def validate() -> float:
+    def validate() -> tuple[float, float]:
+        """(val_way-way val_shot-shot accuracy, threshold at 1% false accepts) on the held-out classes."""
         assert val_set is not None
         emb = embed_arrays_with(encoder, val_set.images, device)
-        return few_shot_accuracy(emb, val_set.labels, val_way, cfg.val_shot, cfg.val_episodes, seed=cfg.seed).accuracy
+        acc = few_shot_accuracy(emb, val_set.labels, val_way, cfg.val_shot, cfg.val_episodes, seed=cfg.seed).accuracy
+        return acc, recommended_threshold(emb, val_set.labels, seed=cfg.seed)
 
     summary_base = {
         "data": source,
@@ -269,7 +271,17 @@ def train(
         "train_classes": len(train_set.classes),
         "val_classes": len(val_ids),
     }
-    bar = tqdm(total=cfg.steps, initial=step, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
+    # With a time budget the bar counts seconds (the budget is what ends the run), else steps.
+    by_time = cfg.time_budget_s is not None
+    bar_total = int(cfg.time_budget_s) if cfg.time_budget_s is not None else cfg.steps
+    bar = tqdm(
+        total=bar_total,
+        initial=int(elapsed_before) if by_time else step,
+        desc="training",
+        unit="s" if by_time else "step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     encoder.train()
     run_loss = None
     while step < cfg.steps and not (cfg.time_budget_s and elapsed() >= cfg.time_budget_s):
@@ -296,12 +308,12 @@ def train(
         opt.step()
         step += 1
         run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
-        bar.update(1)
+        bar.update(min(int(elapsed()), bar_total) - bar.n if by_time else 1)
         last = step >= cfg.steps or bool(cfg.time_budget_s and elapsed() >= cfg.time_budget_s)
         if step % cfg.val_every == 0 or last:
             record: dict[str, float] = {"step": step, "loss": round(run_loss, 5), "elapsed_s": round(elapsed(), 1)}
             if val_set is not None:
-                acc = validate()
+                acc, threshold = validate()
                 record["val_accuracy"] = round(acc, 5)
                 if acc > best:
                     best = acc
@@ -315,10 +327,14 @@ def train(
                             best_val_accuracy=round(best, 5),
                             val=f"{val_way}-way {cfg.val_shot}-shot",
                         ),
+                        threshold=round(threshold, 6),
                     )
             history.append(record)
             bar.set_postfix(
-                loss=f"{run_loss:.4f}", val=f"{record.get('val_accuracy', float('nan')):.4f}", best=f"{best:.4f}"
+                step=step,
+                loss=f"{run_loss:.4f}",
+                val=f"{record.get('val_accuracy', float('nan')):.4f}",
+                best=f"{best:.4f}",
             )
             _save_resume(
                 out, encoder, opt, scale, {"step": step, "elapsed_s": elapsed(), "best": best, "history": history}, gen
