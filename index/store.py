@@ -25,13 +25,14 @@ import numpy as np
 
 from index.catalog import Catalog, Record
 from index.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStoreError
-from index.vector_index import IndexKind, Metric, VectorIndex
+from index.vector_index import IndexKind, KindParams, Metric, VectorIndex, choose_kind
 
 __all__ = ["FORMAT_VERSION", "CheckReport", "IndexStore", "Manifest", "Transaction"]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
+TOMBSTONES = "tombstones.npy"
 CATALOG = "catalog.sqlite"
 LOCK = ".lock"
 
@@ -61,6 +62,15 @@ class Manifest:
     @property
     def gen_dir(self) -> str:
         return f"gen-{self.generation:06d}"
+
+    @property
+    def kind_params(self) -> KindParams:
+        return KindParams.from_dict(self.params)
+
+    @property
+    def requested_kind(self) -> str:
+        """What the user asked for: 'auto' or a kind name (the kind field is what it resolved to)."""
+        return str(self.params.get("requested", self.kind.value))
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -112,6 +122,15 @@ def _write_file_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _load_vectors(gen: Path, manifest: Manifest) -> VectorIndex:
+    try:
+        data = (gen / VECTORS).read_bytes()
+        tomb = (gen / TOMBSTONES).read_bytes() if (gen / TOMBSTONES).exists() else None
+    except OSError as err:
+        raise IndexCorruptError(f"{gen.parent}: vector file missing or unreadable ({err.strerror})") from None
+    return VectorIndex.from_bytes(data, manifest.dim, manifest.kind, manifest.kind_params, tomb)
+
+
 def _read_manifest(path: Path) -> Manifest:
     mpath = path / MANIFEST
     if not path.exists():
@@ -145,13 +164,9 @@ class IndexStore:
         root = Path(path)
         manifest = _read_manifest(root)
         gen = root / manifest.gen_dir
-        try:
-            data = (gen / VECTORS).read_bytes()
-        except OSError as err:
-            raise IndexCorruptError(f"{root}: vector file missing or unreadable ({err.strerror})") from None
+        vectors = _load_vectors(gen, manifest)
         if not (gen / CATALOG).is_file():
             raise IndexCorruptError(f"{root}: catalog file missing")
-        vectors = VectorIndex.from_bytes(data, manifest.dim, manifest.kind)
         catalog = Catalog(gen / CATALOG)
         store = cls(root, manifest, vectors, catalog)
         try:
@@ -193,7 +208,8 @@ class IndexStore:
 
     def size_on_disk(self) -> int:
         gen = self.path / self.manifest.gen_dir
-        return sum(p.stat().st_size for p in (gen / VECTORS, gen / CATALOG, self.path / MANIFEST))
+        files = (gen / VECTORS, gen / CATALOG, gen / TOMBSTONES, self.path / MANIFEST)
+        return sum(p.stat().st_size for p in files if p.exists())
 
 
 class Transaction:
@@ -218,11 +234,11 @@ class Transaction:
             self.base = manifest
             self.tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=self.path))
             if fresh:
-                self.vectors = VectorIndex(manifest.dim, manifest.kind)
+                self.vectors = VectorIndex(manifest.dim, manifest.kind, manifest.kind_params)
             else:
                 old = self.path / manifest.gen_dir
                 shutil.copyfile(old / CATALOG, self.tmp / CATALOG)
-                self.vectors = VectorIndex.from_bytes((old / VECTORS).read_bytes(), manifest.dim, manifest.kind)
+                self.vectors = _load_vectors(old, manifest)
             self.catalog = Catalog(self.tmp / CATALOG)
             self.next_id = manifest.next_id
         except BaseException:
@@ -231,7 +247,12 @@ class Transaction:
 
     @classmethod
     def create(
-        cls, path: str | os.PathLike[str], dim: int, encoder: dict[str, Any], kind: IndexKind = IndexKind.FLAT
+        cls,
+        path: str | os.PathLike[str],
+        dim: int,
+        encoder: dict[str, Any],
+        kind: str = "auto",
+        params: KindParams | None = None,
     ) -> Transaction:
         """Start a brand-new index at `path` (replacing an existing index only when committed).
 
@@ -254,7 +275,12 @@ class Transaction:
                 generation, created = old.generation, old.created
             except IndexStoreError:
                 pass
-        manifest = Manifest(dim=dim, encoder=encoder, kind=kind, generation=generation, created=created)
+        # 'auto' starts exact and is resolved by size at commit
+        initial = IndexKind.FLAT if kind == "auto" else IndexKind.parse(kind)
+        settings = dict((params or KindParams()).to_dict(), requested=kind)
+        manifest = Manifest(
+            dim=dim, encoder=encoder, kind=initial, params=settings, generation=generation, created=created
+        )
         return cls(root, manifest, fresh=True)
 
     @classmethod
@@ -284,9 +310,14 @@ class Transaction:
         if count != len(self.vectors):
             raise IndexCorruptError(f"refusing to commit: {len(self.vectors)} vectors but {count} catalog rows")
         self.catalog.close()
+        self._settle_kind()
         _write_file_atomic(self.tmp / VECTORS, self.vectors.to_bytes())
+        tomb = self.vectors.tombstone_bytes()
+        if tomb is not None:
+            _write_file_atomic(self.tmp / TOMBSTONES, tomb)
         manifest = replace(
             self.base,
+            kind=self.vectors.kind,
             generation=self.base.generation + 1,
             count=count,
             next_id=self.next_id,
@@ -302,6 +333,27 @@ class Transaction:
         self._cleanup_leftovers(keep=manifest.gen_dir)
         self._release()
         return manifest
+
+    def request_kind(self, requested: str) -> None:
+        """Ask for another index kind ('auto' or a name); the change happens at commit."""
+        choose_kind(requested, 0)  # validates the name
+        self.base = replace(self.base, params=dict(self.base.params, requested=requested))
+
+    def _settle_kind(self) -> None:
+        """Purge piled-up tombstones, and convert to the kind asked for (auto: by size)."""
+        self.vectors.compact()
+        target = choose_kind(self.base.requested_kind, len(self.vectors))
+        if target is self.vectors.kind:
+            return
+        if self.vectors.kind is IndexKind.IVFPQ:
+            raise IndexStoreError(
+                "an ivfpq index holds only compressed vectors; rebuild it with --overwrite to change its kind"
+            )
+        ids, vecs = self.vectors.vectors()
+        converted = VectorIndex(self.vectors.dim, target, self.base.kind_params)
+        for start in range(0, len(ids), 65_536):
+            converted.add(vecs[start : start + 65_536], ids[start : start + 65_536])
+        self.vectors = converted
 
     def abort(self) -> None:
         if self._closed:

@@ -1,15 +1,34 @@
-"""The FAISS index over int64 ids: add, remove and search L2-normalized float32 vectors by cosine."""
+"""The FAISS index over int64 ids: add, remove and search L2-normalized float32 vectors by cosine.
+
+Three kinds: exact `flat`; `hnsw` (graph, fast, approximate; faiss cannot delete from it, so removed
+ids become tombstones filtered out at search time and purged by a rebuild once they pile up);
+`ivfpq` (inverted lists of product-quantized codes, 16x smaller than flat, lower recall; trained on
+the first vectors added; faiss removes from it natively). `auto` never picks ivfpq: it trades
+recall for memory, a choice for the user to make.
+"""
 
 from __future__ import annotations
 
+import io
+import math
+from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import faiss
 import numpy as np
 
 from index.errors import IndexCorruptError, VectorError
 
-__all__ = ["IndexKind", "Metric", "VectorIndex", "check_vectors"]
+__all__ = ["AUTO_HNSW_FROM", "IndexKind", "KindParams", "Metric", "VectorIndex", "check_vectors", "choose_kind"]
+
+# `auto` picks exact search below this many vectors, HNSW from here on.
+AUTO_HNSW_FROM = 50_000
+# Tombstones beyond this share of an HNSW index trigger a rebuild at the next save.
+_COMPACT_AT = 0.2
+# IVF-PQ trains on this many vectors (buffered until then) and needs at least _IVF_MIN to train.
+_IVF_TRAIN = 65_536
+_IVF_MIN = 1_000
 
 
 class Metric(str, Enum):
@@ -29,6 +48,8 @@ class IndexKind(str, Enum):
     """Index structures this layer builds."""
 
     FLAT = "flat"
+    HNSW = "hnsw"
+    IVFPQ = "ivfpq"
 
     @classmethod
     def parse(cls, value: str) -> IndexKind:
@@ -36,6 +57,36 @@ class IndexKind(str, Enum):
             return cls(value)
         except ValueError:
             raise ValueError(f"unknown index kind {value!r}; allowed: {', '.join(k.value for k in cls)}") from None
+
+
+def choose_kind(requested: str, count: int) -> IndexKind:
+    """Resolve 'auto' (or a kind name) for an index of `count` vectors."""
+    if requested == "auto":
+        return IndexKind.FLAT if count < AUTO_HNSW_FROM else IndexKind.HNSW
+    return IndexKind.parse(requested)
+
+
+@dataclass(frozen=True)
+class KindParams:
+    """Build and search settings of the approximate kinds (ignored by flat)."""
+
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    nlist: int | None = None  # IVF lists; default about 4 * sqrt(N)
+    pq_m: int | None = None  # PQ sub-quantizers; default dim / 4 (4 dims per byte: 16x smaller than flat)
+    nprobe: int = 64
+
+    def __post_init__(self) -> None:
+        if self.hnsw_m < 4 or self.ef_construction < 8 or self.ef_search < 1 or self.nprobe < 1:
+            raise ValueError("hnsw_m >= 4, ef_construction >= 8, ef_search >= 1 and nprobe >= 1 are required")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KindParams:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def check_vectors(vectors: np.ndarray, dim: int, ids: np.ndarray | None = None, norm_tol: float = 1e-3) -> None:
@@ -58,50 +109,208 @@ def check_vectors(vectors: np.ndarray, dim: int, ids: np.ndarray | None = None, 
             raise VectorError(f"ids must be int64 of shape ({len(vectors)},)")
 
 
+def _new_faiss(kind: IndexKind, dim: int, params: KindParams) -> faiss.Index:
+    if kind is IndexKind.FLAT:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    if kind is IndexKind.HNSW:
+        hnsw = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = params.ef_construction
+        return faiss.IndexIDMap2(hnsw)
+    raise AssertionError("ivfpq is built by _train_ivfpq")
+
+
+def _pq_m(dim: int, params: KindParams) -> int:
+    m = params.pq_m or max(1, dim // 4)
+    while dim % m:
+        m -= 1
+    return m
+
+
 class VectorIndex:
-    """A FAISS inner-product index keyed by int64 ids (IndexIDMap2 over IndexFlatIP).
+    """A FAISS inner-product index keyed by int64 ids.
 
     search returns (scores (Q, k) float32, ids (Q, k) int64), best first; missing slots are
     score -inf, id -1.
     """
 
-    def __init__(self, dim: int, kind: IndexKind = IndexKind.FLAT, _index: faiss.Index | None = None) -> None:
+    def __init__(self, dim: int, kind: IndexKind = IndexKind.FLAT, params: KindParams | None = None) -> None:
         if dim <= 0:
             raise VectorError("dimension must be positive")
         self.dim = dim
         self.kind = IndexKind.parse(str(getattr(kind, "value", kind)))
-        self._index = _index if _index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.params = params or KindParams()
+        self._index: faiss.Index | None = (
+            None if self.kind is IndexKind.IVFPQ else _new_faiss(self.kind, dim, self.params)
+        )
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # ivfpq vectors waiting for training
+        self._tombstones: set[int] = set()  # hnsw ids removed but still in the graph
+
+    # ---- size and ids
+    def _stored(self) -> int:
+        return 0 if self._index is None else int(self._index.ntotal)
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return self._stored() + sum(len(i) for _, i in self._pending) - len(self._tombstones)
 
     def ids(self) -> np.ndarray:
-        """All stored ids, (N,) int64, in insertion order."""
+        """All live ids, (N,) int64."""
+        parts = [self._stored_ids()] + [i for _, i in self._pending]
+        ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        if self._tombstones:
+            ids = ids[~np.isin(ids, np.fromiter(self._tombstones, np.int64))]
+        return ids.astype(np.int64, copy=False)
+
+    def _stored_ids(self) -> np.ndarray:
+        if self._index is None:
+            return np.zeros(0, np.int64)
+        if self.kind is IndexKind.IVFPQ:
+            ivf = faiss.extract_index_ivf(self._index)
+            invlists = ivf.invlists
+            assert invlists is not None
+            out = [
+                faiss.rev_swig_ptr(invlists.get_ids(lst), invlists.list_size(lst)).copy()
+                for lst in range(ivf.nlist)
+                if invlists.list_size(lst)
+            ]
+            return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
         return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)  # type: ignore[attr-defined]
 
+    @property
+    def tombstones(self) -> int:
+        return len(self._tombstones)
+
+    # ---- changes
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         check_vectors(vectors, self.dim, ids)
-        if len(ids):
-            self._index.add_with_ids(vectors, ids)
+        if not len(ids):
+            return
+        if self.kind is IndexKind.IVFPQ and self._index is None:
+            self._pending.append((vectors.copy(), ids.copy()))
+            if sum(len(i) for _, i in self._pending) >= _IVF_TRAIN:
+                self._train_ivfpq()
+            return
+        assert self._index is not None
+        self._index.add_with_ids(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove these ids; returns how many were present."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if not len(ids):
             return 0
-        return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+        removed = 0
+        if self._pending:
+            kept = []
+            for v, i in self._pending:
+                keep = ~np.isin(i, ids)
+                removed += int((~keep).sum())
+                kept.append((v[keep], i[keep]))
+            self._pending = [(v, i) for v, i in kept if len(i)]
+        if self._index is None:
+            return removed
+        if self.kind is IndexKind.HNSW:
+            present = set(np.intersect1d(self._stored_ids(), ids).tolist()) - self._tombstones
+            self._tombstones |= present
+            return removed + len(present)
+        return removed + int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+
+    def _train_ivfpq(self) -> None:
+        vecs = np.concatenate([v for v, _ in self._pending])
+        ids = np.concatenate([i for _, i in self._pending])
+        if len(vecs) < _IVF_MIN:
+            raise VectorError(
+                f"ivfpq needs at least {_IVF_MIN:,} vectors to train, not {len(vecs):,}; use --kind flat or auto"
+            )
+        nlist = self.params.nlist or int(min(max(16, 4 * math.sqrt(len(vecs))), len(vecs) // 39))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFPQ(quantizer, self.dim, nlist, _pq_m(self.dim, self.params), 8, faiss.METRIC_INNER_PRODUCT)
+        sample = vecs[np.random.default_rng(0).permutation(len(vecs))[:_IVF_TRAIN]]
+        ivf.train(sample)
+        ivf.add_with_ids(vecs, ids)
+        self._index = ivf
+        self._pending = []
+
+    def compact(self, force: bool = False) -> bool:
+        """Rebuild an HNSW graph without its tombstones when they exceed 20% (or when forced)."""
+        if self.kind is not IndexKind.HNSW or not self._tombstones:
+            return False
+        if not force and len(self._tombstones) < _COMPACT_AT * self._stored():
+            return False
+        ids, vecs = self.vectors()
+        fresh = VectorIndex(self.dim, self.kind, self.params)
+        fresh.add(vecs, ids)
+        self._index, self._tombstones = fresh._index, set()
+        return True
+
+    def finalize(self) -> None:
+        """Make the index searchable and saveable (trains a still-untrained ivfpq index)."""
+        if self.kind is IndexKind.IVFPQ and self._index is None and self._pending:
+            self._train_ivfpq()
+
+    # ---- reading
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (N,) int64, vectors (N, D) float32) of every live entry (flat and hnsw: exact;
+        ivfpq: the quantized reconstructions)."""
+        self.finalize()
+        if self._index is None:
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        if self.kind is IndexKind.IVFPQ:
+            ivf = faiss.extract_index_ivf(self._index)
+            ivf.make_direct_map()
+            ids = self._stored_ids()
+            vecs = np.stack([ivf.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
+            # quantized reconstructions are only near unit length
+            vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        else:
+            inner = faiss.downcast_index(self._index.index)  # type: ignore[attr-defined]
+            vecs = inner.reconstruct_n(0, inner.ntotal)
+            ids = self._stored_ids()
+        if self._tombstones:
+            keep = ~np.isin(ids, np.fromiter(self._tombstones, np.int64))
+            ids, vecs = ids[keep], vecs[keep]
+        return ids.astype(np.int64), np.ascontiguousarray(vecs, dtype=np.float32)
 
     def reconstruct(self, id_: int) -> np.ndarray:
         """The stored (D,) float32 vector of one id."""
-        return np.asarray(self._index.reconstruct(int(id_)), dtype=np.float32)
+        ids, vecs = self.vectors()
+        hit = np.flatnonzero(ids == id_)
+        if not len(hit):
+            raise VectorError(f"id {id_} is not in the index")
+        return vecs[hit[0]]
+
+    def _search_params(self) -> tuple[faiss.SearchParameters | None, faiss.IDSelector | None]:
+        """Search parameters for the kind, and the selector they point to (keep it alive)."""
+        sel = (
+            faiss.IDSelectorNot(faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64)))
+            if self._tombstones
+            else None
+        )
+        if self.kind is IndexKind.HNSW:
+            p = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            p.efSearch = self.params.ef_search
+        elif self.kind is IndexKind.IVFPQ:
+            p = faiss.SearchParametersIVF()
+            p.nprobe = self.params.nprobe
+        else:
+            return None, None
+        if sel is not None:
+            p.sel = sel
+        return p, sel
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         check_vectors(queries, self.dim)
         if k < 1:
             raise VectorError("k must be at least 1")
-        if not len(self) or not len(queries):
+        self.finalize()
+        n = len(self)
+        if not n or not len(queries):
             return (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
-        scores, ids = self._index.search(queries, min(k, len(self)))
+        assert self._index is not None
+        kk = min(k, n)
+        params, _selector = self._search_params()
+        if params is None:
+            scores, ids = self._index.search(queries, kk)
+        else:
+            scores, ids = self._index.search(queries, kk, params=params)
         if scores.shape[1] < k:
             pad = k - scores.shape[1]
             scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
@@ -109,15 +318,51 @@ class VectorIndex:
         scores[ids < 0] = -np.inf
         return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
 
+    def range_search(self, queries: np.ndarray, min_score: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each query, (ids, scores) of every entry scoring at least `min_score` (exact for flat)."""
+        check_vectors(queries, self.dim)
+        self.finalize()
+        if self._index is None or not len(self):
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in queries]
+        if self.kind is IndexKind.FLAT:
+            lims, scores, ids = self._index.range_search(queries, float(np.nextafter(np.float32(min_score), -np.inf)))
+            out = [(ids[lims[i] : lims[i + 1]], scores[lims[i] : lims[i + 1]]) for i in range(len(queries))]
+        else:  # approximate kinds: neighbours from a wide k-NN search, cut at the score
+            s, i = self.search(queries, min(len(self), 256))
+            out = [(i[r][s[r] >= min_score], s[r][s[r] >= min_score]) for r in range(len(queries))]
+        return [(ids_.astype(np.int64), sc.astype(np.float32)) for ids_, sc in out]
+
+    # ---- bytes
     def to_bytes(self) -> bytes:
+        """faiss index file bytes (after finalize)."""
+        self.finalize()
+        if self._index is None:
+            return faiss.serialize_index(_new_faiss(IndexKind.FLAT, self.dim, self.params)).tobytes()
         return faiss.serialize_index(self._index).tobytes()
 
+    def tombstone_bytes(self) -> bytes | None:
+        if not self._tombstones:
+            return None
+        buf = io.BytesIO()
+        np.save(buf, np.array(sorted(self._tombstones), dtype=np.int64), allow_pickle=False)
+        return buf.getvalue()
+
     @classmethod
-    def from_bytes(cls, data: bytes, dim: int, kind: IndexKind) -> VectorIndex:
+    def from_bytes(
+        cls, data: bytes, dim: int, kind: IndexKind, params: KindParams | None = None, tombstones: bytes | None = None
+    ) -> VectorIndex:
         try:
             idx = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as err:
             raise IndexCorruptError(f"vector index file is unreadable ({str(err).splitlines()[0]})") from None
         if idx.d != dim:
             raise IndexCorruptError(f"vector index has dimension {idx.d}, the manifest says {dim}")
-        return cls(dim, kind, _index=idx)
+        out = cls(dim, kind, params)
+        empty_ivf = kind is IndexKind.IVFPQ and not isinstance(idx, faiss.IndexIVF)
+        out._index = None if empty_ivf else idx
+        if tombstones:
+            try:
+                out._tombstones = set(np.load(io.BytesIO(tombstones), allow_pickle=False).tolist())
+            except ValueError as err:
+                raise IndexCorruptError(f"tombstone file is unreadable ({err})") from None
+        return out

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from index.catalog import Record
-from index.errors import IndexStoreError
 from index.store import IndexStore, Manifest, Transaction
 from simsearch.checkpoint import LoadedModel, load_checkpoint
 from simsearch.device import resolve_device
@@ -133,8 +133,12 @@ def build_index(
     strict: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    kind: str | None = None,
 ) -> BuildReport:
     """Embed every image under `folder` into the index at `index`, or sync an existing index.
+
+    `kind` is 'auto' (exact below 50,000 images, HNSW above), 'flat', 'hnsw' or 'ivfpq'; on an
+    existing index it converts the index at commit (None keeps what the index has).
 
     Sync: unchanged files (same path, size, mtime) are kept, changed ones re-embedded, files whose
     content hash matches a vanished entry are re-pathed without embedding, and vanished files are
@@ -152,9 +156,11 @@ def build_index(
             manifest = store.manifest
             loaded = _model_for_index(manifest, index_path, model, device)
         tx = Transaction.begin(index_path)
+        if kind is not None:
+            tx.request_kind(kind)
     else:
         loaded = load_checkpoint(model, device=dev)
-        tx = Transaction.create(index_path, loaded.config.embedding_dim, encoder_record(loaded))
+        tx = Transaction.create(index_path, loaded.config.embedding_dim, encoder_record(loaded), kind=kind or "auto")
         report.created = True
     with tx:
         by_path = {r.path: r for r in tx.catalog.all()}
@@ -203,30 +209,113 @@ def build_index(
         report.removed = len(removed_ids)
         tx.remove(removed_ids + changed_ids)
 
-        def on_error(pos: int, err: ImageError) -> None:
-            report.skipped.append(Skipped(err.path, err.reason))
-
-        paths = [p for p, _ in to_embed]
-        for batch in embed_files(loaded, paths, dev, batch_size=batch_size, on_error=on_error, progress=progress):
-            if strict and report.skipped:
-                break
-            ids = tx.new_ids(len(batch.positions))
-            records = [
-                Record(int(i), to_embed[pos][0], to_embed[pos][1], fact.size, fact.mtime, fact.sha256)
-                for i, pos, fact in zip(ids, batch.positions, batch.facts, strict=True)
-            ]
-            tx.add(batch.vectors, records)
-            updated = sum(1 for r in records if r.path in changed_paths)
-            report.updated += updated
-            report.added += len(records) - updated
-        if strict and report.skipped:
-            raise StrictModeError(report.skipped)
+        _embed_into(tx, loaded, dev, to_embed, report, batch_size, strict, progress, changed_paths)
         if report.created and not len(tx.vectors) and not report.skipped:
             raise DataError(f"{root}: no image files found (looked for .jpg, .png, .gif, .bmp, .tif, .webp ...)")
         new_manifest = tx.commit()
     report.total = new_manifest.count
     report.elapsed_s = time.monotonic() - start
     return report
+
+
+def _embed_into(
+    tx: Transaction,
+    loaded: LoadedModel,
+    dev: torch.device,
+    items: list[tuple[str, str | None]],
+    report: BuildReport,
+    batch_size: int,
+    strict: bool,
+    progress: bool,
+    changed_paths: set[str],
+) -> None:
+    """Embed (path, label) items into the transaction, counting added/updated and skips in `report`."""
+
+    def on_error(pos: int, err: ImageError) -> None:
+        report.skipped.append(Skipped(err.path, err.reason))
+
+    paths = [p for p, _ in items]
+    for batch in embed_files(loaded, paths, dev, batch_size=batch_size, on_error=on_error, progress=progress):
+        if strict and report.skipped:
+            break
+        ids = tx.new_ids(len(batch.positions))
+        records = [
+            Record(int(i), items[pos][0], items[pos][1], fact.size, fact.mtime, fact.sha256)
+            for i, pos, fact in zip(ids, batch.positions, batch.facts, strict=True)
+        ]
+        tx.add(batch.vectors, records)
+        updated = sum(1 for r in records if r.path in changed_paths)
+        report.updated += updated
+        report.added += len(records) - updated
+    if strict and report.skipped:
+        raise StrictModeError(report.skipped)
+
+
+def add_files(
+    index: str | os.PathLike[str],
+    files: list[str],
+    label: str | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    strict: bool = False,
+    progress: bool = True,
+) -> BuildReport:
+    """Add image files (or folders of them) to an existing index with the index's own encoder.
+
+    Files already in the index (same path) are re-embedded if they changed, else left alone.
+    `label` sets the class of every added file (default: none, or the subfolder for folders).
+    """
+    start = time.monotonic()
+    index_path = Path(index)
+    with IndexStore.open(index_path) as store:
+        loaded = _model_for_index(store.manifest, index_path, None, device)
+    scan = collect_images(files)
+    report = BuildReport(index=str(index_path), skipped=list(scan.skipped))
+    with Transaction.begin(index_path) as tx:
+        by_path = {r.path: r for r in tx.catalog.all()}
+        items, changed = [], set()
+        for f in scan.files:
+            path = os.path.abspath(f.path)
+            rec = by_path.get(path)
+            lbl = label if label is not None else f.label
+            if rec is not None:
+                st = os.stat(path)
+                if st.st_size == rec.size and st.st_mtime == rec.mtime:
+                    report.unchanged += 1
+                    continue
+                tx.remove([rec.id])
+                changed.add(path)
+            items.append((path, lbl))
+        _embed_into(tx, loaded, resolve_device(device), items, report, batch_size, strict, progress, changed)
+        report.total = tx.commit().count
+    report.elapsed_s = time.monotonic() - start
+    return report
+
+
+def remove_entries(index: str | os.PathLike[str], targets: list[str]) -> tuple[int, list[str]]:
+    """Remove gallery entries by path (a file, or every entry under a folder) or by numeric id.
+
+    Returns (how many were removed, the targets that matched nothing). The files themselves are
+    not touched.
+    """
+    with Transaction.begin(index) as tx:
+        records = tx.catalog.all()
+        doomed: set[int] = set()
+        unmatched = []
+        for t in targets:
+            hits = set()
+            if t.isdigit():
+                hits = {r.id for r in records if r.id == int(t)}
+            if not hits:
+                path = os.path.abspath(t)
+                hits = {r.id for r in records if r.path == path or r.path.startswith(path.rstrip(os.sep) + os.sep)}
+            if not hits:
+                unmatched.append(t)
+            doomed |= hits
+        if doomed:
+            tx.remove(sorted(doomed))
+            tx.commit()
+    return len(doomed), unmatched
 
 
 def open_index(index: str | os.PathLike[str]) -> IndexStore:
@@ -396,4 +485,3 @@ def expand_queries(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return [str(f.path) for f in scan.files], [(s.path, s.reason) for s in scan.skipped]
 
 
-__all__ += ["IndexStoreError", "expand_queries"]

@@ -1,0 +1,105 @@
+"""Pictures for people: contact sheets of query results and duplicate groups, and ROC curves (Pillow only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from simsearch.errors import ImageError
+from simsearch.images import decode_image
+
+__all__ = ["Tile", "contact_sheet", "roc_picture"]
+
+_THUMB = 128
+_CAPTION = 30
+_PAD = 6
+GREEN, RED, GREY = (30, 150, 60), (200, 40, 40), (120, 120, 120)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One thumbnail: the image, two caption lines, and a frame colour (None = no frame)."""
+
+    path: str
+    line1: str
+    line2: str = ""
+    colour: tuple[int, int, int] | None = None
+
+
+def _thumb(path: str) -> Image.Image:
+    try:
+        img = decode_image(path, channels=3)
+    except ImageError:
+        img = Image.new("RGB", (_THUMB, _THUMB), (235, 235, 235))
+        ImageDraw.Draw(img).text((8, _THUMB // 2 - 6), "unreadable", fill=GREY)
+        return img
+    img.thumbnail((_THUMB, _THUMB))
+    canvas = Image.new("RGB", (_THUMB, _THUMB), "white")
+    canvas.paste(img, ((_THUMB - img.width) // 2, (_THUMB - img.height) // 2))
+    return canvas
+
+
+def _fit(text: str, n: int = 20) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def contact_sheet(rows: Sequence[Sequence[Tile]], out: str | Path) -> Path:
+    """Draw rows of tiles (e.g. a query then its top-k) into one PNG; returns its path."""
+    if not rows:
+        raise ValueError("nothing to draw")
+    font = ImageFont.load_default()
+    cols = max(len(r) for r in rows)
+    cell_w, cell_h = _THUMB + 2 * _PAD, _THUMB + _CAPTION + 2 * _PAD
+    sheet = Image.new("RGB", (cols * cell_w, len(rows) * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
+            x, y = c * cell_w + _PAD, r * cell_h + _PAD
+            sheet.paste(_thumb(tile.path), (x, y))
+            if tile.colour is not None:
+                draw.rectangle([x - 3, y - 3, x + _THUMB + 2, y + _THUMB + 2], outline=tile.colour, width=3)
+            draw.text((x, y + _THUMB + 3), _fit(tile.line1), fill=tile.colour or (0, 0, 0), font=font)
+            draw.text((x, y + _THUMB + 15), _fit(tile.line2), fill=GREY, font=font)
+        if row:
+            draw.line([(cell_w, r * cell_h + _PAD), (cell_w, (r + 1) * cell_h - _PAD)], fill=GREY, width=1)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
+
+
+def roc_picture(
+    far: np.ndarray, tar: np.ndarray, out: str | Path, title: str, marks: dict[str, tuple[float, float]]
+) -> Path:
+    """Draw a ROC curve (false-accept rate on x, true-accept rate on y) with labelled points."""
+    size, margin = 480, 50
+    img = Image.new("RGB", (size + 2 * margin, size + 2 * margin), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+
+    def xy(fa: float, ta: float) -> tuple[float, float]:
+        return margin + fa * size, margin + (1 - ta) * size
+
+    draw.rectangle([margin, margin, margin + size, margin + size], outline=(0, 0, 0))
+    for t in np.linspace(0, 1, 6):
+        px, py = xy(t, 0)
+        draw.line([(px, py), (px, py + 4)], fill=(0, 0, 0))
+        draw.text((px - 8, py + 8), f"{t:.1f}", fill=(0, 0, 0), font=font)
+        draw.text((margin - 30, xy(0, t)[1] - 5), f"{t:.1f}", fill=(0, 0, 0), font=font)
+    draw.line([xy(0, 0), xy(1, 1)], fill=(200, 200, 200))
+    draw.line([xy(float(f), float(t)) for f, t in zip(far, tar, strict=True)], fill=(20, 80, 200), width=2)
+    for name, (fa, ta) in marks.items():
+        px, py = xy(fa, ta)
+        draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=RED)
+        draw.text((px + 8, py + 2), name, fill=RED, font=font)
+    draw.text((margin, 15), title, fill=(0, 0, 0), font=font)
+    draw.text((margin + size // 2 - 60, margin + size + 28), "false-accept rate", fill=(0, 0, 0), font=font)
+    draw.text((5, margin - 20), "true-accept rate", fill=(0, 0, 0), font=font)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+    return out
