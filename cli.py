@@ -89,6 +89,12 @@ def index_group() -> None:
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing index instead of syncing it (needed to change encoder)."
 )
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "flat", "hnsw", "ivfpq"]),
+    default=None,
+    help="Index structure: flat (exact), hnsw (fast, approximate), ivfpq (compact, lower recall), or auto: flat below 50,000 images, hnsw above. Default: auto for a new index, unchanged for an existing one.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @JSON
 def index_build(
@@ -99,6 +105,7 @@ def index_build(
     batch_size: int,
     strict: bool,
     overwrite: bool,
+    kind: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -120,11 +127,17 @@ def index_build(
             strict=strict,
             overwrite=overwrite,
             progress=not (quiet or as_json),
+            kind=kind,
         )
     except StrictModeError as err:
         for s in err.skipped:
             click.echo(f"skipped: {s.path}: {s.reason}", err=True)
         raise
+    _print_report(report, as_json)
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    """A BuildReport as JSON, or as the skipped list (stderr) and the "N indexed, M skipped" summary."""
     if as_json:
         _echo_json(report.to_dict())
         return
@@ -134,6 +147,52 @@ def index_build(
     if not report.created:
         parts += [f"{report.unchanged:,} unchanged", f"{report.moved:,} moved", f"{report.removed:,} removed"]
     click.echo(f"{', '.join(parts)}; {report.total:,} images in {report.index} ({report.elapsed_s:.1f}s)")
+
+
+@index_group.command("add")
+@click.argument("images", nargs=-1, required=True)
+@INDEX
+@click.option(
+    "--label",
+    default=None,
+    help="Class of the added images (default: their first-level subfolder for folders, none for files).",
+)
+@DEVICE
+@click.option("--strict", is_flag=True, help="Fail with nothing written if any file cannot be read.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@JSON
+def index_add(
+    images: tuple[str, ...], index_path: Path, label: str | None, device: str, strict: bool, quiet: bool, as_json: bool
+) -> None:
+    """Add image files or folders to an existing index (with the index's own encoder)."""
+    from simsearch.engine import add_files
+
+    _print_report(
+        add_files(index_path, list(images), label=label, device=device, strict=strict, progress=not (quiet or as_json)),
+        as_json,
+    )
+
+
+@index_group.command("remove")
+@click.argument("targets", nargs=-1, required=True)
+@INDEX
+@JSON
+def index_remove(targets: tuple[str, ...], index_path: Path, as_json: bool) -> None:
+    """Remove entries by path (a file, or everything under a folder) or by id. Files are not touched.
+
+    Exit 1 if some target matched nothing (the others are still removed).
+    """
+    from simsearch.engine import remove_entries
+
+    removed, unmatched = remove_entries(index_path, list(targets))
+    if as_json:
+        _echo_json({"removed": removed, "unmatched": unmatched})
+    else:
+        click.echo(f"{removed:,} removed from {index_path}")
+        for t in unmatched:
+            click.echo(f"Error: {t}: not in the index", err=True)
+    if unmatched:
+        sys.exit(1)
 
 
 @index_group.command("info")
@@ -184,7 +243,7 @@ def index_check(index_path: Path) -> None:
     sys.exit(1)
 
 
-# ---------------------------------------------------------------- query / identify
+# ---------------------------------------------------------------- query / identify / verify
 def _queries(images: tuple[str, ...]) -> tuple[list[str], list[tuple[str, str]]]:
     from simsearch.engine import expand_queries
 
@@ -201,6 +260,20 @@ def _report_failed(failed: list[tuple[str, str]], as_json: bool) -> None:
         click.echo(f"Error: cannot read query {path}: {reason}", err=True)
 
 
+OUT = click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write all answers to this file: .jsonl (one JSON object per query) or .csv.",
+)
+MONTAGE = click.option(
+    "--montage",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Draw a contact sheet PNG: one row per query (first 50). Frames are green/red when the query's folder name is a gallery class.",
+)
+
+
 @cli.command("query")
 @click.argument("images", nargs=-1, required=True)
 @INDEX
@@ -214,13 +287,26 @@ def _report_failed(failed: list[tuple[str, str]], as_json: bool) -> None:
 )
 @MODEL_FOR_INDEX
 @DEVICE
+@OUT
+@MONTAGE
 @JSON
-def query_cmd(images: tuple[str, ...], index_path: Path, k: int, model: str | None, device: str, as_json: bool) -> None:
+def query_cmd(
+    images: tuple[str, ...],
+    index_path: Path,
+    k: int,
+    model: str | None,
+    device: str,
+    out: Path | None,
+    montage: Path | None,
+    as_json: bool,
+) -> None:
     """Find the gallery images most similar to each query image (files or folders), best first.
 
     Scores are cosine similarities in [-1, 1]. Exit 1 if any query image could not be read.
     """
     from simsearch.engine import Searcher
+    from simsearch.pictures import query_sheet
+    from simsearch.results import write_rows
 
     paths, failed = _queries(images)
     with Searcher(index_path, model=model, device=device) as searcher:
@@ -228,6 +314,7 @@ def query_cmd(images: tuple[str, ...], index_path: Path, k: int, model: str | No
         failed += unreadable
         bad = {p for p, _ in unreadable}
         results = searcher.search_vectors(vecs, [p for p in paths if p not in bad], k)
+        classes = {c for c in searcher.store.catalog.labels() if c is not None}
     for res in results:
         if as_json:
             _echo_json(res.to_dict())
@@ -235,6 +322,10 @@ def query_cmd(images: tuple[str, ...], index_path: Path, k: int, model: str | No
         click.echo(f"query: {res.query}")
         for h in res.results:
             click.echo(f"  {h.rank:3d}  {h.score:+.4f}  {h.label or '-':20s}  {h.path}")
+    if out is not None:
+        click.echo(f"wrote {write_rows([r.to_dict() for r in results], out, flatten='results')}", err=True)
+    if montage is not None and results:
+        click.echo(f"wrote {query_sheet(results, montage, classes)}", err=True)
     _report_failed(failed, as_json)
     if failed:
         sys.exit(1)
@@ -251,9 +342,18 @@ def query_cmd(images: tuple[str, ...], index_path: Path, k: int, model: str | No
 )
 @MODEL_FOR_INDEX
 @DEVICE
+@OUT
+@MONTAGE
 @JSON
 def identify_cmd(
-    images: tuple[str, ...], index_path: Path, threshold: float | None, model: str | None, device: str, as_json: bool
+    images: tuple[str, ...],
+    index_path: Path,
+    threshold: float | None,
+    model: str | None,
+    device: str,
+    out: Path | None,
+    montage: Path | None,
+    as_json: bool,
 ) -> None:
     """Say which gallery class (first-level subfolder) each image shows, or "unknown".
 
@@ -261,6 +361,8 @@ def identify_cmd(
     three and the margin over the runner-up class are reported with it.
     """
     from simsearch.engine import Searcher
+    from simsearch.pictures import identify_sheet
+    from simsearch.results import write_rows
 
     paths, failed = _queries(images)
     with Searcher(index_path, model=model, device=device) as searcher:
@@ -268,6 +370,7 @@ def identify_cmd(
         failed += unreadable
         bad = {p for p, _ in unreadable}
         results = searcher.identify_vectors(vecs, [p for p in paths if p not in bad], threshold)
+        classes = {c for c in searcher.store.catalog.labels() if c is not None}
     for r in results:
         if as_json:
             _echo_json(r.to_dict())
@@ -279,9 +382,146 @@ def identify_cmd(
             click.echo(
                 f"{r.query}: unknown  (closest {r.label or '-'} at {r.score:+.4f} < threshold {r.threshold:.4f})"
             )
+    if out is not None:
+        click.echo(f"wrote {write_rows([r.to_dict() for r in results], out)}", err=True)
+    if montage is not None and results:
+        click.echo(f"wrote {identify_sheet(results, montage, classes)}", err=True)
     _report_failed(failed, as_json)
     if failed:
         sys.exit(1)
+
+
+@cli.command("verify")
+@click.argument("a")
+@click.argument("b")
+@click.option(
+    "--index",
+    "index_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Use this index's encoder and calibrated threshold.",
+)
+@click.option("--model", default=None, help="Encoder (built-in name or checkpoint folder) when no --index is given.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1.0, 1.0),
+    default=None,
+    help="Cosine score at or above which the two are the same.",
+)
+@DEVICE
+@JSON
+def verify_cmd(
+    a: str, b: str, index_path: Path | None, model: str | None, threshold: float | None, device: str, as_json: bool
+) -> None:
+    """Are images A and B the same (person, character, signature, object)?
+
+    Exit code 0 = same, 1 = different, 2 or more = error, for scripts.
+    """
+    from simsearch.verification import verify
+
+    try:
+        v = verify(a, b, index=str(index_path) if index_path else None, model=model, threshold=threshold, device=device)
+    except (SimSearchError, IndexStoreError) as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(2)
+    if as_json:
+        _echo_json(v.to_dict())
+    else:
+        click.echo(
+            f"{'same' if v.same else 'different'}  (score {v.score:+.4f}, threshold {v.threshold:.4f}, encoder {v.encoder})"
+        )
+    sys.exit(0 if v.same else 1)
+
+
+@cli.command("calibrate")
+@click.argument("labelled", type=click.Path(path_type=Path))
+@INDEX
+@click.option(
+    "--far",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=0.01,
+    show_default=True,
+    help="False-accept rate the threshold should allow.",
+)
+@click.option("--roc", type=click.Path(path_type=Path), default=None, help="Write the ROC curve as a PNG here.")
+@click.option("--dry-run", is_flag=True, help="Measure and report, but do not save the threshold into the index.")
+@DEVICE
+@JSON
+def calibrate_cmd(
+    labelled: Path, index_path: Path, far: float, roc: Path | None, dry_run: bool, device: str, as_json: bool
+) -> None:
+    """Measure genuine and impostor scores on LABELLED (a folder-per-class set, ideally not the
+    gallery itself) and save the threshold at the requested false-accept rate into the index;
+    identify and verify then use it by default."""
+    from simsearch.verification import calibrate
+
+    c = calibrate(labelled, index_path, far=far, roc_png=roc, device=device, save=not dry_run, progress=not as_json)
+    if as_json:
+        _echo_json(c.to_dict())
+        return
+    for s in c.skipped:
+        click.echo(f"skipped: {s.path}: {s.reason}", err=True)
+    click.echo(
+        f"{c.images:,} images, {c.classes:,} classes: {c.genuine_pairs:,} genuine and {c.impostor_pairs:,} impostor pairs"
+    )
+    click.echo(f"ROC AUC {c.auc:.4f}; EER {c.eer:.4f} at threshold {c.eer_threshold:.4f}")
+    click.echo(f"threshold {c.threshold:.4f} at FAR {c.far:g} accepts {100 * c.tar_at_threshold:.1f}% of genuine pairs")
+    click.echo(
+        ("not saved (--dry-run)" if dry_run else f"saved into {index_path}")
+        + (f"; ROC curve: {c.roc_png}" if c.roc_png else "")
+    )
+
+
+@cli.command("duplicates")
+@INDEX
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1.0, 1.0),
+    required=True,
+    help="Cosine score at or above which two images count as near-duplicates.",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the groups to .jsonl or .csv.")
+@click.option(
+    "--montage-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write one contact sheet PNG per group into this folder.",
+)
+@JSON
+def duplicates_cmd(
+    index_path: Path, threshold: float, out: Path | None, montage_dir: Path | None, as_json: bool
+) -> None:
+    """Groups of near-duplicate gallery images: connected components of "score >= threshold"."""
+    from simsearch.duplicates import find_duplicates
+    from simsearch.pictures import Tile, contact_sheet
+    from simsearch.results import write_rows
+
+    groups = find_duplicates(index_path, threshold)
+    rows = [
+        {
+            "group": g,
+            "size": len(members),
+            "members": [{"id": r.id, "path": r.path, "label": r.label, "best_score": round(s, 6)} for r, s in members],
+        }
+        for g, members in enumerate(groups, 1)
+    ]
+    if as_json:
+        for row in rows:
+            _echo_json(row)
+    else:
+        for row, members in zip(rows, groups, strict=True):
+            click.echo(f"group {row['group']} ({len(members)} images)")
+            for r, score in members:
+                click.echo(f"  {score:+.4f}  {r.path}")
+        click.echo(f"{len(groups)} group(s) at threshold {threshold}")
+    if out is not None:
+        click.echo(f"wrote {write_rows(rows, out, flatten='members')}", err=True)
+    if montage_dir is not None:
+        for row, members in zip(rows, groups, strict=True):
+            contact_sheet(
+                [[Tile(r.path, f"{s:+.3f}", r.label or "") for r, s in members[:12]]],
+                montage_dir / f"group-{row['group']:04d}.png",
+            )
 
 
 # ---------------------------------------------------------------- models / train / evaluate

@@ -212,8 +212,11 @@ def build_index(
         _embed_into(tx, loaded, dev, to_embed, report, batch_size, strict, progress, changed_paths)
         if report.created and not len(tx.vectors) and not report.skipped:
             raise DataError(f"{root}: no image files found (looked for .jpg, .png, .gif, .bmp, .tif, .webp ...)")
-        new_manifest = tx.commit()
-    report.total = new_manifest.count
+        unchanged = not (report.created or report.added or report.updated or report.moved or report.removed)
+        if unchanged and tx.base.requested_kind == (kind or tx.base.requested_kind):
+            report.total = tx.base.count  # nothing to write: the current generation stays
+        else:
+            report.total = tx.commit().count
     report.elapsed_s = time.monotonic() - start
     return report
 
@@ -483,5 +486,3 @@ def expand_queries(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Query arguments (files or folders) -> (image paths, (path, reason) for unusable folders)."""
     scan = collect_images(paths)
     return [str(f.path) for f in scan.files], [(s.path, s.reason) for s in scan.skipped]
-
-

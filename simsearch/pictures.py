@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -12,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from simsearch.errors import ImageError
 from simsearch.images import decode_image
 
-__all__ = ["Tile", "contact_sheet", "roc_picture"]
+__all__ = ["Tile", "contact_sheet", "identify_sheet", "query_sheet", "roc_picture"]
 
 _THUMB = 128
 _CAPTION = 30
@@ -47,7 +49,7 @@ def _fit(text: str, n: int = 20) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def contact_sheet(rows: Sequence[Sequence[Tile]], out: str | Path) -> Path:
+def contact_sheet(rows: Sequence[Sequence[Tile]], out: str | os.PathLike[str]) -> Path:
     """Draw rows of tiles (e.g. a query then its top-k) into one PNG; returns its path."""
     if not rows:
         raise ValueError("nothing to draw")
@@ -73,7 +75,7 @@ def contact_sheet(rows: Sequence[Sequence[Tile]], out: str | Path) -> Path:
 
 
 def roc_picture(
-    far: np.ndarray, tar: np.ndarray, out: str | Path, title: str, marks: dict[str, tuple[float, float]]
+    far: np.ndarray, tar: np.ndarray, out: str | os.PathLike[str], title: str, marks: dict[str, tuple[float, float]]
 ) -> Path:
     """Draw a ROC curve (false-accept rate on x, true-accept rate on y) with labelled points."""
     size, margin = 480, 50
@@ -103,3 +105,37 @@ def roc_picture(
     out.parent.mkdir(parents=True, exist_ok=True)
     img.save(out)
     return out
+
+
+def _true_label(query: str, classes: set[str]) -> str | None:
+    """A query's own class, when the folder holding it is named like a gallery class."""
+    name = Path(query).parent.name
+    return name if name in classes else None
+
+
+def query_sheet(results: Sequence[Any], out: str | os.PathLike[str], classes: set[str], max_rows: int = 50) -> Path:
+    """Contact sheet of QueryResults: the query, then its hits with score and label."""
+    rows = []
+    for res in results[:max_rows]:
+        truth = _true_label(res.query, classes)
+        row = [Tile(res.query, "query", truth or "")]
+        for h in res.results:
+            colour = None if truth is None else (GREEN if h.label == truth else RED)
+            row.append(Tile(h.path, f"{h.rank}. {h.score:+.3f}", h.label or "", colour))
+        rows.append(row)
+    return contact_sheet(rows, out)
+
+
+def identify_sheet(results: Sequence[Any], out: str | os.PathLike[str], classes: set[str], max_rows: int = 50) -> Path:
+    """Contact sheet of Identifications: the query, then its best match with the decision."""
+    rows = []
+    for r in results[:max_rows]:
+        truth = _true_label(r.query, classes)
+        answer = r.label if r.known else "unknown"
+        right = (answer == truth) if truth is not None else None
+        colour = None if right is None else (GREEN if right else RED)
+        row = [Tile(r.query, "query", truth or "")]
+        if r.match:
+            row.append(Tile(r.match, f"{answer} {r.score:+.3f}", f"margin {r.margin:.3f}", colour))
+        rows.append(row)
+    return contact_sheet(rows, out)

@@ -165,8 +165,8 @@ def _wait_for(pred, timeout=60.0):
     return False
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_build_leaves_the_old_index_answering(tmp_path, gallery, built, sig):
+@pytest.mark.parametrize("sig, mode", [(signal.SIGKILL, "rebuild"), (signal.SIGKILL, "sync"), (signal.SIGINT, "sync")])
+def test_killed_build_leaves_the_old_index_answering(tmp_path, gallery, built, sig, mode):
     idx, _ = built
     big = tmp_path / "big"
     rng = np.random.default_rng(0)
@@ -174,8 +174,9 @@ def test_killed_build_leaves_the_old_index_answering(tmp_path, gallery, built, s
         (big / f"c{i % 4}").mkdir(parents=True, exist_ok=True)
         draw_symbol("star", rng).save(big / f"c{i % 4}" / f"{i}.png")
     before = (idx / "manifest.json").read_bytes()
+    extra = ["--overwrite"] if mode == "rebuild" else []
     proc = subprocess.Popen(
-        [*simsearch_cmd(), "index", "build", str(big), "--index", str(idx), "--overwrite", "--batch-size", "1", "-q"],
+        [*simsearch_cmd(), "index", "build", str(big), "--index", str(idx), *extra, "--batch-size", "1", "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,0 +1,129 @@
+"""End to end for the grown-up index: add/remove, kinds, verify, calibrate, batch output, montage, duplicates."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simsearch.symbols import draw_symbol, write_symbol_set
+from tests.conftest import run_cli
+
+
+def lines_json(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_add_and_remove_for_each_kind(tmp_path, gallery, kind):
+    idx = tmp_path / "k.idx"
+    run_cli("index", "build", gallery, "--index", idx, "--kind", kind, check=True)
+    info = json.loads(run_cli("index", "info", "--index", idx, "--json", check=True).stdout)
+    assert info["kind"] == kind and info["count"] == 16
+    extra = tmp_path / "new.png"
+    draw_symbol("wave", np.random.default_rng(8)).save(extra)
+    report = json.loads(run_cli("index", "add", extra, "--index", idx, "--label", "wave", "--json", check=True).stdout)
+    assert report["added"] == 1 and report["total"] == 17
+    hit = lines_json(run_cli("query", extra, "--index", idx, "-k", "1", "--json", check=True).stdout)[0]["results"][0]
+    assert hit["path"] == str(extra) and hit["label"] == "wave"
+    star = gallery / "star" / "star_00.png"
+    removed = json.loads(
+        run_cli("index", "remove", star, gallery / "circle", "--index", idx, "--json", check=True).stdout
+    )
+    assert removed == {"removed": 5, "unmatched": []}
+    res = lines_json(run_cli("query", star, "--index", idx, "-k", "12", "--json", check=True).stdout)[0]["results"]
+    paths = [r["path"] for r in res]
+    assert len(res) == 12 and str(star) not in paths and not any("/circle/" in p for p in paths)
+    assert "agree" in run_cli("index", "check", "--index", idx, check=True).stdout
+    missing = run_cli("index", "remove", tmp_path / "never.png", "--index", idx)
+    assert missing.returncode == 1 and "not in the index" in missing.stderr
+
+
+def test_verify_exit_codes(tmp_path, gallery):
+    a, b = gallery / "star" / "star_00.png", gallery / "circle" / "circle_00.png"
+    same = run_cli("verify", a, a, "--json")
+    assert same.returncode == 0 and json.loads(same.stdout)["score"] == pytest.approx(1.0, abs=1e-4)
+    diff = run_cli("verify", a, b, "--threshold", "0.9999", "--json")
+    assert diff.returncode == 1 and json.loads(diff.stdout)["same"] is False
+    err = run_cli("verify", a, tmp_path / "missing.png")
+    assert err.returncode == 2 and "Error:" in err.stderr and "Traceback" not in err.stderr
+
+
+def test_calibrate_saves_threshold_that_identify_uses(tmp_path, gallery):
+    idx = tmp_path / "g.idx"
+    run_cli("index", "build", gallery, "--index", idx, check=True)
+    labelled = tmp_path / "labelled"
+    write_symbol_set(
+        labelled, ["circle", "triangle", "star", "cross", "spiral", "wave", "zigzag"], per_class=5, seed=11
+    )
+    roc = tmp_path / "roc.png"
+    cal = json.loads(
+        run_cli("calibrate", labelled, "--index", idx, "--far", "0.01", "--roc", roc, "--json", check=True).stdout
+    )
+    assert 0.5 < cal["auc"] <= 1.0 and 0.0 <= cal["eer"] < 0.5 and cal["genuine_pairs"] == 7 * 10
+    assert cal["impostor_pairs"] == 35 * 34 // 2 - 70
+    with Image.open(roc) as img:
+        assert img.size[0] > 300
+    info = json.loads(run_cli("index", "info", "--index", idx, "--json", check=True).stdout)
+    assert info["threshold"] == pytest.approx(cal["threshold"])
+    probes = tmp_path / "probes"
+    write_symbol_set(probes, ["hourglass", "star"], per_class=2, seed=12)
+    out = lines_json(run_cli("identify", probes, "--index", idx, "--json", check=True).stdout)
+    assert len(out) == 4
+    for o in out:
+        assert o["threshold"] == pytest.approx(cal["threshold"], abs=1e-6)
+        assert o["known"] == (o["score"] >= o["threshold"])
+        assert (o["label"] is None) == (not o["known"])
+    # an unknown class is rejected: an empty page scores below a threshold set from real pairs
+    blank = tmp_path / "blank.png"
+    Image.new("L", (105, 105), 255).save(blank)
+    unknown = lines_json(run_cli("identify", blank, "--index", idx, "--json", check=True).stdout)[0]
+    assert unknown["known"] is False and unknown["label"] is None
+
+
+def test_batch_output_and_montage(tmp_path, gallery):
+    idx = tmp_path / "g.idx"
+    run_cli("index", "build", gallery, "--index", idx, check=True)
+    probes = tmp_path / "probes" / "star"
+    write_symbol_set(tmp_path / "probes", ["star"], per_class=3, seed=21)
+    jsonl, csv_path, sheet = tmp_path / "r.jsonl", tmp_path / "r.csv", tmp_path / "sheet.png"
+    run_cli("query", probes, "--index", idx, "-k", "4", "--out", jsonl, "--montage", sheet, check=True)
+    rows = lines_json(jsonl.read_text())
+    assert len(rows) == 3 and all(len(r["results"]) == 4 for r in rows)
+    run_cli("query", probes, "--index", idx, "-k", "4", "--out", csv_path, check=True)
+    with open(csv_path, newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 12 and {"query", "rank", "id", "score", "label", "path"} <= set(table[0])
+    with Image.open(sheet) as img:
+        assert img.size == (5 * 140, 3 * 170)
+        # the query folder is named like a gallery class, so hits get green or red frames
+        colours = {img.getpixel((140 + 3, 3)), img.getpixel((2 * 140 + 3, 3))}
+        assert colours <= {(30, 150, 60), (200, 40, 40)}
+    bad = run_cli("query", probes, "--index", idx, "--out", tmp_path / "r.txt")
+    assert bad.returncode == 1 and "use .jsonl or .csv" in bad.stderr
+
+
+def test_duplicates_groups(tmp_path, gallery):
+    shutil.copy(gallery / "star" / "star_01.png", gallery / "cross" / "copy_of_star.png")
+    with Image.open(gallery / "circle" / "circle_02.png") as img:
+        img.convert("RGB").save(gallery / "circle" / "recompressed.jpg", quality=70)
+    idx = tmp_path / "g.idx"
+    run_cli("index", "build", gallery, "--index", idx, check=True)
+    pair = [gallery / "circle" / "circle_02.png", gallery / "circle" / "recompressed.jpg"]
+    score = json.loads(run_cli("verify", *pair, "--index", idx, "--json").stdout)["score"]
+
+    def groups_at(threshold: float, montage=None) -> list[list[str]]:
+        args = ["--montage-dir", montage] if montage else []
+        out = lines_json(
+            run_cli("duplicates", "--index", idx, "--threshold", f"{threshold:.6f}", "--json", *args, check=True).stdout
+        )
+        return [sorted(m["path"].rsplit("/", 1)[1] for m in g["members"]) for g in out]
+
+    below = groups_at(score - 1e-4, montage=tmp_path / "dups")
+    assert ["copy_of_star.png", "star_01.png"] in below  # an exact copy scores 1
+    assert any({"circle_02.png", "recompressed.jpg"} <= set(g) for g in below)
+    assert len(list((tmp_path / "dups").glob("group-*.png"))) == len(below)
+    above = groups_at(min(score + 1e-4, 0.99999))
+    assert not any({"circle_02.png", "recompressed.jpg"} <= set(g) for g in above) or score > 0.9999
