@@ -1,0 +1,441 @@
+"""Benchmark harness: speed, memory and accuracy beside baselines and limits; rewrites BENCHMARKS.md.
+
+    python bench/run.py --size small            # about a minute: checks that every section runs
+    python bench/run.py --size full             # the figures in BENCHMARKS.md (about 40 minutes on 2 cores)
+    python bench/run.py --size full --only search,sync
+
+Ratios are measured within one run (ours against a baseline or a limit): these machines are shared
+and noisy, so absolute times drift between runs while ratios hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from index.vector_index import IndexKind, VectorIndex  # noqa: E402
+from simsearch.checkpoint import load_checkpoint  # noqa: E402
+from simsearch.device import resolve_device  # noqa: E402
+from simsearch.embed import embed_arrays_with  # noqa: E402
+from simsearch.engine import Searcher, build_index  # noqa: E402
+from simsearch.images import load_array, scan_folder  # noqa: E402
+from simsearch.symbols import SYMBOLS, draw_symbol  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    jpegs: int  # generated 640x480 RGB JPEGs
+    omniglot: bool  # the whole Omniglot set (32,460 PNGs) when ../shared/data is present
+    vectors: tuple[int, ...]  # gallery sizes for search alone
+    queries: int
+    scale: tuple[int, ...]  # folder multiples for how indexing cost grows
+    episodes: int
+
+
+SIZES = {
+    "small": Sizes(jpegs=60, omniglot=False, vectors=(5_000,), queries=50, scale=(1, 2), episodes=100),
+    "full": Sizes(
+        jpegs=2_000, omniglot=True, vectors=(10_000, 100_000, 1_000_000), queries=1_000, scale=(1, 4, 16), episodes=2000
+    ),
+}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{os.cpu_count()} cores, {cpu}, {gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
+        f"faiss {faiss.__version__}, numpy {np.__version__}"
+    )
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.0f}"
+        return f"{v:,}" if isinstance(v, int) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def peak_rss_of(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak resident MiB) of one child process, from its own rusage (os.wait4)."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(proc.stderr.read().decode()[-2000:] if proc.stderr else "failed")
+    return wall, usage.ru_maxrss / 1024
+
+
+def simsearch_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "simsearch"
+    return [str(script)] if script.exists() else [sys.executable, str(REPO / "cli.py")]
+
+
+# ---------------------------------------------------------------- data
+def make_jpegs(root: Path, n: int, seed: int = 0) -> Path:
+    """n 640x480 RGB JPEGs of drawn symbols on noisy paper, in 10 class folders."""
+    rng = np.random.default_rng(seed)
+    names = list(SYMBOLS)
+    for i in range(n):
+        name = names[i % len(names)]
+        (root / name).mkdir(parents=True, exist_ok=True)
+        img = draw_symbol(name, rng, size=480, mode="RGB").resize((640, 480))
+        noise = rng.integers(-12, 12, (480, 640, 3))
+        arr = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / name / f"{i:06d}.jpg", quality=90)
+    return root
+
+
+def extract_omniglot(root: Path) -> Path | None:
+    zips = [SHARED / "omniglot" / "images_background.zip", SHARED / "omniglot" / "images_evaluation.zip"]
+    if not all(z.exists() for z in zips):
+        return None
+    for z in zips:
+        with zipfile.ZipFile(z) as zf:
+            zf.extractall(root)
+    return root
+
+
+# ---------------------------------------------------------------- sections
+def bench_indexing(work: Path, sizes: Sizes, out: list[str]) -> None:
+    """Files to searchable index: ours vs the naive loop, and the decode and encoder limits."""
+    model = load_checkpoint(None)
+    dev = resolve_device("auto")
+    pre = model.config.preprocess
+    folders = [("generated 640x480 JPEG", make_jpegs(work / "jpegs", sizes.jpegs))]
+    if sizes.omniglot:
+        omni = extract_omniglot(work / "omniglot")
+        if omni is not None:
+            folders.append(("Omniglot 105x105 PNG", omni))
+    rows = []
+    for name, folder in folders:
+        files = [f.path for f in scan_folder(folder).files]
+        n = len(files)
+        idx = work / f"idx-{folder.name}"
+        wall, rss = peak_rss_of(
+            [*simsearch_cmd(), "index", "build", str(folder), "--index", str(idx), "-q", "--kind", "flat"]
+        )
+        t = time.perf_counter()
+        build_index(folder, work / f"inproc-{folder.name}", progress=False, kind="flat")
+        ours = n / (time.perf_counter() - t)
+        # naive: one image at a time through decode, preprocess, model; then stack and brute force
+        sample = files[: min(n, 500)]
+        t = time.perf_counter()
+        vecs = []
+        with torch.inference_mode():
+            for f in sample:
+                arr = load_array(f, pre.channels, pre.size)
+                vecs.append(model.encoder(torch.from_numpy(arr[None]).float().div(255)).numpy())
+        emb = np.concatenate(vecs)
+        _ = emb @ emb[:1].T
+        naive = len(sample) / (time.perf_counter() - t)
+        # limits: decoding alone (same thread pool width as ours), encoder alone on decoded tensors
+        from concurrent.futures import ThreadPoolExecutor
+
+        t = time.perf_counter()
+        with ThreadPoolExecutor(min(8, (os.cpu_count() or 1) + 1)) as pool:
+            arrays = list(pool.map(lambda f: load_array(f, pre.channels, pre.size), files))
+        decode = n / (time.perf_counter() - t)
+        stacked = np.stack(arrays)
+        best = 0.0
+        for bs in (64, 256, 1024):
+            t = time.perf_counter()
+            embed_arrays_with(model.encoder, stacked, dev, batch_size=bs)
+            best = max(best, n / (time.perf_counter() - t))
+        serial_limit = 1 / (1 / decode + 1 / best)
+        rows.append(
+            [name, n, ours, naive, decode, best, ours / min(decode, best), ours / serial_limit, ours / naive, rss, wall]
+        )
+    out.append("## 1. Indexing a folder (files to searchable index)\n")
+    out.append(
+        table(
+            [
+                "folder",
+                "images",
+                "ours img/s",
+                "naive img/s",
+                "decode-only img/s",
+                "encoder-only img/s (best batch)",
+                "ours / lower limit",
+                "ours / serial limit",
+                "ours / naive",
+                "CLI peak RSS MiB",
+                "CLI wall s",
+            ],
+            rows,
+        )
+    )
+    out.append(
+        "\n*lower limit* = the slower of decoding alone and the encoder alone (reachable only if the two "
+        "overlapped perfectly on separate cores); *serial limit* = both run back to back on the same cores "
+        "(1 / (1/decode + 1/encoder)). CLI figures include Python and torch start-up.\n"
+    )
+
+
+def bench_sync_and_scale(work: Path, sizes: Sizes, out: list[str]) -> None:
+    base = work / "scale-1"
+    make_jpegs(base, sizes.jpegs, seed=1)
+    rows_sync = []
+    idx = work / "sync.idx"
+    t = time.perf_counter()
+    build_index(base, idx, progress=False)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    build_index(base, idx, progress=False)
+    again = time.perf_counter() - t
+    rows_sync.append([f"{sizes.jpegs} JPEG", first, again, again / first])
+    omni = work / "omniglot" if (work / "omniglot").exists() else None
+    if omni is not None:
+        idx2 = work / "sync-omni.idx"
+        t = time.perf_counter()
+        build_index(omni, idx2, progress=False)
+        first2 = time.perf_counter() - t
+        t = time.perf_counter()
+        build_index(omni, idx2, progress=False)
+        again2 = time.perf_counter() - t
+        rows_sync.append(["Omniglot 32,460 PNG", first2, again2, again2 / first2])
+    out.append("## 2. Sync: re-running a build over an unchanged folder\n")
+    out.append(table(["folder", "first build s", "re-run s", "re-run / first"], rows_sync))
+    rows = []
+    for m in sizes.scale:
+        folder = work / f"scale-x{m}"
+        if m == 1:
+            folder = base
+        else:
+            for i in range(m):
+                shutil.copytree(base, folder / f"copy{i}")
+        n = len(scan_folder(folder).files)
+        wall, rss = peak_rss_of(
+            [*simsearch_cmd(), "index", "build", str(folder), "--index", str(work / f"scale{m}.idx"), "-q"]
+        )
+        rows.append([f"{m}x", n, wall, n / wall, rss])
+    out.append("\n## 6a. How indexing cost grows with the folder\n")
+    out.append(table(["folder", "images", "wall s (CLI)", "img/s", "peak RSS MiB"], rows))
+    out.append("")
+
+
+def _clustered(n: int, d: int, seed: int) -> np.ndarray:
+    """Unit vectors around 1,000 centres: shaped like real embeddings, unlike uniform noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((1000, d)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = np.empty((n, d), np.float32)
+    for s in range(0, n, 100_000):
+        e = min(n, s + 100_000)
+        v = centres[rng.integers(0, 1000, e - s)] + rng.normal(0, 1.4 / np.sqrt(d), (e - s, d)).astype(np.float32)
+        out[s:e] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
+
+
+def bench_search(work: Path, sizes: Sizes, out: list[str]) -> None:
+    rows = []
+    for d in (256, 128):
+        for n in sizes.vectors:
+            g = _clustered(n, d, seed=n + d)
+            q = _clustered(sizes.queries, d, seed=7)
+            ids = np.arange(n, dtype=np.int64)
+            t = time.perf_counter()
+            gt = np.concatenate(
+                [np.argpartition(-(q[s : s + 100] @ g.T), 10, axis=1)[:, :10] for s in range(0, len(q), 100)]
+            )
+            numpy_qps = len(q) / (time.perf_counter() - t)
+            raw = faiss.IndexFlatIP(d)
+            raw.add(g)
+            t = time.perf_counter()
+            raw.search(q, 10)
+            raw_qps = len(q) / (time.perf_counter() - t)
+            rows.append([d, n, "numpy brute force", 0.0, n * d * 4 / 2**20, numpy_qps, 1.0, "-"])
+            rows.append([d, n, "raw faiss IndexFlatIP", 0.0, n * d * 4 / 2**20, raw_qps, 1.0, "-"])
+            for kind in (IndexKind.FLAT, IndexKind.HNSW, IndexKind.IVFPQ):
+                t = time.perf_counter()
+                vi = VectorIndex(d, kind)
+                for s in range(0, n, 65_536):
+                    vi.add(g[s : s + 65_536], ids[s : s + 65_536])
+                vi.finalize()
+                build = time.perf_counter() - t
+                mem = len(vi.to_bytes()) / 2**20
+                vi.search(q[:10], 10)
+                t = time.perf_counter()
+                _, got = vi.search(q, 10)
+                qps = len(q) / (time.perf_counter() - t)
+                recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, gt, strict=True)]))
+                overhead = f"{raw_qps / qps - 1:+.1%}" if kind is IndexKind.FLAT else "-"
+                rows.append([d, n, f"simsearch {kind.value}", build, mem, qps, recall, overhead])
+                del vi
+            del g, raw
+    out.append("## 4. Search alone: build, memory, queries per second, recall@10 against exact search\n")
+    out.append(
+        table(
+            [
+                "dim",
+                "vectors",
+                "index",
+                "build s",
+                "size MiB",
+                "queries/s (batch)",
+                "recall@10",
+                "our layer's overhead vs raw faiss",
+            ],
+            rows,
+        )
+    )
+    out.append(
+        "\nQueries are searched as one batch of "
+        f"{sizes.queries:,}; recall@10 is against exact inner-product search. Defaults: hnsw M=32, efConstruction=80, "
+        "efSearch=128; ivfpq nlist=4*sqrt(N), dim/4 sub-quantizers of 8 bits, nprobe=64. Vectors are clustered "
+        "unit vectors (1,000 centres), shaped like embeddings. The query-time rows for 10k/100k/1M answer 6b.\n"
+    )
+
+
+def bench_query(work: Path, sizes: Sizes, out: list[str]) -> None:
+    folder = work / "jpegs" if (work / "jpegs").exists() else make_jpegs(work / "jpegs", sizes.jpegs)
+    idx = work / "query.idx"
+    build_index(folder, idx, progress=False)
+    files = [str(f.path) for f in scan_folder(folder).files]
+    lat = []
+    with Searcher(idx) as s:
+        for f in files[: min(200, len(files))]:
+            t = time.perf_counter()
+            v, _ = s.embed_paths([f])
+            s.search_vectors(v, [f], 5)
+            lat.append(time.perf_counter() - t)
+        batch = (files * (1 + sizes.queries // len(files)))[: sizes.queries]
+        t = time.perf_counter()
+        for start in range(0, len(batch), 256):
+            chunk = batch[start : start + 256]
+            v, _ = s.embed_paths(chunk)
+            s.search_vectors(v, chunk, 5)
+        qps = len(batch) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    subprocess.run(
+        [*simsearch_cmd(), "query", files[0], "--index", str(idx), "--json"], check=True, capture_output=True
+    )
+    cli = time.perf_counter() - t
+    lat_ms = np.array(lat) * 1000
+    out.append("## 3. Query latency (640x480 JPEG query, gallery of the generated folder)\n")
+    out.append(
+        table(
+            [
+                "in-process p50 ms",
+                "in-process p99 ms",
+                "CLI wall s (incl. start-up)",
+                f"batch queries/s ({len(batch):,} images)",
+                "CLI / in-process p50",
+            ],
+            [
+                [
+                    float(np.percentile(lat_ms, 50)),
+                    float(np.percentile(lat_ms, 99)),
+                    cli,
+                    qps,
+                    cli * 1000 / float(np.percentile(lat_ms, 50)),
+                ]
+            ],
+        )
+    )
+    out.append("")
+
+
+def bench_accuracy(work: Path, sizes: Sizes, out: list[str]) -> None:
+    zip_path = SHARED / "omniglot" / "images_evaluation.zip"
+    if not zip_path.exists():
+        out.append("## 5. Accuracy\n\nskipped: ../shared/data/omniglot not present\n")
+        return
+    proc = subprocess.run(
+        [
+            *simsearch_cmd(),
+            "evaluate",
+            str(zip_path),
+            "--table",
+            "--episodes",
+            str(sizes.episodes),
+            "--seed",
+            "0",
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    res = json.loads(proc.stdout)
+    rows = [[f"{r['way']}-way {r['shot']}-shot", 100 * r["accuracy"], 100 * r["ci95"]] for r in res["results"]]
+    v = res["verification"]
+    out.append("## 5. Accuracy of the shipped encoder (Omniglot evaluation alphabets, never trained on)\n")
+    out.append(table(["task", "accuracy %", "± 95% CI"], rows))
+    out.append(f"\nVerification on {v['pairs']:,} random pairs: ROC AUC {v['auc']:.4f}, EER {v['eer']:.4f}.\n")
+
+
+SECTIONS = {
+    "indexing": bench_indexing,
+    "sync": bench_sync_and_scale,
+    "query": bench_query,
+    "search": bench_search,
+    "accuracy": bench_accuracy,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=sorted(SIZES), default="small")
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections: " + ", ".join(SECTIONS))
+    ap.add_argument(
+        "--out", type=Path, default=REPO / "BENCHMARKS.md", help="markdown file to rewrite ('-' = print only)"
+    )
+    args = ap.parse_args()
+    sizes = SIZES[args.size]
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown sections {sorted(unknown)}; allowed: {', '.join(SECTIONS)}")
+    command = "python bench/run.py " + " ".join(sys.argv[1:])
+    parts = [f"# Benchmarks\n\nCommand: `{command}`\n\nMachine: {machine()}\n"]
+    with tempfile.TemporaryDirectory(prefix="simsearch-bench-") as tmp:
+        work = Path(tmp)
+        for name in chosen:
+            t = time.perf_counter()
+            SECTIONS[name](work, sizes, parts)
+            print(f"[{name}: {time.perf_counter() - t:.0f}s]", file=sys.stderr, flush=True)
+            print(parts[-2] if len(parts) > 1 else "", parts[-1], sep="\n", flush=True)
+    text = "\n".join(parts) + "\n"
+    if str(args.out) != "-":
+        args.out.write_text(text)
+    print(
+        f"peak RSS of the harness: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB", file=sys.stderr
+    )
+
+
+if __name__ == "__main__":
+    main()
