@@ -19,7 +19,7 @@ from simsearch.checkpoint import LoadedModel, load_checkpoint
 from simsearch.device import resolve_device
 from simsearch.embed import embed_arrays_with, embed_files, read_and_decode
 from simsearch.errors import DataError, EncoderMismatchError, ImageError, SimSearchError
-from simsearch.images import Skipped, collect_images, load_array, scan_folder
+from simsearch.images import Skipped, collect_images, scan_folder
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -415,10 +415,6 @@ class Searcher:
         if not arrays:
             return np.zeros((0, self.manifest.dim), np.float32), failed
         return embed_arrays_with(self.model.encoder, np.stack(arrays), self.device), failed
-
-    def embed_bytes(self, data: bytes) -> np.ndarray:
-        pre = self.model.config.preprocess
-        return embed_arrays_with(self.model.encoder, load_array(data, pre.channels, pre.size)[None], self.device)
 
     def search_vectors(self, queries: np.ndarray, names: list[str], k: int) -> list[QueryResult]:
         scores, ids = self.store.vectors.search(queries, k)
