@@ -108,7 +108,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_file_atomic(path: Path, data: bytes) -> None:
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write bytes through a temporary file in the same folder, fsync, and rename into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -311,10 +312,10 @@ class Transaction:
             raise IndexCorruptError(f"refusing to commit: {len(self.vectors)} vectors but {count} catalog rows")
         self.catalog.close()
         self._settle_kind()
-        _write_file_atomic(self.tmp / VECTORS, self.vectors.to_bytes())
+        write_file_atomic(self.tmp / VECTORS, self.vectors.to_bytes())
         tomb = self.vectors.tombstone_bytes()
         if tomb is not None:
-            _write_file_atomic(self.tmp / TOMBSTONES, tomb)
+            write_file_atomic(self.tmp / TOMBSTONES, tomb)
         manifest = replace(
             self.base,
             kind=self.vectors.kind,
@@ -329,7 +330,7 @@ class Transaction:
             shutil.rmtree(final)
         os.rename(self.tmp, final)
         _fsync_dir(self.path)
-        _write_file_atomic(self.path / MANIFEST, manifest.to_json().encode())
+        write_file_atomic(self.path / MANIFEST, manifest.to_json().encode())
         self._cleanup_leftovers(keep=manifest.gen_dir)
         self._release()
         return manifest

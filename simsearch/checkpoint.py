@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from index.store import write_file_atomic
 from simsearch.encoder import Encoder, EncoderConfig, build_encoder
 from simsearch.errors import ModelError
 
@@ -29,7 +29,6 @@ __all__ = [
     "resolve_model",
     "save_checkpoint",
     "weights_bytes",
-    "write_atomic",
 ]
 
 WEIGHTS_FILE = "model.safetensors"
@@ -48,20 +47,6 @@ class LoadedModel:
     fingerprint: str
     source: str  # a built-in name or a checkpoint folder path
     meta: dict[str, Any]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to `path` through a temporary file in the same folder and an atomic rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def weights_bytes(encoder: Encoder) -> bytes:
@@ -100,8 +85,8 @@ def save_checkpoint(
         "description": description,
         "training": summary or {},
     }
-    write_atomic(out / WEIGHTS_FILE, data)
-    write_atomic(out / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    write_file_atomic(out / WEIGHTS_FILE, data)
+    write_file_atomic(out / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     return fp
 
 

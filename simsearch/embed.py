@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from simsearch.checkpoint import LoadedModel
 from simsearch.errors import ImageError
-from simsearch.images import DEFAULT_MAX_PIXELS, load_array
+from simsearch.images import DEFAULT_MAX_PIXELS, load_array, read_file
 
 __all__ = ["Embedded", "FileFacts", "embed_arrays_with", "embed_files", "read_and_decode"]
 
@@ -43,25 +43,15 @@ def read_and_decode(
     path: str | os.PathLike[str], channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[np.ndarray, FileFacts]:
     """Read a file once: hash its bytes and decode them. Raises ImageError."""
-    name = str(path)
+    data = read_file(path)
     try:
         st = os.stat(path)
-        with open(path, "rb") as f:
-            data = f.read()
-    except PermissionError:
-        raise ImageError(name, "permission denied") from None
-    except FileNotFoundError:
-        raise ImageError(name, "no such file (deleted or a broken link)") from None
-    except IsADirectoryError:
-        raise ImageError(name, "is a folder, not an image") from None
     except OSError as err:
-        raise ImageError(name, f"cannot read: {err.strerror}") from None
-    if not data:
-        raise ImageError(name, "empty file (0 bytes)")
+        raise ImageError(str(path), f"cannot read: {err.strerror}") from None
     try:
         arr = load_array(data, channels=channels, size=size, max_pixels=max_pixels)
     except ImageError as err:
-        raise ImageError(name, err.reason) from None
+        raise ImageError(str(path), err.reason) from None
     return arr, FileFacts(size=st.st_size, mtime=st.st_mtime, sha256=hashlib.sha256(data).hexdigest())
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "collect_images",
     "decode_image",
     "load_array",
+    "read_file",
     "scan_folder",
     "to_array",
 ]
@@ -135,6 +136,25 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(white, rgba).convert("RGB")
 
 
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a file, or ImageError with a reason a person can act on."""
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except PermissionError:
+        raise ImageError(name, "permission denied") from None
+    except FileNotFoundError:
+        raise ImageError(name, "no such file (deleted or a broken link)") from None
+    except IsADirectoryError:
+        raise ImageError(name, "is a folder, not an image") from None
+    except OSError as err:
+        raise ImageError(name, f"cannot read: {err.strerror}") from None
+    if not data:
+        raise ImageError(name, "empty file (0 bytes)")
+    return data
+
+
 def decode_image(
     source: str | os.PathLike[str] | bytes, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Image.Image:
@@ -144,19 +164,14 @@ def decode_image(
     white, and maps 16-bit and float images by their range. Raises ImageError with the reason.
     """
     name = "<bytes>" if isinstance(source, bytes) else str(source)
+    data = source if isinstance(source, bytes) else read_file(source)
+    if not data:
+        raise ImageError(name, "empty file (0 bytes)")
     try:
-        if isinstance(source, bytes):
-            if not source:
-                raise ImageError(name, "empty file (0 bytes)")
-            fp: io.BytesIO | str = io.BytesIO(source)
-        else:
-            if os.path.getsize(source) == 0:
-                raise ImageError(name, "empty file (0 bytes)")
-            fp = os.fspath(source)
         with warnings.catch_warnings():
             # Our own pixel cap below replaces Pillow's bomb warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(fp) as opened:
+            with Image.open(io.BytesIO(data)) as opened:
                 width, height = opened.size
                 if width * height > max_pixels:
                     raise ImageError(
@@ -173,10 +188,6 @@ def decode_image(
         raise ImageError(name, "too many pixels (decompression bomb)") from None
     except UnidentifiedImageError:
         raise ImageError(name, "not an image file Pillow can read") from None
-    except PermissionError:
-        raise ImageError(name, "permission denied") from None
-    except FileNotFoundError:
-        raise ImageError(name, "no such file") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as err:
         reason = str(err) or type(err).__name__
         if "truncated" in reason.lower():

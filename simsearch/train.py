@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from simsearch.checkpoint import save_checkpoint, write_atomic
+from index.store import write_file_atomic
+from simsearch.checkpoint import save_checkpoint
 from simsearch.datasets import LabelledSet, split_by_group
 from simsearch.device import resolve_device
 from simsearch.embed import embed_arrays_with
@@ -176,7 +177,7 @@ def _save_resume(
     save_file(tensors, str(tmp))
     tmp.replace(out / RESUME_WEIGHTS)
     state = dict(state, param_groups=opt_state["param_groups"])
-    write_atomic(out / RESUME_STATE, json.dumps(state, indent=2).encode())
+    write_file_atomic(out / RESUME_STATE, json.dumps(state, indent=2).encode())
 
 
 def _load_resume(
