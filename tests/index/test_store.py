@@ -1,6 +1,7 @@
 import json
 import sqlite3
 
+import numpy as np
 import pytest
 
 from index.catalog import Catalog, Record
@@ -96,3 +97,42 @@ def test_catalog_round_trip(tmp_path):
     with pytest.raises(sqlite3.IntegrityError):
         with Catalog(tmp_path / "c2.sqlite") as cat:
             cat.add([Record(1, "/same", None, 1, 1, "h"), Record(2, "/same", None, 1, 1, "h")])
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_removal_survives_save_and_load_for_each_kind(tmp_path, kind):
+    n, dim = 1500, 16
+    v = unit_rows(n, dim, seed=5)
+    path = tmp_path / f"{kind}.idx"
+    with Transaction.create(path, dim, {"fingerprint": "f"}, kind=kind) as tx:
+        ids = tx.new_ids(n)
+        tx.add(v, [Record(int(i), f"/img/{i}.png", None, 1, 1.0, "h") for i in ids])
+        tx.commit()
+    with Transaction.begin(path) as tx:
+        tx.remove(list(range(0, n, 3)))
+        m = tx.commit()
+    assert m.kind.value == kind and m.count == n - 500
+    with IndexStore.open(path) as store:
+        assert store.check().ok and len(store.vectors) == n - 500
+        _, found = store.vectors.search(v[:30], 5)
+        assert not np.isin(found, np.arange(0, n, 3)).any()
+        if kind != "ivfpq":  # exact vectors: each live query finds itself first
+            assert all(found[i, 0] == i for i in range(30) if i % 3)
+
+
+def test_auto_kind_turns_hnsw_past_the_size_limit(tmp_path, monkeypatch):
+    import index.vector_index as vector_index
+
+    monkeypatch.setattr(vector_index, "AUTO_HNSW_FROM", 100)  # a small limit instead of 50,000 vectors
+    v = unit_rows(150, 8)
+    with Transaction.create(tmp_path / "a.idx", 8, {}) as tx:
+        ids = tx.new_ids(60)
+        tx.add(v[:60], [Record(int(i), f"/{i}", None, 1, 1.0, "h") for i in ids])
+        assert tx.commit().kind.value == "flat"
+    with Transaction.begin(tmp_path / "a.idx") as tx:
+        ids = tx.new_ids(90)
+        tx.add(v[60:], [Record(int(i), f"/{i}", None, 1, 1.0, "h") for i in ids])
+        m = tx.commit()
+    assert m.kind.value == "hnsw" and m.requested_kind == "auto" and m.count == 150
+    with IndexStore.open(tmp_path / "a.idx") as store:
+        assert store.vectors.search(v[100:101], 1)[1][0, 0] == 100
