@@ -1,0 +1,39 @@
+import csv
+import json
+
+import click
+import pytest
+
+from cli import _parse_duration
+from simsearch.errors import SimSearchError
+from simsearch.results import write_rows
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("80m", 4800), ("1.5h", 5400), (None, None)])
+def test_durations(text, seconds):
+    assert _parse_duration(text) == seconds
+
+
+def test_bad_duration_is_a_usage_error():
+    with pytest.raises(click.BadParameter, match="duration"):
+        _parse_duration("ten minutes")
+
+
+def test_result_rows_as_jsonl_and_flattened_csv(tmp_path):
+    rows = [
+        {"query": "a.png", "results": [{"rank": 1, "score": 0.9}, {"rank": 2, "score": 0.5}]},
+        {"query": "b.png", "results": []},
+    ]
+    write_rows(rows, tmp_path / "r.jsonl", flatten="results")
+    assert [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()] == rows
+    write_rows(rows, tmp_path / "r.csv", flatten="results")
+    with open(tmp_path / "r.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["query"], r["rank"], r["score"]) for r in table] == [
+        ("a.png", "1", "0.9"),
+        ("a.png", "2", "0.5"),
+        ("b.png", "", ""),
+    ]
+    with pytest.raises(SimSearchError, match=r"jsonl or \.csv"):
+        write_rows(rows, tmp_path / "r.xml")
+    assert not (tmp_path / "r.xml").exists()
