@@ -100,7 +100,8 @@ def embed_files(
         except ImageError as err:
             return err
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         pending: deque[tuple[int, Future[tuple[np.ndarray, FileFacts] | ImageError]]] = deque()
         submitted = 0
         lookahead = 3 * batch_size
@@ -128,4 +129,7 @@ def embed_files(
                     submitted += 1
             if positions:
                 yield Embedded(positions, embed_arrays_with(model.encoder, np.stack(arrays), device), facts)
-    bar.close()
+    finally:
+        # On an interruption, drop the decodes still queued instead of finishing them.
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
