@@ -93,7 +93,7 @@ def index_group() -> None:
     "--kind",
     type=click.Choice(["auto", "flat", "hnsw", "ivfpq"]),
     default=None,
-    help="Index structure: flat (exact), hnsw (fast, approximate), ivfpq (compact, lower recall), or auto: flat below 50,000 images, hnsw above. Default: auto for a new index, unchanged for an existing one.",
+    help="Index structure: flat (exact), hnsw (fast, approximate), ivfpq (16x smaller in memory; exact vectors stay on disk for re-ranking), or auto: flat below 50,000 images, hnsw above. Default: auto for a new index, unchanged for an existing one.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @JSON

@@ -4,6 +4,9 @@ Layout of an index directory:
     manifest.json           the commit point: names the current generation and describes it
     gen-000007/vectors.faiss
     gen-000007/catalog.sqlite
+    gen-000007/tombstones.npy   hnsw only, when removed ids still sit in the graph
+    gen-000007/exact_ids.npy    ivfpq only: sorted ids and their float32 vectors (exact.npy),
+    gen-000007/exact.npy        memory-mapped to re-rank the PQ candidates exactly
 A write builds a complete new generation in a temporary folder, renames it into place and only
 then replaces manifest.json (write to a temporary file, fsync, rename). A crash or kill at any
 moment leaves manifest.json naming a complete generation; leftovers are removed on the next write.
@@ -33,6 +36,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 TOMBSTONES = "tombstones.npy"
+EXACT_IDS = "exact_ids.npy"  # ivfpq only: sorted ids and their float32 vectors, for exact re-ranking
+EXACT = "exact.npy"
 CATALOG = "catalog.sqlite"
 LOCK = ".lock"
 
@@ -127,9 +132,14 @@ def _load_vectors(gen: Path, manifest: Manifest) -> VectorIndex:
     try:
         data = (gen / VECTORS).read_bytes()
         tomb = (gen / TOMBSTONES).read_bytes() if (gen / TOMBSTONES).exists() else None
+        exact = None
+        if manifest.kind is IndexKind.IVFPQ:
+            exact = (np.load(gen / EXACT_IDS, allow_pickle=False), np.load(gen / EXACT, mmap_mode="r"))
     except OSError as err:
         raise IndexCorruptError(f"{gen.parent}: vector file missing or unreadable ({err.strerror})") from None
-    return VectorIndex.from_bytes(data, manifest.dim, manifest.kind, manifest.kind_params, tomb)
+    except ValueError as err:
+        raise IndexCorruptError(f"{gen.parent}: exact vector file unreadable ({err})") from None
+    return VectorIndex.from_bytes(data, manifest.dim, manifest.kind, manifest.kind_params, tomb, exact)
 
 
 def _read_manifest(path: Path) -> Manifest:
@@ -316,6 +326,10 @@ class Transaction:
         tomb = self.vectors.tombstone_bytes()
         if tomb is not None:
             write_file_atomic(self.tmp / TOMBSTONES, tomb)
+        exact = self.vectors.exact_bytes()
+        if exact is not None:
+            write_file_atomic(self.tmp / EXACT_IDS, exact[0])
+            write_file_atomic(self.tmp / EXACT, exact[1])
         manifest = replace(
             self.base,
             kind=self.vectors.kind,
@@ -346,10 +360,6 @@ class Transaction:
         target = choose_kind(self.base.requested_kind, len(self.vectors))
         if target is self.vectors.kind:
             return
-        if self.vectors.kind is IndexKind.IVFPQ:
-            raise IndexStoreError(
-                "an ivfpq index holds only compressed vectors; rebuild it with --overwrite to change its kind"
-            )
         ids, vecs = self.vectors.vectors()
         converted = VectorIndex(self.vectors.dim, target, self.base.kind_params)
         for start in range(0, len(ids), 65_536):

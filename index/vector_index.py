@@ -2,9 +2,11 @@
 
 Three kinds: exact `flat`; `hnsw` (graph, fast, approximate; faiss cannot delete from it, so removed
 ids become tombstones filtered out at search time and purged by a rebuild once they pile up);
-`ivfpq` (inverted lists of product-quantized codes, 16x smaller than flat, lower recall; trained on
-the first vectors added; faiss removes from it natively). `auto` never picks ivfpq: it trades
-recall for memory, a choice for the user to make.
+`ivfpq` (inverted lists of product-quantized codes, trained on the first vectors added; faiss
+removes from it natively): the codes in memory are 16x smaller than flat vectors, and each search
+re-ranks its PQ candidates by exact cosine against the float32 vectors, which the store keeps in a
+separate file and memory-maps, so they cost disk and page cache, not resident memory. `auto` never
+picks ivfpq: it is a choice for galleries whose vectors do not fit in memory.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ import numpy as np
 
 from index.errors import IndexCorruptError, VectorError
 
-__all__ = ["AUTO_HNSW_FROM", "IndexKind", "KindParams", "Metric", "VectorIndex", "check_vectors", "choose_kind"]
+__all__ = [
+    "AUTO_HNSW_FROM",
+    "ExactVectors",
+    "IndexKind",
+    "KindParams",
+    "Metric",
+    "VectorIndex",
+    "check_vectors",
+    "choose_kind",
+]
 
 # `auto` picks exact search below this many vectors, HNSW from here on.
 AUTO_HNSW_FROM = 50_000
@@ -76,10 +87,13 @@ class KindParams:
     nlist: int | None = None  # IVF lists; default about 4 * sqrt(N)
     pq_m: int | None = None  # PQ sub-quantizers; default dim / 4 (4 dims per byte: 16x smaller than flat)
     nprobe: int = 64
+    rerank: int = 4  # ivfpq: PQ candidates per requested neighbour, re-ranked exactly
 
     def __post_init__(self) -> None:
-        if self.hnsw_m < 4 or self.ef_construction < 8 or self.ef_search < 1 or self.nprobe < 1:
-            raise ValueError("hnsw_m >= 4, ef_construction >= 8, ef_search >= 1 and nprobe >= 1 are required")
+        if self.hnsw_m < 4 or self.ef_construction < 8 or self.ef_search < 1 or self.nprobe < 1 or self.rerank < 1:
+            raise ValueError(
+                "hnsw_m >= 4, ef_construction >= 8, ef_search >= 1, nprobe >= 1 and rerank >= 1 are required"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -126,6 +140,63 @@ def _pq_m(dim: int, params: KindParams) -> int:
     return m
 
 
+class ExactVectors:
+    """The float32 vectors of an ivfpq index by id, for exact re-ranking of its PQ candidates.
+
+    Rows are kept sorted by id; loaded from the store they are memory-mapped (read-only), so a
+    search touches only the rows of its candidates. Additions are buffered until the next read.
+    """
+
+    def __init__(self, dim: int, ids: np.ndarray | None = None, vecs: np.ndarray | None = None) -> None:
+        self.dim = dim
+        self._ids = np.zeros(0, np.int64) if ids is None else ids
+        self._vecs: np.ndarray = np.zeros((0, dim), np.float32) if vecs is None else vecs
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        if len(self._ids) != len(self._vecs) or self._vecs.shape[1:] != (dim,):
+            raise IndexCorruptError("exact vector file does not match its ids or the index dimension")
+        if len(self._ids) > 1 and not (np.diff(self._ids) > 0).all():
+            raise IndexCorruptError("exact vector ids are not sorted")
+
+    def __len__(self) -> int:
+        return len(self._ids) + sum(len(i) for _, i in self._pending)
+
+    def add(self, vecs: np.ndarray, ids: np.ndarray) -> None:
+        self._pending.append((vecs.copy(), ids.copy()))
+
+    def _settle(self) -> None:
+        if not self._pending:
+            return
+        ids = np.concatenate([self._ids, *[i for _, i in self._pending]])
+        vecs = np.concatenate([np.asarray(self._vecs), *[v for v, _ in self._pending]])
+        order = np.argsort(ids, kind="stable")
+        self._ids, self._vecs, self._pending = ids[order], vecs[order], []
+
+    def remove(self, ids: np.ndarray) -> None:
+        self._settle()
+        keep = ~np.isin(self._ids, ids)
+        if not keep.all():
+            self._ids, self._vecs = self._ids[keep], np.asarray(self._vecs)[keep]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids sorted, vectors) of every row."""
+        self._settle()
+        return self._ids, self._vecs
+
+    def rerank(self, queries: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact cosine of each query against its candidate ids (-1 = none); the best k, best first."""
+        ids, vecs = self.arrays()
+        scores = np.full(cand.shape, -np.inf, np.float32)
+        if len(ids):
+            pos = np.clip(np.searchsorted(ids, cand), 0, len(ids) - 1)
+            found = (cand >= 0) & (ids[pos] == cand)
+            for r in range(len(queries)):
+                rows = pos[r][found[r]]
+                scores[r][found[r]] = np.asarray(vecs[rows]) @ queries[r]
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        out_ids = np.take_along_axis(np.where(np.isfinite(scores), cand, -1), order, axis=1)
+        return np.take_along_axis(scores, order, axis=1), out_ids
+
+
 class VectorIndex:
     """A FAISS inner-product index keyed by int64 ids.
 
@@ -144,6 +215,7 @@ class VectorIndex:
         )
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # ivfpq vectors waiting for training
         self._tombstones: set[int] = set()  # hnsw ids removed but still in the graph
+        self.exact: ExactVectors | None = ExactVectors(dim) if self.kind is IndexKind.IVFPQ else None
 
     # ---- size and ids
     def _stored(self) -> int:
@@ -184,6 +256,8 @@ class VectorIndex:
         check_vectors(vectors, self.dim, ids)
         if not len(ids):
             return
+        if self.exact is not None:
+            self.exact.add(vectors, ids)
         if self.kind is IndexKind.IVFPQ and self._index is None:
             self._pending.append((vectors.copy(), ids.copy()))
             if sum(len(i) for _, i in self._pending) >= _IVF_TRAIN:
@@ -197,6 +271,8 @@ class VectorIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if not len(ids):
             return 0
+        if self.exact is not None:
+            self.exact.remove(ids)
         removed = 0
         if self._pending:
             kept = []
@@ -248,18 +324,13 @@ class VectorIndex:
 
     # ---- reading
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids (N,) int64, vectors (N, D) float32) of every live entry (flat and hnsw: exact;
-        ivfpq: the quantized reconstructions)."""
+        """(ids (N,) int64, vectors (N, D) float32) of every live entry, exact for every kind."""
         self.finalize()
+        if self.exact is not None:
+            ids, vecs = self.exact.arrays()
+            return ids.copy(), np.ascontiguousarray(vecs, dtype=np.float32)
         if self._index is None:
             return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
-        if self.kind is IndexKind.IVFPQ:
-            ivf = faiss.extract_index_ivf(self._index)
-            ivf.make_direct_map()
-            ids = self._stored_ids()
-            vecs = np.stack([ivf.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
-            # quantized reconstructions are only near unit length
-            vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         else:
             inner = faiss.downcast_index(self._index.index)  # type: ignore[attr-defined]
             vecs = inner.reconstruct_n(0, inner.ntotal)
@@ -307,7 +378,10 @@ class VectorIndex:
         assert self._index is not None
         kk = min(k, n)
         params, _selector = self._search_params()
-        if params is None:
+        if self.exact is not None:  # PQ candidates, re-ranked by exact cosine
+            _, cand = self._index.search(queries, min(n, max(kk * self.params.rerank, 32)), params=params)
+            scores, ids = self.exact.rerank(queries, cand, kk)
+        elif params is None:
             scores, ids = self._index.search(queries, kk)
         else:
             scores, ids = self._index.search(queries, kk, params=params)
@@ -340,6 +414,18 @@ class VectorIndex:
             return faiss.serialize_index(_new_faiss(IndexKind.FLAT, self.dim, self.params)).tobytes()
         return faiss.serialize_index(self._index).tobytes()
 
+    def exact_bytes(self) -> tuple[bytes, bytes] | None:
+        """ivfpq: (.npy of the sorted ids, .npy of their float32 vectors) for exact re-ranking."""
+        if self.exact is None:
+            return None
+        ids, vecs = self.exact.arrays()
+        out = []
+        for arr in (ids, np.ascontiguousarray(vecs, dtype=np.float32)):
+            buf = io.BytesIO()
+            np.save(buf, arr, allow_pickle=False)
+            out.append(buf.getvalue())
+        return out[0], out[1]
+
     def tombstone_bytes(self) -> bytes | None:
         if not self._tombstones:
             return None
@@ -349,8 +435,16 @@ class VectorIndex:
 
     @classmethod
     def from_bytes(
-        cls, data: bytes, dim: int, kind: IndexKind, params: KindParams | None = None, tombstones: bytes | None = None
+        cls,
+        data: bytes,
+        dim: int,
+        kind: IndexKind,
+        params: KindParams | None = None,
+        tombstones: bytes | None = None,
+        exact: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> VectorIndex:
+        """Rebuild from faiss bytes; an ivfpq index also needs `exact` (sorted ids, their vectors;
+        the vectors may be a read-only memory map)."""
         try:
             idx = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as err:
@@ -360,6 +454,14 @@ class VectorIndex:
         out = cls(dim, kind, params)
         empty_ivf = kind is IndexKind.IVFPQ and not isinstance(idx, faiss.IndexIVF)
         out._index = None if empty_ivf else idx
+        if kind is IndexKind.IVFPQ:
+            if exact is None:
+                raise IndexCorruptError("an ivfpq index needs its exact vector file")
+            out.exact = ExactVectors(dim, exact[0], exact[1])
+            if len(out.exact) != out._stored():
+                raise IndexCorruptError(
+                    f"exact vector file holds {len(out.exact):,} rows, the ivfpq index {out._stored():,}"
+                )
         if tombstones:
             try:
                 out._tombstones = set(np.load(io.BytesIO(tombstones), allow_pickle=False).tolist())

@@ -116,8 +116,17 @@ def test_removal_survives_save_and_load_for_each_kind(tmp_path, kind):
         assert store.check().ok and len(store.vectors) == n - 500
         _, found = store.vectors.search(v[:30], 5)
         assert not np.isin(found, np.arange(0, n, 3)).any()
-        if kind != "ivfpq":  # exact vectors: each live query finds itself first
-            assert all(found[i, 0] == i for i in range(30) if i % 3)
+        # every kind ranks by exact cosine (ivfpq re-ranks its PQ candidates): a live query finds itself first
+        assert all(found[i, 0] == i for i in range(30) if i % 3)
+    if kind == "ivfpq":  # its exact vectors are on disk beside the codes, and convert back to flat losslessly
+        gen = next(path.glob("gen-*"))
+        assert (gen / "exact.npy").exists() and (gen / "exact_ids.npy").exists()
+        with Transaction.begin(path) as tx:
+            tx.request_kind("flat")
+            assert tx.commit().kind.value == "flat"
+        with IndexStore.open(path) as store:
+            ids, vecs = store.vectors.vectors()
+            np.testing.assert_array_equal(vecs, v[ids])
 
 
 def test_auto_kind_turns_hnsw_past_the_size_limit(tmp_path, monkeypatch):

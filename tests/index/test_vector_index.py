@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 
@@ -79,7 +81,14 @@ def recall_at(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.mean([len(set(g) & set(w)) / len(w) for g, w in zip(got, want, strict=True)]))
 
 
-@pytest.mark.parametrize("kind, min_recall", [(IndexKind.HNSW, 0.95), (IndexKind.IVFPQ, 0.7)])
+def reloaded(idx: VectorIndex) -> VectorIndex:
+    """Through bytes, as the store saves and loads it."""
+    raw = idx.exact_bytes()
+    exact = None if raw is None else (np.load(io.BytesIO(raw[0])), np.load(io.BytesIO(raw[1])))
+    return VectorIndex.from_bytes(idx.to_bytes(), idx.dim, idx.kind, idx.params, idx.tombstone_bytes(), exact)
+
+
+@pytest.mark.parametrize("kind, min_recall", [(IndexKind.HNSW, 0.95), (IndexKind.IVFPQ, 0.95)])
 def test_approximate_kinds_recall_and_removal(kind, min_recall):
     g, q = clustered_rows(6000, 32, seed=3), clustered_rows(100, 32, seed=4)
     ids = np.arange(6000, dtype=np.int64) + 100
@@ -94,7 +103,7 @@ def test_approximate_kinds_recall_and_removal(kind, min_recall):
     assert len(idx) == 6000 - len(gone) and not np.isin(gone, idx.ids()).any()
     _, after = idx.search(q, 10)
     assert not np.isin(after, gone).any()
-    again = VectorIndex.from_bytes(idx.to_bytes(), 32, kind, tombstones=idx.tombstone_bytes())
+    again = reloaded(idx)
     assert len(again) == len(idx)
     assert not np.isin(again.search(q, 10)[1], gone).any()
 
@@ -109,6 +118,24 @@ def test_hnsw_compaction_purges_tombstones():
     assert idx.compact() and idx.tombstones == 0 and len(idx) == 700
     assert sorted(idx.ids().tolist()) == list(range(300, 1000))
     np.testing.assert_array_equal(idx.reconstruct(500), g[500])
+
+
+def test_ivfpq_scores_are_exact_and_its_exact_file_must_match():
+    g = clustered_rows(3000, 32, seed=8)
+    ids = np.arange(3000, dtype=np.int64) * 7
+    idx = VectorIndex(32, IndexKind.IVFPQ, KindParams(pq_m=8))
+    idx.add(g, ids)
+    scores, found = idx.search(g[:20], 5)
+    rows = found // 7
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", g[:20], g[rows]), atol=1e-5)
+    assert (found[:, 0] == ids[:20]).all()
+    raw = idx.exact_bytes()
+    assert raw is not None
+    exact_ids, exact_vecs = np.load(io.BytesIO(raw[0])), np.load(io.BytesIO(raw[1]))
+    with pytest.raises(IndexCorruptError, match="rows"):
+        VectorIndex.from_bytes(idx.to_bytes(), 32, IndexKind.IVFPQ, exact=(exact_ids[1:], exact_vecs[1:]))
+    with pytest.raises(IndexCorruptError, match="exact vector file"):
+        VectorIndex.from_bytes(idx.to_bytes(), 32, IndexKind.IVFPQ)
 
 
 def test_ivfpq_refuses_too_few_vectors():
