@@ -848,6 +848,49 @@ def demo_cmd(workdir: Path, data: Path | None, device: str) -> None:
     )
 
 
+@cli.command("serve")
+@click.option("--index", "index_path", required=True, type=click.Path(path_type=Path), help="Index directory to serve.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless you say otherwise)."
+)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option(
+    "--max-upload-mb",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Largest accepted upload, in MiB (413 above it).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a query may take before it is answered 504.",
+)
+@DEVICE
+def serve_cmd(index_path: Path, host: str, port: int, max_upload_mb: float, timeout_s: float, device: str) -> None:
+    """Serve an index over HTTP, with a web page at / for drag-and-drop search.
+
+    \b
+    POST /search?k=5    multipart field `file`: the same JSON as `query --json`
+    POST /identify      multipart field `file`: the same JSON as `identify --json`
+    GET  /images/ID, /thumbnails/ID   gallery images by catalog id only
+    GET  /health, /stats, /docs (OpenAPI)
+    The encoder loads once; queries never write to the index or the gallery.
+    """
+    import uvicorn
+
+    from simsearch.service import create_app
+
+    app = create_app(index_path, device=device, max_upload=int(max_upload_mb * 2**20), timeout_s=timeout_s)
+    click.echo(
+        f"serving {index_path} ({len(app.state.searcher.store.vectors):,} images) on http://{host}:{port}/", err=True
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
 def main() -> NoReturn:
     """Entry point: runs the click group and turns library errors into one line and an exit code."""
     try:

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -51,12 +52,19 @@ class Sizes:
     queries: int
     scale: tuple[int, ...]  # folder multiples for how indexing cost grows
     episodes: int
+    requests: int  # service load test: requests from 8 concurrent clients
 
 
 SIZES = {
-    "small": Sizes(jpegs=60, omniglot=False, vectors=(5_000,), queries=50, scale=(1, 2), episodes=100),
+    "small": Sizes(jpegs=60, omniglot=False, vectors=(5_000,), queries=50, scale=(1, 2), episodes=100, requests=80),
     "full": Sizes(
-        jpegs=2_000, omniglot=True, vectors=(10_000, 100_000, 1_000_000), queries=1_000, scale=(1, 4, 16), episodes=2000
+        jpegs=2_000,
+        omniglot=True,
+        vectors=(10_000, 100_000, 1_000_000),
+        queries=1_000,
+        scale=(1, 4, 16),
+        episodes=2000,
+        requests=2000,
     ),
 }
 
@@ -422,13 +430,105 @@ def bench_accuracy(work: Path, sizes: Sizes, out: list[str]) -> None:
     out.append(f"\nVerification on {v['pairs']:,} random pairs: ROC AUC {v['auc']:.4f}, EER {v['eer']:.4f}.\n")
 
 
+def bench_service(work: Path, sizes: Sizes, out: list[str]) -> None:
+    """`simsearch serve` under load: concurrent clients on loopback, each sending query images."""
+    import socket
+    import urllib.request
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = work / "jpegs" if (work / "jpegs").exists() else make_jpegs(work / "jpegs", sizes.jpegs)
+    idx = work / "service.idx"
+    if not idx.exists():
+        build_index(folder, idx, progress=False)
+    files = [f.path for f in scan_folder(folder).files][:200]
+    bodies = []
+    for f in files:
+        boundary = uuid.uuid4().hex
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{f.name}"\r\n\r\n'
+        bodies.append((boundary, head.encode() + f.read_bytes() + f"\r\n--{boundary}--\r\n".encode()))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [*simsearch_cmd(), "serve", "--index", str(idx), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(base + "/health", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+        def one(i: int) -> tuple[float, bool]:
+            boundary, body = bodies[i % len(bodies)]
+            path = "/search?k=5" if i % 2 == 0 else "/identify"
+            req = urllib.request.Request(
+                base + path, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+            )
+            t = time.perf_counter()
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    ok = r.status == 200 and bool(json.loads(r.read()))
+            except OSError:
+                ok = False
+            return time.perf_counter() - t, ok
+
+        rows = []
+        for clients in (1, 8):
+            n = sizes.requests if clients > 1 else max(50, sizes.requests // 10)
+            t = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                res = list(pool.map(one, range(n)))
+            wall = time.perf_counter() - t
+            lat = np.array([r[0] for r in res]) * 1000
+            errors = sum(not r[1] for r in res)
+            rows.append([clients, n, n / wall, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), errors])
+        stats = json.loads(urllib.request.urlopen(base + "/stats", timeout=10).read())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out.append("## 7. Search service under load (`simsearch serve`, loopback)\n")
+    out.append(table(["concurrent clients", "requests", "requests/s", "p50 ms", "p99 ms", "errors"], rows))
+    out.append(
+        f"\nEach request uploads one of {len(bodies)} generated 640x480 JPEGs (about "
+        f"{np.mean([len(b) for _, b in bodies]) / 1024:.0f} kB) as multipart `file`, alternating POST /search?k=5 "
+        f"and POST /identify, over a {stats['count']:,}-image index; latency is the client's, including upload "
+        "and JSON. The server decodes uploads in parallel threads and serializes embedding and search under one lock.\n"
+    )
+
+
 SECTIONS = {
     "indexing": bench_indexing,
     "sync": bench_sync_and_scale,
     "query": bench_query,
     "search": bench_search,
     "accuracy": bench_accuracy,
+    "service": bench_service,
 }
+
+
+def _blocks(text: str) -> tuple[str, dict[str, str]]:
+    """(text before the first '## ' heading, {heading key: block}) in order; key is '## 6a' etc."""
+    chunks = re.split(r"(?m)^(?=## )", text)
+    head, blocks = chunks[0], {}
+    for c in chunks[1:]:
+        blocks[c.split(".", 1)[0].strip()] = c
+    return head, blocks
+
+
+def merge_sections(old: str, new: str, provenance: str) -> str:
+    head, blocks = _blocks(old)
+    _, fresh = _blocks(new)
+    for key, block in fresh.items():
+        title, _, rest = block.partition("\n")
+        blocks[key] = f"{title}\n\nMeasured separately: `{provenance}`\n{rest}"
+    ordered = sorted(blocks, key=lambda k: (int(re.sub(r"\D", "", k) or 0), k))
+    return head + "".join(blocks[k].rstrip("\n") + "\n\n" for k in ordered)
 
 
 def main() -> None:
@@ -455,6 +555,9 @@ def main() -> None:
             print(parts[-2] if len(parts) > 1 else "", parts[-1], sep="\n", flush=True)
     text = "\n".join(parts) + "\n"
     if str(args.out) != "-":
+        if set(chosen) != set(SECTIONS) and args.out.exists():
+            # a partial run updates its own sections in place, each marked with the command that made it
+            text = merge_sections(args.out.read_text(), "\n".join(parts[1:]), f"{command}; {machine()}")
         args.out.write_text(text)
     print(
         f"peak RSS of the harness: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB", file=sys.stderr

@@ -43,7 +43,8 @@ class Catalog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self._db = sqlite3.connect(str(self.path))
+            # usable from another thread (a service's worker threads), one caller at a time
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False)
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as err:
             raise IndexCorruptError(f"{self.path}: catalog is unreadable ({err})") from None

@@ -1,0 +1,226 @@
+"""The search service: reverse image search and identification over HTTP, and the page at `/`.
+
+The encoder and the index are loaded once when the app is made. Uploads are decoded in the
+request's worker thread (in parallel); embedding and searching share one lock, because the SQLite
+catalog and the encoder are used by one caller at a time. Nothing a request does writes to the
+gallery or the index. Gallery files are served by catalog id only: no request names a path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+from simsearch.engine import Searcher
+from simsearch.errors import ImageError
+from simsearch.images import decode_image, load_array
+
+__all__ = ["DEFAULT_MAX_UPLOAD", "DEFAULT_TIMEOUT_S", "create_app"]
+
+DEFAULT_MAX_UPLOAD = 20 * 2**20  # bytes
+DEFAULT_TIMEOUT_S = 30.0
+_THUMB = 256
+_THUMB_CACHE = 512
+
+
+class _Stats:
+    """Query count and recent latencies (the last 10,000), safe across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = time.time()
+        self.queries = 0
+        self.errors = 0
+        self._lat: deque[float] = deque(maxlen=10_000)
+
+    def record(self, seconds: float) -> None:
+        with self._lock:
+            self.queries += 1
+            self._lat.append(seconds)
+
+    def error(self) -> None:
+        with self._lock:
+            self.errors += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            lat = np.array(self._lat) * 1000
+            queries, errors = self.queries, self.errors
+        pct = {f"p{p}": round(float(np.percentile(lat, p)), 3) if len(lat) else None for p in (50, 90, 99)}
+        return {
+            "queries": queries,
+            "errors": errors,
+            "uptime_s": round(time.time() - self.started, 1),
+            "latency_ms": pct,
+        }
+
+
+def create_app(
+    index: str | os.PathLike[str],
+    model: str | None = None,
+    device: str = "auto",
+    max_upload: int = DEFAULT_MAX_UPLOAD,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> FastAPI:
+    """A FastAPI app answering over one index (opened now, with its encoder loaded once)."""
+    searcher = Searcher(index, model=model, device=device)
+    lock = threading.Lock()
+    stats = _Stats()
+    thumbs: OrderedDict[int, bytes] = OrderedDict()
+    pre = searcher.model.config.preprocess
+    page = resources.files("simsearch").joinpath("web/index.html").read_text(encoding="utf-8")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        searcher.close()
+
+    app = FastAPI(
+        title="simsearch",
+        version="1",
+        description="Reverse image search and one-shot identification over a simsearch index.",
+        lifespan=lifespan,
+    )
+    app.state.searcher = searcher
+
+    async def _read_upload(request: Request, file: UploadFile) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_upload + 64 * 1024:
+            raise HTTPException(413, f"upload too large: the limit is {max_upload:,} bytes")
+        data = await file.read(max_upload + 1)
+        if len(data) > max_upload:
+            raise HTTPException(413, f"upload too large: the limit is {max_upload:,} bytes")
+        if not data:
+            raise HTTPException(400, "the upload is empty")
+        return data
+
+    def _embed(data: bytes, name: str) -> np.ndarray:
+        try:
+            arr = load_array(data, pre.channels, pre.size)
+        except ImageError as err:
+            raise HTTPException(415, f"{name}: {err.reason}") from None
+        from simsearch.embed import embed_arrays_with
+
+        with lock:
+            return embed_arrays_with(searcher.model.encoder, arr[None], searcher.device)
+
+    async def _answer(work: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            out = await asyncio.wait_for(run_in_threadpool(work), timeout_s)
+        except TimeoutError:
+            stats.error()
+            raise HTTPException(504, f"the request took longer than {timeout_s:g} s") from None
+        except HTTPException:
+            stats.error()
+            raise
+        stats.record(time.perf_counter() - t)
+        return out
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home() -> str:
+        return page
+
+    @app.post("/search", summary="Nearest gallery images to an uploaded image, best first")
+    async def search(
+        request: Request,
+        file: Annotated[UploadFile, File(description="the query image")],
+        k: Annotated[int, Query(ge=1, le=1000, description="how many results")] = 5,
+    ) -> dict[str, Any]:
+        data = await _read_upload(request, file)
+        name = file.filename or "upload"
+
+        def work() -> dict[str, Any]:
+            vec = _embed(data, name)
+            with lock:
+                return searcher.search_vectors(vec, [name], k)[0].to_dict()
+
+        return await _answer(work)
+
+    @app.post("/identify", summary="Which gallery class an uploaded image shows, or unknown")
+    async def identify(
+        request: Request,
+        file: Annotated[UploadFile, File(description="the query image")],
+        threshold: Annotated[float | None, Query(ge=-1, le=1, description="override the index's threshold")] = None,
+    ) -> dict[str, Any]:
+        data = await _read_upload(request, file)
+        name = file.filename or "upload"
+
+        def work() -> dict[str, Any]:
+            vec = _embed(data, name)
+            with lock:
+                try:
+                    return searcher.identify_vectors(vec, [name], threshold)[0].to_dict()
+                except Exception as err:  # a gallery without classes
+                    raise HTTPException(409, str(err)) from None
+
+        return await _answer(work)
+
+    def _record_path(id_: int) -> str:
+        with lock:
+            rec = searcher.store.catalog.get([id_]).get(id_)
+        if rec is None:
+            raise HTTPException(404, f"no gallery image with id {id_}")
+        if not os.path.isfile(rec.path):
+            raise HTTPException(410, f"gallery image {id_} is no longer on disk")
+        return rec.path
+
+    @app.get("/images/{image_id}", summary="A gallery image, by catalog id")
+    def image(image_id: int) -> FileResponse:
+        return FileResponse(_record_path(image_id))
+
+    @app.get("/thumbnails/{image_id}", summary="A JPEG thumbnail of a gallery image, by catalog id")
+    def thumbnail(image_id: int) -> Response:
+        cached = thumbs.get(image_id)
+        if cached is None:
+            path = _record_path(image_id)
+            try:
+                img = decode_image(path, channels=3)
+            except ImageError as err:
+                raise HTTPException(422, f"gallery image {image_id}: {err.reason}") from None
+            img.thumbnail((_THUMB, _THUMB))
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, "JPEG", quality=85)
+            cached = buf.getvalue()
+            with lock:
+                thumbs[image_id] = cached
+                while len(thumbs) > _THUMB_CACHE:
+                    thumbs.popitem(last=False)
+        return Response(cached, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+
+    @app.get("/health", summary="Liveness")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/stats", summary="Index size, encoder, query count and latency percentiles")
+    def stats_view() -> dict[str, Any]:
+        m = searcher.manifest
+        with lock:
+            count = len(searcher.store.vectors)
+        return {
+            "index": str(searcher.path),
+            "count": count,
+            "kind": m.kind.value,
+            "dim": m.dim,
+            "encoder": m.encoder.get("source"),
+            "fingerprint": m.encoder.get("fingerprint"),
+            "threshold": searcher.threshold(),
+            "max_upload_bytes": max_upload,
+            "timeout_s": timeout_s,
+            **stats.to_dict(),
+        }
+
+    return app

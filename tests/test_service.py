@@ -1,0 +1,243 @@
+"""`simsearch serve`: the real server on a loopback port, every endpoint, bad uploads, traversal."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli, simsearch_cmd
+
+MAX_UPLOAD_MB = 0.05  # the server under test refuses uploads above ~51 kB
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def request(
+    url: str, method: str = "GET", data: bytes | None = None, headers: dict | None = None
+) -> tuple[int, bytes, dict]:
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), dict(err.headers)
+
+
+def upload(base: str, path: str, content: bytes, filename: str = "q.png") -> tuple[int, dict]:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    status, raw, _ = request(base + path, "POST", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    return status, json.loads(raw)
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for root in roots:
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                st = os.stat(os.path.join(dirpath, f))
+                out[os.path.join(dirpath, f)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from simsearch.symbols import write_symbol_set
+
+    root = tmp_path_factory.mktemp("serve")
+    gallery = root / "gallery"
+    write_symbol_set(gallery, ["circle", "triangle", "star", "cross"], per_class=4, seed=0)
+    index = root / "g.idx"
+    run_cli("index", "build", gallery, "--index", index, "-q", check=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [*simsearch_cmd(), "serve", "--index", str(index), "--port", str(port), "--max-upload-mb", str(MAX_UPLOAD_MB)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            if request(base + "/health")[0] == 200:
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.2)
+    yield {"base": base, "gallery": gallery, "index": index, "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_health_stats_and_openapi(server):
+    base = server["base"]
+    status, body, _ = request(base + "/health")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    stats = json.loads(request(base + "/stats")[1])
+    assert stats["count"] == 16 and stats["kind"] == "flat" and stats["encoder"] == "characters"
+    assert 0 < stats["threshold"] < 1 and stats["max_upload_bytes"] == int(MAX_UPLOAD_MB * 2**20)
+    spec = json.loads(request(base + "/openapi.json")[1])
+    assert {"/search", "/identify", "/images/{image_id}", "/thumbnails/{image_id}", "/health", "/stats"} <= set(
+        spec["paths"]
+    )
+    status, page, headers = request(base + "/")
+    assert status == 200 and headers["content-type"].startswith("text/html") and b'id="drop"' in page
+
+
+def test_search_answers_like_the_cli(server):
+    base, gallery, index = server["base"], server["gallery"], server["index"]
+    target = sorted((gallery / "star").iterdir())[1]
+    status, got = upload(base, "/search?k=3", target.read_bytes(), filename=target.name)
+    assert status == 200
+    cli = json.loads(run_cli("query", target, "--index", index, "-k", "3", "--json", check=True).stdout)
+    assert got["query"] == target.name and len(got["results"]) == 3
+    assert [h["id"] for h in got["results"]] == [h["id"] for h in cli["results"]]
+    assert [h["label"] for h in got["results"]] == [h["label"] for h in cli["results"]]
+    assert set(got["results"][0]) == {"rank", "id", "score", "label", "path"}
+    assert got["results"][0]["path"] == str(target) and got["results"][0]["score"] > 0.999
+
+
+def test_identify_known_and_unknown(server):
+    base, gallery = server["base"], server["gallery"]
+    img = sorted((gallery / "triangle").iterdir())[0].read_bytes()
+    status, got = upload(base, "/identify", img)
+    assert status == 200 and got["known"] is True and got["label"] == "triangle" and got["match"].endswith(".png")
+    status, got = upload(base, "/identify?threshold=1.0", blank_png())
+    assert status == 200 and got["known"] is False and got["label"] is None and got["best_class"] is not None
+
+
+def blank_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_bad_uploads_are_clear_4xx(server):
+    base = server["base"]
+    status, body = upload(base, "/search", b"this is not an image at all", filename="notes.txt")
+    assert status == 415 and "notes.txt" in body["detail"]
+    status, body = upload(base, "/identify", b"", filename="empty.png")
+    assert status == 400 and "empty" in body["detail"]
+    big = os.urandom(int(MAX_UPLOAD_MB * 2**20) + 10_000)
+    status, body = upload(base, "/search", big, filename="big.png")
+    assert status == 413 and "too large" in body["detail"]
+    status, _, _ = request(base + "/search", "POST", b"", {"Content-Type": "multipart/form-data; boundary=x"})
+    assert status in (400, 422)
+    status, _, _ = request(base + "/search?k=0", "POST", b"")
+    assert status == 422
+
+
+def test_gallery_files_by_id_only(server):
+    base, gallery = server["base"], server["gallery"]
+    target = sorted((gallery / "circle").iterdir())[0]
+    _, got = upload(base, "/search?k=1", target.read_bytes())
+    image_id = got["results"][0]["id"]
+    status, body, _ = request(f"{base}/images/{image_id}")
+    assert status == 200 and body == target.read_bytes()
+    status, body, headers = request(f"{base}/thumbnails/{image_id}")
+    assert status == 200 and headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(body)).size) <= 256
+    assert request(f"{base}/images/999999")[0] == 404
+    for probe in (
+        "/images/../../../../etc/passwd",
+        "/images/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/images/%2Fetc%2Fpasswd",
+        "/thumbnails/..%2Fg.idx%2Fmanifest.json",
+        "/images/1;cat%20%2Fetc%2Fpasswd",
+        "/../../etc/passwd",
+    ):
+        status, body, _ = request(base + probe)
+        assert status in (404, 422), probe
+        assert b"root:" not in body and b"format_version" not in body
+
+
+def test_concurrent_queries_are_answered_correctly_and_nothing_is_written(server):
+    base, gallery, index = server["base"], server["gallery"], server["index"]
+    before = snapshot(gallery, index)
+    files = sorted(p for p in gallery.rglob("*.png"))
+    jobs = [files[i % len(files)] for i in range(64)]
+
+    def one(path: Path) -> tuple[Path, int, dict]:
+        status, got = upload(base, "/search?k=1", path.read_bytes(), filename=path.name)
+        return path, status, got
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, jobs))
+    for path, status, got in answers:
+        assert status == 200 and got["results"][0]["path"] == str(path)
+    assert snapshot(gallery, index) == before
+    stats = json.loads(request(base + "/stats")[1])
+    assert stats["queries"] >= 64 and stats["latency_ms"]["p50"] > 0
+    assert stats["latency_ms"]["p99"] >= stats["latency_ms"]["p50"]
+
+
+def test_serve_refuses_a_missing_index(tmp_path):
+    proc = run_cli("serve", "--index", tmp_path / "nope.idx", "--port", str(free_port()), timeout=60)
+    assert proc.returncode == 1 and "Error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_the_page_in_headless_chromium(server, tmp_path):
+    """Upload an image on the page, see the matches and the identification rendered, screenshot it."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    base, gallery = server["base"], server["gallery"]
+    query = sorted((gallery / "star").iterdir())[2]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
+    flags += ["--disable-component-update", "--disable-sync"]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=flags)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(base + "/")
+            page.wait_for_function("document.getElementById('stats').textContent.includes('16 images')")
+            page.fill("#k", "5")
+            page.set_input_files("#file", str(query))
+            page.wait_for_function("document.querySelectorAll('#results .hit').length === 5")
+            page.wait_for_function("document.getElementById('identity').textContent.length > 0")
+            assert page.inner_text("#identity").startswith("identified: star")
+            labels = page.locator("#results .hit .label").all_inner_texts()
+            assert labels[0] == "star"
+            # every thumbnail actually loaded from /thumbnails/{id}
+            page.wait_for_function(
+                "[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)"
+            )
+            shot = Path(os.environ.get("SIMSEARCH_SCREENSHOT", tmp_path / "page.png"))
+            page.screenshot(path=str(shot), full_page=True)
+            assert Image.open(shot).size[0] >= 1000
+            page.set_input_files("#file", str(notes))
+            page.wait_for_function("document.getElementById('error').textContent.includes('415')")
+            assert page.locator("#results .hit").count() == 0
+        finally:
+            browser.close()
