@@ -582,6 +582,19 @@ def models_cmd(as_json: bool) -> None:
     help="Triplet mining.",
 )
 @click.option(
+    "--classes",
+    "class_glob",
+    default=None,
+    metavar="GLOB",
+    help="Train only on classes whose name matches, e.g. '[A-J]*' (LFW people A to J) or 'train/*'.",
+)
+@click.option(
+    "--group-batches",
+    is_flag=True,
+    help="Fill each batch with whole groups (an alphabet's characters; a writer's genuine signatures and "
+    "forgeries) so that classes meet their hardest negatives.",
+)
+@click.option(
     "--arch", type=click.Choice(["conv4", "resnet"]), default="conv4", show_default=True, help="Encoder architecture."
 )
 @click.option(
@@ -662,6 +675,8 @@ def train_cmd(
     loss: str,
     margin: float | None,
     mining: str,
+    class_glob: str | None,
+    group_batches: bool,
     arch: str,
     channels: str,
     size: int,
@@ -710,6 +725,7 @@ def train_cmd(
     cfg = TrainConfig(
         loss=Loss.parse(loss),
         classes_per_batch=classes_per_batch,
+        group_batches=group_batches,
         per_class=per_class,
         shot=shot,
         margin=margin,
@@ -725,8 +741,9 @@ def train_cmd(
         seed=seed,
         device=device,
     )
-    labelled = load_labelled(data, channels=ch, size=size, progress=not (quiet or as_json))
-    result = train(labelled, enc, cfg, out, resume=resume, progress=not (quiet or as_json), source=str(data))
+    labelled = load_labelled(data, channels=ch, size=size, progress=not (quiet or as_json), classes=class_glob)
+    source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
+    result = train(labelled, enc, cfg, out, resume=resume, progress=not (quiet or as_json), source=source)
     summary = {
         "out": str(result.out_dir),
         "fingerprint": result.fingerprint,
@@ -743,9 +760,36 @@ def train_cmd(
         )
 
 
+RAW_PIXELS = "raw-pixels"
+
+
+def _embed_labelled(
+    model: str | None, data: Path, classes: str | None, dev: Any, progress: bool, like: Any = None
+) -> tuple[str, Any, Any]:
+    """(model name, LabelledSet, embeddings) of DATA under an encoder, or under raw pixels
+    (`raw-pixels`: 32x32 at the channels of `like`, another model's preprocessing)."""
+    from simsearch.checkpoint import load_checkpoint
+    from simsearch.datasets import load_labelled
+    from simsearch.embed import embed_arrays_with
+    from simsearch.evaluate import raw_pixel_embeddings
+
+    if model == RAW_PIXELS:
+        channels = like.channels if like is not None else 1
+        labelled = load_labelled(data, channels=channels, size=64, progress=progress, classes=classes)
+        return RAW_PIXELS, labelled, raw_pixel_embeddings(labelled.images, 32)
+    loaded = load_checkpoint(model, device=dev)
+    pre = loaded.config.preprocess
+    labelled = load_labelled(data, channels=pre.channels, size=pre.size, progress=progress, classes=classes)
+    return loaded.source, labelled, embed_arrays_with(loaded.encoder, labelled.images, dev)
+
+
 @cli.command("evaluate")
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--model", default=None, help="Encoder: built-in name or checkpoint folder (default: the shipped one).")
+@click.option(
+    "--model",
+    default=None,
+    help=f"Encoder: built-in name or checkpoint folder (default: the shipped one), or {RAW_PIXELS!r}.",
+)
 @click.option("--way", type=click.IntRange(2), default=20, show_default=True)
 @click.option("--shot", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--episodes", type=click.IntRange(1), default=2000, show_default=True)
@@ -758,6 +802,34 @@ def train_cmd(
     show_default=True,
     help="Same/different pairs of each kind for verification AUC/EER (0 = skip).",
 )
+@click.option(
+    "--classes",
+    default=None,
+    metavar="GLOB",
+    help="Only classes whose name matches, e.g. '[K-Z]*' (LFW people K to Z) or 'test/*'. "
+    "With --signatures the default is 'test/*'.",
+)
+@click.option(
+    "--signatures",
+    is_flag=True,
+    help="Signature verification with skilled forgeries (classes genuine/<writer>, forgery/<writer>): per writer, "
+    "--refs genuine references against the writer's other genuine signatures and its forgeries; the threshold "
+    "is chosen at the EER on the --fit-classes writers and applied to the measured ones.",
+)
+@click.option("--refs", default="1,5", show_default=True, help="With --signatures: reference counts to measure.")
+@click.option(
+    "--fit-classes",
+    default="train/*",
+    show_default=True,
+    metavar="GLOB",
+    help="With --signatures: the writers the threshold is chosen on.",
+)
+@click.option(
+    "--compare",
+    multiple=True,
+    metavar="MODEL",
+    help=f"Also measure this encoder (or {RAW_PIXELS!r}) in the same run; repeatable.",
+)
 @DEVICE
 @JSON
 def evaluate_cmd(
@@ -769,42 +841,105 @@ def evaluate_cmd(
     seed: int,
     table: bool,
     pairs: int,
+    classes: str | None,
+    signatures: bool,
+    refs: str,
+    fit_classes: str,
+    compare: tuple[str, ...],
     device: str,
     as_json: bool,
 ) -> None:
-    """Measure an encoder on DATA: N-way K-shot accuracy with a 95% interval, and verification ROC AUC / EER."""
+    """Measure an encoder on DATA: N-way K-shot accuracy with a 95% interval, and verification ROC AUC / EER.
+
+    \b
+    simsearch evaluate ../shared/data/omniglot/images_evaluation.zip --table --episodes 2000 --seed 0
+    simsearch evaluate sigcomp2011-processed.zip --signatures --model signatures --compare raw-pixels
+    """
     from simsearch.checkpoint import load_checkpoint
-    from simsearch.datasets import load_labelled
     from simsearch.device import resolve_device
-    from simsearch.embed import embed_arrays_with
     from simsearch.evaluate import few_shot_accuracy, verification
 
     dev = resolve_device(device)
-    loaded = load_checkpoint(model, device=dev)
-    pre = loaded.config.preprocess
-    labelled = load_labelled(data, channels=pre.channels, size=pre.size, progress=not as_json)
-    emb = embed_arrays_with(loaded.encoder, labelled.images, dev)
-    settings = [(w, s) for w in (5, 20) for s in (1, 5)] if table else [(way, shot)]
-    try:
-        results = [few_shot_accuracy(emb, labelled.labels, w, s, episodes, seed=seed) for w, s in settings]
-    except ValueError as err:
-        raise SimSearchError(str(err)) from None
-    ver = verification(emb, labelled.labels, n_pairs=pairs, seed=seed) if pairs else None
-    if as_json:
-        obj: dict[str, Any] = dict(results[0].to_dict()) if not table else {"results": [r.to_dict() for r in results]}
-        obj.update({"model": loaded.source, "images": len(emb), "classes": len(labelled.classes)})
-        if ver:
-            obj["verification"] = ver.to_dict()
-        _echo_json(obj)
+    if signatures:
+        _evaluate_signatures(data, model, classes or "test/*", fit_classes, refs, compare, seed, dev, as_json)
         return
-    click.echo(f"{loaded.source} on {data}: {len(emb):,} images, {len(labelled.classes):,} classes, seed {seed}")
-    for r in results:
+    rows = []
+    like = None if model == RAW_PIXELS else load_checkpoint(model, device=dev).config.preprocess
+    for m in (model, *compare):
+        name, labelled, emb = _embed_labelled(m, data, classes, dev, progress=not as_json, like=like)
+        settings = [(w, s) for w in (5, 20) for s in (1, 5)] if table else [(way, shot)]
+        try:
+            results = [few_shot_accuracy(emb, labelled.labels, w, s, episodes, seed=seed) for w, s in settings]
+        except ValueError as err:
+            raise SimSearchError(str(err)) from None
+        ver = verification(emb, labelled.labels, n_pairs=pairs, seed=seed) if pairs else None
+        rows.append((name, labelled, emb, results, ver))
+    if as_json:
+        objs = []
+        for name, labelled, emb, results, ver in rows:
+            obj: dict[str, Any] = (
+                dict(results[0].to_dict()) if not table else {"results": [r.to_dict() for r in results]}
+            )
+            obj.update({"model": name, "images": len(emb), "classes": len(labelled.classes)})
+            if ver:
+                obj["verification"] = ver.to_dict()
+            objs.append(obj)
+        _echo_json(objs[0] if not compare else {"models": objs})
+        return
+    for name, labelled, emb, results, ver in rows:
+        click.echo(f"{name} on {data}: {len(emb):,} images, {len(labelled.classes):,} classes, seed {seed}")
+        for r in results:
+            click.echo(
+                f"{r.way:3d}-way {r.shot}-shot: {100 * r.accuracy:6.2f}% ± {100 * r.ci95:.2f}  ({r.episodes} episodes)"
+            )
+        if ver:
+            click.echo(
+                f"verification: ROC AUC {ver.auc:.4f}, EER {ver.eer:.4f} (threshold {ver.eer_threshold:.4f}), "
+                f"{ver.pairs:,} pairs"
+            )
+
+
+def _evaluate_signatures(
+    data: Path,
+    model: str | None,
+    classes: str,
+    fit_classes: str,
+    refs: str,
+    compare: tuple[str, ...],
+    seed: int,
+    dev: Any,
+    as_json: bool,
+) -> None:
+    from simsearch.checkpoint import load_checkpoint
+    from simsearch.signatures import signature_verification
+
+    try:
+        ref_counts = sorted({int(r) for r in refs.split(",") if r.strip()})
+    except ValueError:
+        raise click.BadParameter(f"not a list of integers: {refs!r}", param_hint="--refs") from None
+    if not ref_counts or min(ref_counts) < 1:
+        raise click.BadParameter("reference counts must be at least 1", param_hint="--refs")
+    like = None if model == RAW_PIXELS else load_checkpoint(model, device=dev).config.preprocess
+    out: list[dict[str, Any]] = []
+    for m in (model, *compare):
+        name, fit, fit_emb = _embed_labelled(m, data, fit_classes, dev, progress=not as_json, like=like)
+        _, test, test_emb = _embed_labelled(m, data, classes, dev, progress=not as_json, like=like)
+        for r in ref_counts:
+            fitted = signature_verification(fit_emb, fit, r, seed=seed)
+            res = signature_verification(test_emb, test, r, threshold=fitted.eer_threshold, seed=seed)
+            out.append({"model": name, **res.to_dict(), "fit_eer": fitted.eer})
+    if as_json:
+        _echo_json({"data": str(data), "classes": classes, "fit_classes": fit_classes, "seed": seed, "results": out})
+        return
+    click.echo(
+        f"signature verification on {data}: measured on {classes!r}, threshold from {fit_classes!r} (its EER), seed {seed}"
+    )
+    click.echo(f"{'model':28s} refs  writers  genuine  forgeries   EER     AUC    accuracy  FAR    FRR    threshold")
+    for o in out:
         click.echo(
-            f"{r.way:3d}-way {r.shot}-shot: {100 * r.accuracy:6.2f}% ± {100 * r.ci95:.2f}  ({r.episodes} episodes)"
-        )
-    if ver:
-        click.echo(
-            f"verification: ROC AUC {ver.auc:.4f}, EER {ver.eer:.4f} (threshold {ver.eer_threshold:.4f}), {ver.pairs:,} pairs"
+            f"{str(o['model'])[:28]:28s} {o['refs']:4d}  {o['writers']:7d}  {o['genuine']:7d}  {o['forgeries']:9d}  "
+            f"{o['eer']:.4f}  {o['auc']:.4f}  {o['accuracy']:.4f}    {o['false_accept']:.3f}  "
+            f"{o['false_reject']:.3f}  {o['threshold']:.4f}"
         )
 
 
@@ -838,10 +973,17 @@ def demo_cmd(workdir: Path, data: Path | None, device: str) -> None:
         click.echo(f"  {h.rank}  {h.score:+.4f}  {h.label or '-':10s} {h.path}")
     if r.identifications:
         click.echo("\nidentify:")
+    from simsearch.demo import GALLERY_CLASSES
+
     for ident in r.identifications:
         answer = ident.label if ident.known else "unknown"
+        stem = Path(ident.query).stem
+        verdict = ""
+        if data is None and stem.startswith("new_"):  # drawn probes: say what the right answer was
+            expected = stem[4:] if stem[4:] in GALLERY_CLASSES else "unknown"
+            verdict = "  right" if answer == expected else f"  WRONG (expected {expected})"
         click.echo(
-            f"  {ident.query}: {answer}  (best {ident.label} at {ident.score:+.4f}, threshold {ident.threshold:.4f})"
+            f"  {ident.query}: {answer}  (best {ident.label} at {ident.score:+.4f}, threshold {ident.threshold:.4f}){verdict}"
         )
     click.echo(
         f"\nTry it yourself:\n  simsearch query {r.query.query} --index {r.index} -k 3\n  simsearch identify {r.workdir / 'queries'} --index {r.index}"

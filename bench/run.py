@@ -423,7 +423,10 @@ def bench_accuracy(work: Path, sizes: Sizes, out: list[str]) -> None:
         text=True,
     )
     res = json.loads(proc.stdout)
-    rows = [[f"{r['way']}-way {r['shot']}-shot", 100 * r["accuracy"], 100 * r["ci95"]] for r in res["results"]]
+    rows = [
+        [f"{r['way']}-way {r['shot']}-shot", f"{100 * r['accuracy']:.2f}", f"{100 * r['ci95']:.2f}"]
+        for r in res["results"]
+    ]
     v = res["verification"]
     out.append("## 5. Accuracy of the shipped encoder (Omniglot evaluation alphabets, never trained on)\n")
     out.append(table(["task", "accuracy %", "± 95% CI"], rows))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from tqdm import tqdm
 from simsearch.errors import DataError, ImageError
 from simsearch.images import IMAGE_EXTENSIONS, load_array, scan_folder
 
-__all__ = ["LabelledSet", "load_labelled", "split_by_group"]
+__all__ = ["LabelledSet", "class_group", "load_labelled", "split_by_group"]
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,34 @@ def _zip_entries(path: Path) -> list[tuple[str, str]]:
     return entries
 
 
+_SIGNATURE_KINDS = ("genuine", "forgery", "forgeries", "forged")
+
+
+def class_group(name: str) -> str:
+    """The group of a class: its first path component (an alphabet on Omniglot), except in a
+    signature layout (`.../genuine/<writer>`, `.../forgery/<writer>`), where it is the writer, so
+    that a writer's genuine signatures and forgeries are always held out together."""
+    parts = name.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part.lower() in _SIGNATURE_KINDS:
+            return "/".join(parts[:i] + parts[i + 1 :])
+    return parts[0]
+
+
 def load_labelled(
-    source: str | os.PathLike[str], channels: int, size: int, progress: bool = True, strict: bool = False
+    source: str | os.PathLike[str],
+    channels: int,
+    size: int,
+    progress: bool = True,
+    strict: bool = False,
+    classes: str | None = None,
 ) -> LabelledSet:
     """Read a labelled set from a folder-per-class tree or a zip of one (such as Omniglot's).
 
     The class of an image is the folder that holds it (relative to the root), so both
-    `root/cat/x.jpg` and Omniglot's `Alphabet/characterNN/x.png` work; the group of a class is
-    its first path component. Unreadable images are skipped (or raise with strict=True).
+    `root/cat/x.jpg` and Omniglot's `Alphabet/characterNN/x.png` work; see class_group for
+    groups. `classes` is a glob (fnmatch, case-sensitive) that class names must match, e.g.
+    "[A-J]*" or "train/*". Unreadable images are skipped (or raise with strict=True).
     """
     src = Path(source)
     if not src.exists():
@@ -98,6 +119,12 @@ def load_labelled(
                 items.append((str(f.path), rel.as_posix(), f.path))
     if not items:
         raise DataError(f"{source}: no images in class folders (expected ROOT/<class>/<image>)")
+    if classes is not None:
+        found = sorted({c for _, c, _ in items})
+        items = [it for it in items if fnmatch.fnmatchcase(it[1], classes)]
+        if not items:
+            examples = ", ".join(found[:3])
+            raise DataError(f"{source}: no class matches {classes!r} (classes look like: {examples})")
 
     def decode(item: tuple[str, str, bytes | Path]) -> np.ndarray | ImageError:
         try:
@@ -126,7 +153,7 @@ def load_labelled(
         images=np.stack(images),
         labels=np.asarray(labels, dtype=np.int64),
         classes=class_names,
-        groups=[c.split("/")[0] for c in class_names],
+        groups=[class_group(c) for c in class_names],
         paths=paths,
     )
 

@@ -38,6 +38,7 @@ class TrainConfig:
 
     loss: Loss = Loss.EPISODIC
     classes_per_batch: int = 60  # P
+    group_batches: bool = False  # fill batches with whole groups (a writer's genuine and forged signatures)
     per_class: int = 6  # K
     shot: int = 1  # episodic: support images per class; the other K - shot are queries
     margin: float | None = None  # contrastive 0.5, triplet 0.2 by default
@@ -92,7 +93,14 @@ class TrainResult:
 class _Sampler:
     """Class-balanced P x K batches over (optionally rotation-augmented) classes."""
 
-    def __init__(self, labels: np.ndarray, n_classes: int, rotations: bool, gen: torch.Generator) -> None:
+    def __init__(
+        self,
+        labels: np.ndarray,
+        n_classes: int,
+        rotations: bool,
+        gen: torch.Generator,
+        groups: list[str] | None = None,
+    ) -> None:
         order = np.argsort(labels, kind="stable")
         counts = np.bincount(labels, minlength=n_classes)
         self.order = torch.from_numpy(order)
@@ -101,6 +109,13 @@ class _Sampler:
         self.usable = torch.from_numpy(np.flatnonzero(counts >= 2))
         self.factor = 4 if rotations else 1
         self.gen = gen
+        # with groups: batches are filled with whole groups, so classes meet their hardest negatives
+        self.group_members: list[torch.Tensor] = []
+        if groups is not None:
+            by_group: dict[str, list[int]] = {}
+            for pos, c in enumerate(self.usable.tolist()):
+                by_group.setdefault(groups[c], []).append(pos)
+            self.group_members = [torch.tensor(v) for _, v in sorted(by_group.items())]
 
     @property
     def n_classes(self) -> int:
@@ -108,7 +123,19 @@ class _Sampler:
 
     def sample(self, p: int, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(image indexes (P*K,), batch labels (P*K,), quarter turns (P*K,)), grouped by class."""
-        picks = torch.randperm(self.n_classes, generator=self.gen)[:p]
+        if self.group_members:
+            chosen, total = [], 0
+            for g in torch.randperm(len(self.group_members), generator=self.gen).tolist():
+                members = self.group_members[g]
+                turn = torch.randint(self.factor, (len(members),), generator=self.gen)
+                chosen.append(members * self.factor + turn)
+                total += len(members)
+                if total >= p:
+                    break
+            picks = torch.cat(chosen)[:p]
+            p = len(picks)
+        else:
+            picks = torch.randperm(self.n_classes, generator=self.gen)[:p]
         base = self.usable[picks // self.factor]
         idx = []
         for c in base.tolist():
@@ -235,7 +262,13 @@ def train(
     val_way = min(cfg.val_way, len(val_ids))
     if val_set is not None and val_way < 2:
         val_set = None
-    sampler = _Sampler(train_set.labels, len(train_set.classes), cfg.rotations, gen)
+    sampler = _Sampler(
+        train_set.labels,
+        len(train_set.classes),
+        cfg.rotations,
+        gen,
+        groups=train_set.groups if cfg.group_batches else None,
+    )
     p = min(cfg.classes_per_batch, sampler.n_classes)
     if p < 2:
         raise DataError("training needs at least two classes with two or more images each")

@@ -205,6 +205,11 @@ def test_demo_runs_offline(tmp_path):
     assert (tmp_path / "d" / "demo.idx" / "manifest.json").exists()
     idents = [line for line in proc.stdout.splitlines() if "new_" in line and "best" in line]
     assert len(idents) == 3
+    # every drawn probe is marked right or wrong against what the answer should have been
+    for line in idents:
+        assert line.endswith("  right") or "WRONG (expected" in line
+    spiral = next(line for line in idents if "new_spiral" in line)
+    assert ": unknown" in spiral or "WRONG (expected unknown)" in spiral
 
 
 def test_demo_with_data(tmp_path, gallery):
