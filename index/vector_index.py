@@ -140,6 +140,13 @@ def _pq_m(dim: int, params: KindParams) -> int:
     return m
 
 
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    """The .npy file bytes of an array (no pickling)."""
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
 class ExactVectors:
     """The float32 vectors of an ivfpq index by id, for exact re-ranking of its PQ candidates.
 
@@ -294,13 +301,20 @@ class VectorIndex:
             return removed + len(present)
         return removed + int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
 
-    def _train_ivfpq(self) -> None:
+    def _take_pending(self) -> tuple[np.ndarray, np.ndarray]:
+        """The buffered (vectors, ids), concatenated; the buffer is left empty."""
         vecs = np.concatenate([v for v, _ in self._pending])
         ids = np.concatenate([i for _, i in self._pending])
-        if len(vecs) < _IVF_MIN:
+        self._pending = []
+        return vecs, ids
+
+    def _train_ivfpq(self) -> None:
+        count = sum(len(i) for _, i in self._pending)
+        if count < _IVF_MIN:  # the buffer is kept: the caller may add more
             raise VectorError(
-                f"ivfpq needs at least {_IVF_MIN:,} vectors to train, not {len(vecs):,}; use --kind flat or auto"
+                f"ivfpq needs at least {_IVF_MIN:,} vectors to train, not {count:,}; use --kind flat or auto"
             )
+        vecs, ids = self._take_pending()
         nlist = self.params.nlist or int(min(max(16, 4 * math.sqrt(len(vecs))), len(vecs) // 39))
         quantizer = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFPQ(quantizer, self.dim, nlist, _pq_m(self.dim, self.params), 8, faiss.METRIC_INNER_PRODUCT)
@@ -308,7 +322,6 @@ class VectorIndex:
         ivf.train(sample)
         ivf.add_with_ids(vecs, ids)
         self._index = ivf
-        self._pending = []
 
     def compact(self, force: bool = False) -> bool:
         """Rebuild an HNSW graph without its tombstones when they exceed 20% (or when forced)."""
@@ -330,10 +343,7 @@ class VectorIndex:
             self._train_ivfpq()
         elif self.kind is IndexKind.HNSW and self._pending:
             assert self._index is not None
-            vecs = np.concatenate([v for v, _ in self._pending])
-            ids = np.concatenate([i for _, i in self._pending])
-            self._pending = []
-            self._index.add_with_ids(vecs, ids)
+            self._index.add_with_ids(*self._take_pending())
 
     # ---- reading
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
@@ -432,19 +442,12 @@ class VectorIndex:
         if self.exact is None:
             return None
         ids, vecs = self.exact.arrays()
-        out = []
-        for arr in (ids, np.ascontiguousarray(vecs, dtype=np.float32)):
-            buf = io.BytesIO()
-            np.save(buf, arr, allow_pickle=False)
-            out.append(buf.getvalue())
-        return out[0], out[1]
+        return _npy_bytes(ids), _npy_bytes(np.ascontiguousarray(vecs, dtype=np.float32))
 
     def tombstone_bytes(self) -> bytes | None:
         if not self._tombstones:
             return None
-        buf = io.BytesIO()
-        np.save(buf, np.array(sorted(self._tombstones), dtype=np.int64), allow_pickle=False)
-        return buf.getvalue()
+        return _npy_bytes(np.array(sorted(self._tombstones), dtype=np.int64))
 
     @classmethod
     def from_bytes(

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Annotated, Any
 
@@ -24,8 +24,9 @@ from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from simsearch.embed import embed_arrays_with
 from simsearch.engine import Searcher
-from simsearch.errors import ImageError
+from simsearch.errors import DataError, ImageError
 from simsearch.images import decode_image, load_array
 
 __all__ = ["DEFAULT_MAX_UPLOAD", "DEFAULT_TIMEOUT_S", "create_app"]
@@ -107,17 +108,22 @@ def create_app(
             raise HTTPException(400, "the upload is empty")
         return data
 
-    def _embed(data: bytes, name: str) -> np.ndarray:
-        try:
-            arr = load_array(data, pre.channels, pre.size)
-        except ImageError as err:
-            raise HTTPException(415, f"{name}: {err.reason}") from None
-        from simsearch.embed import embed_arrays_with
+    async def _answer(
+        request: Request, file: UploadFile, respond: Callable[[np.ndarray, str], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Read and check the upload, then in a worker thread decode it (in parallel with other
+        requests), embed it and call respond(embedding, name) under the lock, within the timeout."""
+        data = await _read_upload(request, file)
+        name = file.filename or "upload"
 
-        with lock:
-            return embed_arrays_with(searcher.model.encoder, arr[None], searcher.device)
+        def work() -> dict[str, Any]:
+            try:
+                arr = load_array(data, pre.channels, pre.size)
+            except ImageError as err:
+                raise HTTPException(415, f"{name}: {err.reason}") from None
+            with lock:
+                return respond(embed_arrays_with(searcher.model.encoder, arr[None], searcher.device), name)
 
-    async def _answer(work: Any) -> Any:
         t = time.perf_counter()
         try:
             out = await asyncio.wait_for(run_in_threadpool(work), timeout_s)
@@ -140,15 +146,7 @@ def create_app(
         file: Annotated[UploadFile, File(description="the query image")],
         k: Annotated[int, Query(ge=1, le=1000, description="how many results")] = 5,
     ) -> dict[str, Any]:
-        data = await _read_upload(request, file)
-        name = file.filename or "upload"
-
-        def work() -> dict[str, Any]:
-            vec = _embed(data, name)
-            with lock:
-                return searcher.search_vectors(vec, [name], k)[0].to_dict()
-
-        return await _answer(work)
+        return await _answer(request, file, lambda vec, name: searcher.search_vectors(vec, [name], k)[0].to_dict())
 
     @app.post("/identify", summary="Which gallery class an uploaded image shows, or unknown")
     async def identify(
@@ -156,18 +154,13 @@ def create_app(
         file: Annotated[UploadFile, File(description="the query image")],
         threshold: Annotated[float | None, Query(ge=-1, le=1, description="override the index's threshold")] = None,
     ) -> dict[str, Any]:
-        data = await _read_upload(request, file)
-        name = file.filename or "upload"
+        def respond(vec: np.ndarray, name: str) -> dict[str, Any]:
+            try:
+                return searcher.identify_vectors(vec, [name], threshold)[0].to_dict()
+            except DataError as err:  # a gallery without classes
+                raise HTTPException(409, str(err)) from None
 
-        def work() -> dict[str, Any]:
-            vec = _embed(data, name)
-            with lock:
-                try:
-                    return searcher.identify_vectors(vec, [name], threshold)[0].to_dict()
-                except Exception as err:  # a gallery without classes
-                    raise HTTPException(409, str(err)) from None
-
-        return await _answer(work)
+        return await _answer(request, file, respond)
 
     def _record_path(id_: int) -> str:
         with lock:
