@@ -607,9 +607,29 @@ def models_cmd(as_json: bool) -> None:
 )
 @click.option(
     "--invert/--no-invert",
-    default=True,
+    default=None,
+    help="Invert intensities (dark strokes on light paper become the signal). Default: on for grayscale, off for RGB.",
+)
+@click.option(
+    "--self-supervised",
+    is_flag=True,
+    help="No labels: DATA is any folder (or zip) of images; two random edits of each image (crop, flip, colour, "
+    "grayscale, blur, JPEG, rotation, text, border) are pulled together, other images pushed apart (NT-Xent). "
+    "Validation searches edited copies of held-out images (recall@1).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(2),
+    default=128,
     show_default=True,
-    help="Invert intensities (dark strokes on light paper become the signal).",
+    help="Self-supervised: images per step (each gives two views).",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(0.01, 10),
+    default=0.1,
+    show_default=True,
+    help="Self-supervised: NT-Xent softmax temperature.",
 )
 @click.option(
     "--steps",
@@ -649,6 +669,20 @@ def models_cmd(as_json: bool) -> None:
 )
 @click.option("--flips", is_flag=True, help="Random horizontal flips.")
 @click.option(
+    "--color-jitter",
+    type=click.FloatRange(0, 2),
+    default=0.0,
+    show_default=True,
+    help="Strength of random brightness/contrast/saturation changes (photos, faces; 0 = off).",
+)
+@click.option(
+    "--crop",
+    type=click.FloatRange(0.1, 1.0),
+    default=1.0,
+    show_default=True,
+    help="Keep this centred share of each side before resizing (0.5 on LFW's 250x250 portraits keeps the face).",
+)
+@click.option(
     "--val-fraction",
     type=click.FloatRange(0, 0.9),
     default=0.15,
@@ -682,7 +716,10 @@ def train_cmd(
     size: int,
     widths: str,
     embedding_dim: int | None,
-    invert: bool,
+    invert: bool | None,
+    self_supervised: bool,
+    batch: int,
+    temperature: float,
     steps: int,
     time_budget: str | None,
     classes_per_batch: int,
@@ -692,6 +729,8 @@ def train_cmd(
     rotations: bool,
     jitter: float,
     flips: bool,
+    color_jitter: float,
+    crop: float,
     val_fraction: float,
     val_every: int,
     seed: int,
@@ -718,10 +757,32 @@ def train_cmd(
     mean, std = ((0.0,), (1.0,)) if ch == 1 else ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     enc = EncoderConfig(
         arch=Arch.parse(arch),
-        preprocess=Preprocess(channels=ch, size=size, invert=invert, mean=mean, std=std),
+        preprocess=Preprocess(
+            channels=ch, size=size, invert=(ch == 1) if invert is None else invert, mean=mean, std=std, crop=crop
+        ),
         widths=width_list,
         embedding_dim=embedding_dim or width_list[-1],
     )
+    if self_supervised:
+        _train_self_supervised(
+            data,
+            out,
+            enc,
+            class_glob,
+            batch,
+            temperature,
+            steps,
+            time_budget,
+            lr,
+            val_fraction,
+            val_every,
+            seed,
+            resume,
+            quiet,
+            device,
+            as_json,
+        )
+        return
     cfg = TrainConfig(
         loss=Loss.parse(loss),
         classes_per_batch=classes_per_batch,
@@ -736,14 +797,62 @@ def train_cmd(
         rotations=rotations,
         jitter=jitter,
         flips=flips,
+        color_jitter=color_jitter,
         val_fraction=val_fraction,
         val_every=val_every,
         seed=seed,
         device=device,
     )
-    labelled = load_labelled(data, channels=ch, size=size, progress=not (quiet or as_json), classes=class_glob)
+    labelled = load_labelled(
+        data, channels=ch, size=size, progress=not (quiet or as_json), classes=class_glob, crop=crop
+    )
     source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
     result = train(labelled, enc, cfg, out, resume=resume, progress=not (quiet or as_json), source=source)
+    _report_training(result, as_json, "validation accuracy")
+
+
+def _train_self_supervised(
+    data: Path,
+    out: Path,
+    enc: Any,
+    class_glob: str | None,
+    batch: int,
+    temperature: float,
+    steps: int,
+    time_budget: str | None,
+    lr: float,
+    val_fraction: float,
+    val_every: int,
+    seed: int,
+    resume: bool,
+    quiet: bool,
+    device: str,
+    as_json: bool,
+) -> None:
+    from simsearch.datasets import load_pictures
+    from simsearch.selfsup import SelfSupConfig, train_self_supervised
+
+    if resume:
+        raise click.UsageError("--resume is not supported with --self-supervised yet; start the run again")
+    cfg = SelfSupConfig(
+        batch=batch,
+        temperature=temperature,
+        steps=steps,
+        time_budget_s=_parse_duration(time_budget),
+        lr=lr,
+        val_fraction=val_fraction,
+        val_every=val_every,
+        seed=seed,
+        device=device,
+    )
+    side = max(96, 2 * enc.preprocess.size)
+    pictures, _ = load_pictures(data, max_side=side, classes=class_glob, progress=not (quiet or as_json))
+    source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
+    result = train_self_supervised(pictures, enc, cfg, out, progress=not (quiet or as_json), source=source)
+    _report_training(result, as_json, "validation recall@1")
+
+
+def _report_training(result: Any, as_json: bool, measure: str) -> None:
     summary = {
         "out": str(result.out_dir),
         "fingerprint": result.fingerprint,
@@ -756,7 +865,7 @@ def train_cmd(
     else:
         best = f"{result.best_val_accuracy:.4f}" if result.best_val_accuracy is not None else "n/a"
         click.echo(
-            f"trained {result.steps} steps in {result.elapsed_s:.0f}s; best validation accuracy {best}; checkpoint in {result.out_dir}"
+            f"trained {result.steps} steps in {result.elapsed_s:.0f}s; best {measure} {best}; checkpoint in {result.out_dir}"
         )
 
 
@@ -775,11 +884,14 @@ def _embed_labelled(
 
     if model == RAW_PIXELS:
         channels = like.channels if like is not None else 1
-        labelled = load_labelled(data, channels=channels, size=64, progress=progress, classes=classes)
+        crop = like.crop if like is not None else 1.0
+        labelled = load_labelled(data, channels=channels, size=64, progress=progress, classes=classes, crop=crop)
         return RAW_PIXELS, labelled, raw_pixel_embeddings(labelled.images, 32)
     loaded = load_checkpoint(model, device=dev)
     pre = loaded.config.preprocess
-    labelled = load_labelled(data, channels=pre.channels, size=pre.size, progress=progress, classes=classes)
+    labelled = load_labelled(
+        data, channels=pre.channels, size=pre.size, progress=progress, classes=classes, crop=pre.crop
+    )
     return loaded.source, labelled, embed_arrays_with(loaded.encoder, labelled.images, dev)
 
 
@@ -819,16 +931,39 @@ def _embed_labelled(
 @click.option("--refs", default="1,5", show_default=True, help="With --signatures: reference counts to measure.")
 @click.option(
     "--fit-classes",
-    default="train/*",
-    show_default=True,
+    default=None,
     metavar="GLOB",
-    help="With --signatures: the writers the threshold is chosen on.",
+    help="Classes the verification threshold is chosen on (the best-accuracy threshold over their pairs), e.g. "
+    "'[A-J]*' (LFW's training people); accuracy is then reported on the measured classes at that threshold. "
+    "With --signatures the default is 'train/*' (its EER threshold).",
 )
 @click.option(
     "--compare",
     multiple=True,
     metavar="MODEL",
-    help=f"Also measure this encoder (or {RAW_PIXELS!r}) in the same run; repeatable.",
+    help=f"Also measure this encoder (or {RAW_PIXELS!r}; with --copy-detection also 'phash' or 'dhash') in the "
+    "same run; repeatable.",
+)
+@click.option(
+    "--copy-detection",
+    is_flag=True,
+    help="Reverse image search: DATA (every image in it) is the gallery; edited copies of --queries of its images "
+    "(each --edits type, seeded) are searched for their original. Reports recall@1, recall@10 and mAP per edit.",
+)
+@click.option(
+    "--queries",
+    "n_originals",
+    type=click.IntRange(1),
+    default=300,
+    show_default=True,
+    help="With --copy-detection: originals that get edited copies (the other images are distractors).",
+)
+@click.option(
+    "--edits",
+    default="all",
+    show_default=True,
+    help="With --copy-detection: comma-separated edit types (crop, resize, jpeg, rotate, flip, color, grayscale, "
+    "blur, text, border, combined).",
 )
 @DEVICE
 @JSON
@@ -844,8 +979,11 @@ def evaluate_cmd(
     classes: str | None,
     signatures: bool,
     refs: str,
-    fit_classes: str,
+    fit_classes: str | None,
     compare: tuple[str, ...],
+    copy_detection: bool,
+    n_originals: int,
+    edits: str,
     device: str,
     as_json: bool,
 ) -> None:
@@ -857,11 +995,16 @@ def evaluate_cmd(
     """
     from simsearch.checkpoint import load_checkpoint
     from simsearch.device import resolve_device
-    from simsearch.evaluate import few_shot_accuracy, verification
+    from simsearch.evaluate import best_accuracy_threshold, few_shot_accuracy, pair_scores, verification
 
     dev = resolve_device(device)
+    if copy_detection:
+        _evaluate_copy_detection(data, model, classes, compare, n_originals, edits, seed, dev, as_json)
+        return
     if signatures:
-        _evaluate_signatures(data, model, classes or "test/*", fit_classes, refs, compare, seed, dev, as_json)
+        _evaluate_signatures(
+            data, model, classes or "test/*", fit_classes or "train/*", refs, compare, seed, dev, as_json
+        )
         return
     rows = []
     like = None if model == RAW_PIXELS else load_checkpoint(model, device=dev).config.preprocess
@@ -872,7 +1015,11 @@ def evaluate_cmd(
             results = [few_shot_accuracy(emb, labelled.labels, w, s, episodes, seed=seed) for w, s in settings]
         except ValueError as err:
             raise SimSearchError(str(err)) from None
-        ver = verification(emb, labelled.labels, n_pairs=pairs, seed=seed) if pairs else None
+        threshold = None
+        if pairs and fit_classes is not None:
+            _, fit, fit_emb = _embed_labelled(m, data, fit_classes, dev, progress=not as_json, like=like)
+            threshold = best_accuracy_threshold(*pair_scores(fit_emb, fit.labels, pairs, seed=seed))
+        ver = verification(emb, labelled.labels, n_pairs=pairs, seed=seed, threshold=threshold) if pairs else None
         rows.append((name, labelled, emb, results, ver))
     if as_json:
         objs = []
@@ -897,6 +1044,77 @@ def evaluate_cmd(
                 f"verification: ROC AUC {ver.auc:.4f}, EER {ver.eer:.4f} (threshold {ver.eer_threshold:.4f}), "
                 f"{ver.pairs:,} pairs"
             )
+            if fit_classes is not None:
+                click.echo(
+                    f"verification accuracy {ver.accuracy:.4f} at threshold {ver.threshold:.4f} "
+                    f"(the best on {fit_classes!r})"
+                )
+
+
+def _evaluate_copy_detection(
+    data: Path,
+    model: str | None,
+    classes: str | None,
+    compare: tuple[str, ...],
+    n_originals: int,
+    edits: str,
+    seed: int,
+    dev: Any,
+    as_json: bool,
+) -> None:
+    from simsearch.checkpoint import load_checkpoint
+    from simsearch.copydetect import (
+        HASHES,
+        copy_detection_table,
+        make_copy_queries,
+        ranks_of_truth,
+        represent,
+    )
+    from simsearch.datasets import load_pictures
+    from simsearch.edits import EDITS
+
+    edit_names = list(EDITS) if edits.strip() == "all" else [e.strip() for e in edits.split(",") if e.strip()]
+    unknown = [e for e in edit_names if e not in EDITS]
+    if unknown or not edit_names:
+        raise click.BadParameter(
+            f"unknown edit {unknown[0] if unknown else edits!r}; known: {', '.join(EDITS)}", param_hint="--edits"
+        )
+    progress = not as_json
+    gallery, _ = load_pictures(data, classes=classes, progress=progress)
+    queries = make_copy_queries(gallery, n_originals, edit_names, seed=seed)
+    results: list[dict[str, Any]] = []
+    for m in (model, *compare):
+        method: Any = m if m in (RAW_PIXELS, *HASHES) else load_checkpoint(m, device=dev).encoder
+        label = m if isinstance(method, str) else (m or "default")
+        g, metric = represent(method, gallery, dev)
+        q, _ = represent(method, queries.images, dev)
+        ranks = ranks_of_truth(g, q, queries.truth, metric, seed=seed)
+        results.append({"model": label, "metric": metric, "rows": copy_detection_table(ranks, queries.edits)})
+    if as_json:
+        _echo_json(
+            {
+                "data": str(data),
+                "gallery": len(gallery),
+                "originals_queried": len(set(queries.truth.tolist())),
+                "queries": len(queries.images),
+                "seed": seed,
+                "results": results,
+            }
+        )
+        return
+    click.echo(
+        f"copy detection on {data}: gallery {len(gallery):,} images, {len(queries.images):,} edited copies of "
+        f"{len(set(queries.truth.tolist())):,} of them, seed {seed}"
+    )
+    header = f"{'edit':10s}" + "".join(f" {str(r['model'])[:22]:>22s}" for r in results)
+    click.echo("recall@1 / recall@10 / mAP")
+    click.echo(header)
+    for i, row in enumerate(results[0]["rows"]):
+        cells = []
+        for r in results:
+            x = r["rows"][i]
+            cells.append(f" {x['recall@1']:.3f} / {x['recall@10']:.3f} / {x['mAP']:.3f}".rjust(23))
+        click.echo(f"{row['edit']:10s}" + "".join(cells))
 
 
 def _evaluate_signatures(

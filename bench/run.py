@@ -34,12 +34,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from index.vector_index import IndexKind, VectorIndex  # noqa: E402
-from simsearch.checkpoint import load_checkpoint  # noqa: E402
+from simsearch.checkpoint import builtin_models, load_checkpoint  # noqa: E402
 from simsearch.device import resolve_device  # noqa: E402
 from simsearch.embed import embed_arrays_with  # noqa: E402
 from simsearch.engine import Searcher, build_index  # noqa: E402
 from simsearch.images import load_array, scan_folder  # noqa: E402
-from simsearch.symbols import SYMBOLS, draw_symbol  # noqa: E402
+from simsearch.symbols import SYMBOLS, draw_symbol, write_photos  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 
@@ -175,7 +175,7 @@ def bench_indexing(work: Path, sizes: Sizes, out: list[str]) -> None:
         vecs = []
         with torch.inference_mode():
             for f in sample:
-                arr = load_array(f, pre.channels, pre.size)
+                arr = load_array(f, pre.channels, pre.size, crop=pre.crop)
                 vecs.append(model.encoder(torch.from_numpy(arr[None]).float().div(255)).numpy())
         emb = np.concatenate(vecs)
         _ = emb @ emb[:1].T
@@ -185,7 +185,7 @@ def bench_indexing(work: Path, sizes: Sizes, out: list[str]) -> None:
 
         t = time.perf_counter()
         with ThreadPoolExecutor(min(8, (os.cpu_count() or 1) + 1)) as pool:
-            arrays = list(pool.map(lambda f: load_array(f, pre.channels, pre.size), files))
+            arrays = list(pool.map(lambda f: load_array(f, pre.channels, pre.size, crop=pre.crop), files))
         decode = n / (time.perf_counter() - t)
         stacked = np.stack(arrays)
         best = 0.0
@@ -505,6 +505,59 @@ def bench_service(work: Path, sizes: Sizes, out: list[str]) -> None:
     )
 
 
+def _copy_gallery(work: Path, sizes: Sizes) -> tuple[Path, str]:
+    """The copy-detection gallery: held-out clothing test/ photos plus LFW people K to Z when
+    ../shared/data is present (full size), else generated photos."""
+    clothing = SHARED / "clothing" / "clothing-small-256.zip"
+    lfw = SHARED / "lfw" / "lfw-deepfunneled.zip"
+    root = work / "copy-gallery"
+    if sizes.omniglot and clothing.exists() and lfw.exists():
+        for zpath, keep in ((clothing, r"clothing-small-256/test/"), (lfw, r"lfw-deepfunneled/[K-Z]")):
+            with zipfile.ZipFile(zpath) as zf:
+                zf.extractall(root, [n for n in zf.namelist() if re.match(keep, n) and not n.endswith("/")])
+        return root, "clothing test/ (372 photos) + LFW people K-Z (5,922 photos)"
+    write_photos(root, 200, seed=11)
+    return root, "200 generated photos"
+
+
+def bench_copy_detection(work: Path, sizes: Sizes, out: list[str]) -> None:
+    """Reverse image search under edits: our encoders against perceptual hashes and raw pixels."""
+    gallery, what = _copy_gallery(work, sizes)
+    models = [m for m in ("photos", "faces", "characters") if m in builtin_models()]
+    baselines = ["raw-pixels"]
+    try:
+        import imagehash  # noqa: F401
+
+        baselines += ["phash", "dhash"]
+    except ImportError:
+        pass
+    queries = "300" if sizes.omniglot else "20"
+    cmd = [*simsearch_cmd(), "evaluate", str(gallery), "--copy-detection", "--model", models[0]]
+    for m in [*models[1:], *baselines]:
+        cmd += ["--compare", m]
+    res = json.loads(
+        subprocess.run(
+            [*cmd, "--queries", queries, "--seed", "0", "--json"], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    names = [r["model"] for r in res["results"]]
+    rows = []
+    for i, row in enumerate(res["results"][0]["rows"]):
+        cells = [f"{r['rows'][i]['recall@1']:.3f} / {r['rows'][i]['recall@10']:.3f}" for r in res["results"]]
+        rows.append([row["edit"], row["queries"], *cells])
+    maps = ["mAP", "", *(f"{r['rows'][-1]['mAP']:.3f}" for r in res["results"])]
+    out.append("## 8. Copy detection: find the original of an edited copy (recall@1 / recall@10)\n")
+    out.append(
+        f"Gallery: {what}, {res['gallery']:,} images; queries: every edit type applied to {res['originals_queried']} "
+        f"originals drawn with seed 0 ({res['queries']:,} copies); the other originals are distractors. "
+        f"Baselines: raw pixels (32x32, cosine), and pHash / dHash from the imagehash library ranked by Hamming "
+        f"distance (ties broken at random), as imagededup's hashing methods do.\n"
+    )
+    out.append(table(["edit", "queries", *names], [*rows, maps]))
+    if "phash" not in names:
+        out.append("\n(imagehash not installed: `pip install 'simsearch[bench]'` adds the hash baselines)\n")
+
+
 SECTIONS = {
     "indexing": bench_indexing,
     "sync": bench_sync_and_scale,
@@ -512,6 +565,7 @@ SECTIONS = {
     "search": bench_search,
     "accuracy": bench_accuracy,
     "service": bench_service,
+    "copy": bench_copy_detection,
 }
 
 

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from simsearch.errors import DataError, ImageError
-from simsearch.images import IMAGE_EXTENSIONS, load_array, scan_folder
+from simsearch.images import IMAGE_EXTENSIONS, decode_image, load_array, scan_folder
 
-__all__ = ["LabelledSet", "class_group", "load_labelled", "split_by_group"]
+__all__ = ["LabelledSet", "class_group", "gather_images", "load_labelled", "load_pictures", "split_by_group"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class LabelledSet:
         )
 
 
-def _zip_entries(path: Path) -> list[tuple[str, str]]:
+def _zip_entries(path: Path, need_class: bool = True) -> list[tuple[str, str]]:
     """(member name, class) for each image in a zip; class = the folder holding the image,
     minus a single top-level folder shared by every entry (e.g. images_background/)."""
     with zipfile.ZipFile(path) as zf:
@@ -63,7 +64,7 @@ def _zip_entries(path: Path) -> list[tuple[str, str]]:
     entries = []
     for n in sorted(names):
         parts = PurePosixPath(n).parts[strip:-1]
-        if not parts:
+        if not parts and need_class:
             raise DataError(f"{path}: {n} is not inside a class folder")
         entries.append((n, "/".join(parts)))
     return entries
@@ -83,20 +84,13 @@ def class_group(name: str) -> str:
     return parts[0]
 
 
-def load_labelled(
-    source: str | os.PathLike[str],
-    channels: int,
-    size: int,
-    progress: bool = True,
-    strict: bool = False,
-    classes: str | None = None,
-) -> LabelledSet:
-    """Read a labelled set from a folder-per-class tree or a zip of one (such as Omniglot's).
+def gather_images(
+    source: str | os.PathLike[str], classes: str | None = None, need_class: bool = True
+) -> list[tuple[str, str, bytes | Path]]:
+    """(name, class, bytes or path) of every image in a folder tree or a zip, in a stable order.
 
-    The class of an image is the folder that holds it (relative to the root), so both
-    `root/cat/x.jpg` and Omniglot's `Alphabet/characterNN/x.png` work; see class_group for
-    groups. `classes` is a glob (fnmatch, case-sensitive) that class names must match, e.g.
-    "[A-J]*" or "train/*". Unreadable images are skipped (or raise with strict=True).
+    The class is the folder holding the image relative to the root ("" at the top, which
+    `need_class` leaves out); `classes` is a glob (fnmatch) that class names must match.
     """
     src = Path(source)
     if not src.exists():
@@ -104,7 +98,7 @@ def load_labelled(
     if src.is_file():
         if not zipfile.is_zipfile(src):
             raise DataError(f"{source}: not a folder or a zip file")
-        entries = _zip_entries(src)
+        entries = _zip_entries(src, need_class)
         with zipfile.ZipFile(src) as zf:
             blobs = [zf.read(n) for n, _ in entries]
         items: list[tuple[str, str, bytes | Path]] = [
@@ -115,20 +109,42 @@ def load_labelled(
         items = []
         for f in scan.files:
             rel = f.path.parent.relative_to(src)
-            if rel.parts:
-                items.append((str(f.path), rel.as_posix(), f.path))
+            if rel.parts or not need_class:
+                items.append((str(f.path), rel.as_posix() if rel.parts else "", f.path))
     if not items:
-        raise DataError(f"{source}: no images in class folders (expected ROOT/<class>/<image>)")
+        where = "in class folders (expected ROOT/<class>/<image>)" if need_class else "there"
+        raise DataError(f"{source}: no images {where}")
     if classes is not None:
         found = sorted({c for _, c, _ in items})
         items = [it for it in items if fnmatch.fnmatchcase(it[1], classes)]
         if not items:
             examples = ", ".join(found[:3])
             raise DataError(f"{source}: no class matches {classes!r} (classes look like: {examples})")
+    return items
+
+
+def load_labelled(
+    source: str | os.PathLike[str],
+    channels: int,
+    size: int,
+    progress: bool = True,
+    strict: bool = False,
+    classes: str | None = None,
+    crop: float = 1.0,
+) -> LabelledSet:
+    """Read a labelled set from a folder-per-class tree or a zip of one (such as Omniglot's).
+
+    The class of an image is the folder that holds it (relative to the root), so both
+    `root/cat/x.jpg` and Omniglot's `Alphabet/characterNN/x.png` work; see class_group for
+    groups. `classes` is a glob (fnmatch, case-sensitive) that class names must match, e.g.
+    "[A-J]*" or "train/*"; `crop` is the centred share of each side kept (see Preprocess).
+    Unreadable images are skipped (or raise with strict=True).
+    """
+    items = gather_images(source, classes)
 
     def decode(item: tuple[str, str, bytes | Path]) -> np.ndarray | ImageError:
         try:
-            return load_array(item[2], channels=channels, size=size)
+            return load_array(item[2], channels=channels, size=size, crop=crop)
         except ImageError as err:
             return err
 
@@ -175,3 +191,38 @@ def split_by_group(data: LabelledSet, val_fraction: float, seed: int) -> tuple[n
     class_ids = np.arange(len(data.classes))
     is_val = np.array([g in val_groups for g in data.groups])
     return class_ids[~is_val], class_ids[is_val]
+
+
+def load_pictures(
+    source: str | os.PathLike[str],
+    max_side: int | None = None,
+    classes: str | None = None,
+    progress: bool = True,
+) -> tuple[list[Image.Image], list[str]]:
+    """Every readable image under a folder or in a zip as RGB, with its name; no labels needed.
+
+    With `max_side`, images are shrunk (aspect kept) so their shorter side is at most `max_side`:
+    self-supervised training keeps thousands of them in memory. Unreadable files are skipped.
+    """
+    items = gather_images(source, classes, need_class=False)
+
+    def decode(item: tuple[str, str, bytes | Path]) -> Image.Image | None:
+        try:
+            img = decode_image(item[2], channels=3)
+        except ImageError:
+            return None
+        if max_side is not None and min(img.size) > max_side:
+            f = max_side / min(img.size)
+            img = img.resize(
+                (max(1, round(img.size[0] * f)), max(1, round(img.size[1] * f))), Image.Resampling.BILINEAR
+            )
+        return img
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        decoded = list(
+            tqdm(pool.map(decode, items), total=len(items), desc="decoding", unit="img", disable=not progress)
+        )
+    kept = [(img, name) for img, (name, _, _) in zip(decoded, items, strict=True) if img is not None]
+    if not kept:
+        raise DataError(f"{source}: none of the {len(items)} images could be decoded")
+    return [k[0] for k in kept], [k[1] for k in kept]

@@ -40,7 +40,7 @@ class Embedded:
 
 
 def read_and_decode(
-    path: str | os.PathLike[str], channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike[str], channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS, crop: float = 1.0
 ) -> tuple[np.ndarray, FileFacts]:
     """Read a file once: hash its bytes and decode them. Raises ImageError."""
     data = read_file(path)
@@ -49,7 +49,7 @@ def read_and_decode(
     except OSError as err:
         raise ImageError(str(path), f"cannot read: {err.strerror}") from None
     try:
-        arr = load_array(data, channels=channels, size=size, max_pixels=max_pixels)
+        arr = load_array(data, channels=channels, size=size, max_pixels=max_pixels, crop=crop)
     except ImageError as err:
         raise ImageError(str(path), err.reason) from None
     return arr, FileFacts(size=st.st_size, mtime=st.st_mtime, sha256=hashlib.sha256(data).hexdigest())
@@ -96,7 +96,7 @@ def embed_files(
 
     def work(path: str | os.PathLike[str]) -> tuple[np.ndarray, FileFacts] | ImageError:
         try:
-            return read_and_decode(Path(path), pre.channels, pre.size, max_pixels)
+            return read_and_decode(Path(path), pre.channels, pre.size, max_pixels, pre.crop)
         except ImageError as err:
             return err
 

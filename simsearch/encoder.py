@@ -32,8 +32,9 @@ class Arch(str, Enum):
 class Preprocess:
     """How an image becomes the encoder's input.
 
-    The image is decoded as "L" (channels=1) or "RGB" (channels=3), resized to size x size and
-    scaled to [0, 1]; the network itself then inverts (for dark-on-light drawings) and normalizes.
+    The image is decoded as "L" (channels=1) or "RGB" (channels=3), centre-cropped to `crop` of
+    each side (faces: the middle of an aligned portrait), resized to size x size and scaled to
+    [0, 1]; the network itself then inverts (for dark-on-light drawings) and normalizes.
     """
 
     channels: int = 1
@@ -41,6 +42,7 @@ class Preprocess:
     invert: bool = True
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    crop: float = 1.0
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -51,6 +53,8 @@ class Preprocess:
             raise ValueError("mean and std need one value per channel")
         if any(s <= 0 for s in self.std):
             raise ValueError("std values must be positive")
+        if not 0.1 <= self.crop <= 1.0:
+            raise ValueError(f"crop must be in 0.1..1, not {self.crop}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class EncoderConfig:
                 invert=bool(pre["invert"]),
                 mean=tuple(float(x) for x in pre["mean"]),
                 std=tuple(float(x) for x in pre["std"]),
+                crop=float(pre.get("crop", 1.0)),
             ),
             widths=tuple(int(w) for w in d["widths"]),
             embedding_dim=int(d["embedding_dim"]),

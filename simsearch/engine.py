@@ -409,7 +409,7 @@ class Searcher:
         arrays, failed = [], []
         for p in paths:
             try:
-                arrays.append(read_and_decode(p, pre.channels, pre.size)[0])
+                arrays.append(read_and_decode(p, pre.channels, pre.size, crop=pre.crop)[0])
             except ImageError as err:
                 failed.append((p, err.reason))
         if not arrays:

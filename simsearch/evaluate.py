@@ -9,8 +9,10 @@ import numpy as np
 __all__ = [
     "FewShotResult",
     "VerificationResult",
+    "best_accuracy_threshold",
     "equal_error_rate",
     "few_shot_accuracy",
+    "pair_scores",
     "raw_pixel_embeddings",
     "recommended_threshold",
     "roc_auc",
@@ -109,6 +111,23 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, 
     return float((far[i] + frr[i]) / 2), float(thr[i])
 
 
+def best_accuracy_threshold(genuine: np.ndarray, impostor: np.ndarray) -> float:
+    """The threshold (accept score >= threshold) that classifies the most pairs correctly."""
+    far, tar, thr = roc_curve(genuine, impostor)
+    correct = tar * len(genuine) + (1 - far) * len(impostor)
+    i = int(np.argmax(correct))
+    return float(thr[i]) if np.isfinite(thr[i]) else float(np.nextafter(np.max(genuine), np.inf))
+
+
+def pair_scores(emb: np.ndarray, labels: np.ndarray, n_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) cosine scores of random same-class and different-class pairs."""
+    gen, imp = sample_pairs(labels, n_pairs, seed)
+    return (
+        np.einsum("ij,ij->i", emb[gen[:, 0]], emb[gen[:, 1]]),
+        np.einsum("ij,ij->i", emb[imp[:, 0]], emb[imp[:, 1]]),
+    )
+
+
 def threshold_at_far(impostor: np.ndarray, far: float) -> float:
     """The lowest threshold whose false-accept rate on `impostor` scores is at most `far`."""
     if not 0.0 <= far <= 1.0:
@@ -142,9 +161,7 @@ def verification(
 ) -> VerificationResult:
     """Same/different verification over random pairs: ROC AUC, EER, and accuracy at `threshold`
     (the EER threshold when none is given)."""
-    gen, imp = sample_pairs(labels, n_pairs, seed)
-    g = np.einsum("ij,ij->i", emb[gen[:, 0]], emb[gen[:, 1]])
-    i = np.einsum("ij,ij->i", emb[imp[:, 0]], emb[imp[:, 1]])
+    g, i = pair_scores(emb, labels, n_pairs, seed)
     eer, eer_thr = equal_error_rate(g, i)
     thr = eer_thr if threshold is None else threshold
     acc = (np.sum(g >= thr) + np.sum(i < thr)) / (len(g) + len(i))

@@ -19,6 +19,7 @@ __all__ = [
     "ImageFile",
     "Scan",
     "Skipped",
+    "center_crop",
     "collect_images",
     "decode_image",
     "load_array",
@@ -207,19 +208,38 @@ def _normalize_mode(img: Image.Image, channels: int) -> Image.Image:
     raise ValueError(f"channels must be 1 or 3, not {channels}")
 
 
-def to_array(img: Image.Image, size: int) -> np.ndarray:
-    """Resize to size x size (the whole image, squashed) and return (C, size, size) uint8."""
+def center_crop(img: Image.Image, crop: float) -> Image.Image:
+    """The centred crop keeping `crop` (0 < crop <= 1) of each side; 1 keeps the whole image."""
+    if not 0.0 < crop <= 1.0:
+        raise ValueError(f"crop must be in (0, 1], not {crop}")
+    if crop >= 1.0:
+        return img
+    w, h = img.size
+    cw, ch = max(1, round(w * crop)), max(1, round(h * crop))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return img.crop((left, top, left + cw, top + ch))
+
+
+def to_array(img: Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
+    """Keep the centred `crop` of each side, resize to size x size (squashed) and return
+    (C, size, size) uint8."""
+    img = center_crop(img, crop)
     resized = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     arr = np.asarray(resized, dtype=np.uint8)
     return arr[None, :, :] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
 def load_array(
-    source: str | os.PathLike[str] | bytes, channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: str | os.PathLike[str] | bytes,
+    channels: int,
+    size: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    crop: float = 1.0,
 ) -> np.ndarray:
-    """Decode and resize one image: (channels, size, size) uint8. Raises ImageError."""
+    """Decode, centre-crop and resize one image: (channels, size, size) uint8. Raises ImageError."""
     img = decode_image(source, channels=channels, max_pixels=max_pixels)
-    if img.size[0] > 4 * size and img.size[1] > 4 * size:
+    side = size / crop
+    if img.size[0] > 4 * side and img.size[1] > 4 * side:
         # JPEG draft mode is not available after load; a cheap pre-shrink keeps big photos fast.
-        img = img.reduce(max(1, min(img.size) // (2 * size)))
-    return to_array(img, size)
+        img = img.reduce(max(1, int(min(img.size) // (2 * side))))
+    return to_array(img, size, crop)

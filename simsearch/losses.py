@@ -7,7 +7,7 @@ from enum import Enum
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Loss", "Mining", "contrastive_loss", "episodic_loss", "triplet_loss"]
+__all__ = ["Loss", "Mining", "contrastive_loss", "episodic_loss", "ntxent_loss", "triplet_loss"]
 
 
 class Loss(str, Enum):
@@ -136,3 +136,17 @@ def episodic_loss(
     loss = F.cross_entropy(logits, q_lab)
     acc = (logits.argmax(1) == q_lab).float().mean()
     return loss, acc
+
+
+def ntxent_loss(emb: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """NT-Xent (SimCLR's InfoNCE) over 2B L2-normalized embeddings: rows i and i + B are two
+    views of one image. Each row must pick its partner out of the other 2B - 2 rows by softmax
+    over cosine / temperature; the loss is the mean cross-entropy over all 2B rows."""
+    n = emb.shape[0]
+    if n % 2 or n < 4:
+        raise ValueError("NT-Xent needs an even number of rows (two views of each image), at least 4")
+    b = n // 2
+    logits = (emb @ emb.T) / temperature
+    logits = logits.masked_fill(torch.eye(n, dtype=torch.bool, device=emb.device), float("-inf"))
+    partner = torch.cat([torch.arange(b, n), torch.arange(0, b)]).to(emb.device)
+    return F.cross_entropy(logits, partner)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["SYMBOLS", "draw_symbol", "write_symbol_set"]
+__all__ = ["SYMBOLS", "draw_symbol", "write_photos", "write_symbol_set"]
 
 
 def _circle(t: np.ndarray) -> np.ndarray:
@@ -81,3 +81,24 @@ def write_symbol_set(out: str | Path, names: list[str], per_class: int, seed: in
             draw_symbol(name, rng).save(path)
             files.append(path)
     return files
+
+
+def write_photos(root: Path, n: int, seed: int = 0, side: int = 96, classes: int = 0) -> Path:
+    """n distinct photo-like RGB JPEGs: a smooth random colour field with a few random shapes.
+    With classes > 0 they go into that many class folders (photo i in class i % classes)."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize(
+            (side, side), Image.Resampling.BICUBIC
+        )
+        draw = ImageDraw.Draw(img)
+        for _ in range(3):
+            x0, y0 = (int(v) for v in rng.integers(0, side - 25, 2))
+            w, h = (int(v) for v in rng.integers(10, side // 2, 2))
+            fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x0 + w, y0 + h), fill=fill)
+        folder = root / f"class{i % classes:02d}" if classes else root
+        folder.mkdir(exist_ok=True)
+        img.save(folder / f"p{i:04d}.jpg", quality=92)
+    return root

@@ -26,7 +26,7 @@ from simsearch.errors import DataError, SimSearchError
 from simsearch.evaluate import few_shot_accuracy, recommended_threshold
 from simsearch.losses import Loss, Mining, contrastive_loss, episodic_loss, triplet_loss
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainResult", "color_jitter", "lr_factor", "train"]
 
 RESUME_WEIGHTS = "resume.safetensors"
 RESUME_STATE = "resume.json"
@@ -51,6 +51,7 @@ class TrainConfig:
     rotations: bool = False  # 90-degree rotations of each class become new classes (Omniglot habit)
     jitter: float = 1.0  # strength of the random affine jitter; 0 turns it off
     flips: bool = False  # random horizontal flips (photos, faces)
+    color_jitter: float = 0.0  # strength of random brightness/contrast/saturation changes (photos); 0 = off
     val_fraction: float = 0.15
     val_every: int = 250
     val_way: int = 20
@@ -169,14 +170,35 @@ def _augment(x: torch.Tensor, turns: torch.Tensor, cfg: TrainConfig, gen: torch.
         ).to(x.device, x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    if cfg.color_jitter > 0:
+        x = color_jitter(x, cfg.color_jitter, gen)
     return x
 
 
-def _lr_factor(step: int, steps: int, elapsed: float, cfg: TrainConfig) -> float:
-    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+def color_jitter(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
+    """Random brightness, contrast and (on RGB) saturation factors in 1 ± 0.4 * strength per image,
+    on a (N, C, H, W) batch in [0, 1]."""
+    n = x.shape[0]
+
+    def factors() -> torch.Tensor:
+        f = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.4 * strength
+        return f.clamp_min(0.0).to(x.device, x.dtype)
+
+    x = x * factors()
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * factors() + mean
+    if x.shape[1] == 3:
+        gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
+        x = (x - gray) * factors() + gray
+    return x.clamp(0.0, 1.0)
+
+
+def lr_factor(step: int, steps: int, elapsed: float, warmup_steps: int, time_budget_s: float | None) -> float:
+    """Linear warm-up, then cosine decay to 1% over the steps or the time budget, whichever runs out first."""
+    warm = min(1.0, (step + 1) / max(1, warmup_steps))
     progress = step / steps
-    if cfg.time_budget_s:
-        progress = max(progress, elapsed / cfg.time_budget_s)
+    if time_budget_s:
+        progress = max(progress, elapsed / time_budget_s)
     return warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -320,7 +342,7 @@ def train(
     run_loss = None
     while step < cfg.steps and not (cfg.time_budget_s and elapsed() >= cfg.time_budget_s):
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, cfg.steps, elapsed(), cfg)
+            group["lr"] = cfg.lr * lr_factor(step, cfg.steps, elapsed(), cfg.warmup_steps, cfg.time_budget_s)
         idx, labels, turns = sampler.sample(p, cfg.per_class)
         x = images[idx].to(device).float().div_(255.0)
         x = _augment(x, turns, cfg, gen)

@@ -79,3 +79,11 @@ def needs_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (optional shared data)")
     return path
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """120 generated photo-like JPEGs in one folder (no labels)."""
+    from simsearch.symbols import write_photos
+
+    return write_photos(tmp_path / "photos", 120, seed=7)

@@ -27,6 +27,7 @@ def test_small_benchmark_writes_every_table(tmp_path):
         "## 4. Search alone",
         "## 5. Accuracy",
         "## 7. Search service",
+        "## 8. Copy detection",
     ):
         assert heading in text
     # the search table has a recall@10 for each of our kinds, and flat search is exact

@@ -39,3 +39,14 @@ def test_verification_on_separable_clusters():
     emb, labels = clustered()
     v = verification(emb, labels, n_pairs=500)
     assert v.auc > 0.99 and v.eer < 0.01 and v.accuracy > 0.99
+
+
+def test_best_accuracy_threshold_by_hand():
+    from simsearch.evaluate import best_accuracy_threshold
+
+    genuine = np.array([0.9, 0.8, 0.4])
+    impostor = np.array([0.5, 0.3, 0.2, 0.1])
+    # accepting >= 0.8 gets 2 genuine + 4 impostors right (6 of 7); >= 0.4 gets 3 + 3 (6 of 7) too,
+    # >= 0.5 gets 2 + 3: the first (highest) best threshold wins
+    assert best_accuracy_threshold(genuine, impostor) == pytest.approx(0.8)
+    assert best_accuracy_threshold(np.array([0.9]), np.array([0.1])) == pytest.approx(0.9)

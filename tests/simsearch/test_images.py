@@ -140,3 +140,18 @@ def test_scan_errors(tmp_path):
     (tmp_path / "f.png").write_bytes(b"")
     with pytest.raises(DataError, match="not a folder"):
         scan_folder(tmp_path / "f.png")
+
+
+def test_centre_crop_keeps_the_middle(tmp_path):
+    from simsearch.images import center_crop, to_array
+
+    arr = np.zeros((40, 40, 3), np.uint8)
+    arr[10:30, 10:30] = 255  # a white square filling the middle half
+    img = Image.fromarray(arr)
+    assert center_crop(img, 0.5).size == (20, 20)
+    assert to_array(img, 10, crop=0.5).min() == 255  # only the white middle is left
+    assert to_array(img, 10).min() == 0
+    path = save(img, tmp_path / "c.png")
+    assert load_array(path, 3, 10, crop=0.5).min() == 255
+    with pytest.raises(ValueError, match="crop"):
+        center_crop(img, 0.0)

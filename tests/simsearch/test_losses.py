@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from simsearch.losses import Loss, contrastive_loss, episodic_loss, triplet_loss
+from simsearch.losses import Loss, contrastive_loss, episodic_loss, ntxent_loss, triplet_loss
 
 # Three 2-d unit embeddings: a and c coincide, b is orthogonal to both.
 A, B, C = [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]
@@ -83,3 +83,17 @@ def test_losses_have_gradients():
     for loss in (contrastive_loss(emb, labels), triplet_loss(emb, labels), episodic_loss(emb, labels, shot=1)[0]):
         (g,) = torch.autograd.grad(loss, emb)
         assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_ntxent_by_hand() -> None:
+    # four unit rows: views (0, 2) of image A, views (1, 3) of image B
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.0, 1.0]])
+    t = 0.5
+    sims = (emb @ emb.T).tolist()
+    expected = 0.0
+    for i, partner in enumerate([2, 3, 0, 1]):
+        others = [j for j in range(4) if j != i]
+        expected += -(sims[i][partner] / t) + math.log(sum(math.exp(sims[i][j] / t) for j in others))
+    assert ntxent_loss(emb, t).item() == pytest.approx(expected / 4, rel=1e-5)
+    with pytest.raises(ValueError, match="even number"):
+        ntxent_loss(emb[:3], t)

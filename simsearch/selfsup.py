@@ -1,0 +1,193 @@
+"""Label-free Siamese training: two random edits of one photo go through the shared-weight
+encoder and are pulled together, the other photos of the batch pushed apart (NT-Xent)."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from index.store import write_file_atomic
+from simsearch.checkpoint import save_checkpoint
+from simsearch.copydetect import copy_detection_table, embed_pictures, make_copy_queries, ranks_of_truth
+from simsearch.device import resolve_device
+from simsearch.edits import EDITS, random_view
+from simsearch.encoder import EncoderConfig, build_encoder
+from simsearch.errors import DataError, SimSearchError
+from simsearch.evaluate import recommended_threshold
+from simsearch.images import to_array
+from simsearch.losses import ntxent_loss
+from simsearch.train import TrainResult, lr_factor
+
+__all__ = ["SelfSupConfig", "train_self_supervised"]
+
+
+@dataclass(frozen=True)
+class SelfSupConfig:
+    """What shapes a self-supervised run."""
+
+    batch: int = 128  # images per step; each gives two views
+    temperature: float = 0.1
+    steps: int = 2000
+    time_budget_s: float | None = None
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    val_fraction: float = 0.1  # images held out: their edited copies are searched among them
+    val_every: int = 250
+    val_images: int = 500  # at most this many held-out images
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.batch < 2:
+            raise ValueError("a self-supervised batch needs at least 2 images")
+        if self.steps < 1 or self.lr <= 0 or self.temperature <= 0:
+            raise ValueError("steps, learning rate and temperature must be positive")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError("val_fraction must be in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(asdict(self), loss="nt-xent")
+
+
+def train_self_supervised(
+    pictures: list[Image.Image],
+    encoder_config: EncoderConfig,
+    cfg: SelfSupConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+    source: str = "",
+) -> TrainResult:
+    """Train an encoder on unlabelled pictures and write the best checkpoint into `out_dir`.
+
+    Validation: a held-out share of the pictures is the gallery, one edited copy of each (every
+    edit type in turn, seeded) the queries; the checkpoint with the best recall@1 is kept.
+    """
+    pre = encoder_config.preprocess
+    mode = "L" if pre.channels == 1 else "RGB"
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(pictures))
+    n_val = min(cfg.val_images, int(len(pictures) * cfg.val_fraction)) if cfg.val_fraction > 0 else 0
+    val_pics = [pictures[i] for i in order[:n_val]]
+    train_pics = [pictures[i] for i in order[n_val:]]
+    if len(train_pics) < cfg.batch:
+        raise DataError(f"{len(train_pics)} training images is fewer than the batch of {cfg.batch}")
+    queries = make_copy_queries(val_pics, len(val_pics), tuple(EDITS), seed=cfg.seed) if n_val >= 2 else None
+    if queries is not None:  # one edit per original, cycling through the types
+        keep = [j for j, t in enumerate(queries.truth) if queries.edits[j] == list(EDITS)[t % len(EDITS)]]
+        queries = type(queries)(
+            [queries.images[j] for j in keep], queries.truth[keep], [queries.edits[j] for j in keep]
+        )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    encoder = build_encoder(encoder_config).to(device)
+    opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    amp = device.type == "cuda"
+
+    def views(idx: np.ndarray, step: int) -> torch.Tensor:
+        """Two random views of each picture, as one (2B, C, S, S) uint8 batch, seeded by step."""
+
+        def one(j: int) -> np.ndarray:
+            r = np.random.default_rng([cfg.seed, step, j])
+            pic = train_pics[int(idx[j % len(idx)])]
+            return to_array(random_view(pic, r).convert(mode), pre.size, pre.crop)
+
+        return torch.from_numpy(np.stack(list(pool.map(one, range(2 * len(idx))))))
+
+    def validate() -> tuple[float, float]:
+        assert queries is not None
+        gallery = embed_pictures(encoder, val_pics, device)
+        q = embed_pictures(encoder, queries.images, device)
+        ranks = ranks_of_truth(gallery, q, queries.truth, "cosine", seed=cfg.seed)
+        recall = float(copy_detection_table(ranks, queries.edits)[-1]["recall@1"])  # type: ignore[arg-type]
+        both = np.concatenate([gallery, q])
+        labels = np.concatenate([np.arange(len(gallery)), queries.truth])
+        return recall, recommended_threshold(both, labels, seed=cfg.seed)
+
+    history: list[dict[str, float]] = []
+    best, fingerprint, step = -1.0, "", 0
+    summary = {"data": source, "train": cfg.to_dict(), "train_images": len(train_pics), "val_images": n_val}
+    start = time.monotonic()
+    by_time = cfg.time_budget_s is not None
+    total = int(cfg.time_budget_s) if cfg.time_budget_s is not None else cfg.steps
+    bar = tqdm(total=total, desc="training", unit="s" if by_time else "step", disable=not progress, dynamic_ncols=True)
+    run_loss: float | None = None
+    pool = ThreadPoolExecutor()
+    loader = ThreadPoolExecutor(max_workers=1)  # prepares the next batch while this one trains
+    epoch_order = rng.permutation(len(train_pics))
+    pos = 0
+
+    def next_indexes() -> np.ndarray:
+        nonlocal epoch_order, pos
+        if pos + cfg.batch > len(epoch_order):
+            epoch_order, pos = rng.permutation(len(train_pics)), 0
+        pos += cfg.batch
+        return epoch_order[pos - cfg.batch : pos]
+
+    try:
+        pending: Future[torch.Tensor] = loader.submit(views, next_indexes(), 0)
+        if queries is not None and step == 0:
+            acc, _ = validate()
+            history.append({"step": 0, "val_recall@1": round(acc, 5)})
+        encoder.train()
+        while step < cfg.steps and not (cfg.time_budget_s and time.monotonic() - start >= cfg.time_budget_s):
+            elapsed = time.monotonic() - start
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, cfg.steps, elapsed, cfg.warmup_steps, cfg.time_budget_s)
+            x_u8 = pending.result()
+            if step + 1 < cfg.steps:
+                pending = loader.submit(views, next_indexes(), step + 1)
+            x = x_u8.to(device).float().div_(255.0)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                emb = encoder(x)
+            loss = ntxent_loss(emb, cfg.temperature)
+            if not torch.isfinite(loss):
+                raise SimSearchError(f"training diverged at step {step} (loss {loss.item()}); try a lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
+            elapsed = time.monotonic() - start
+            bar.update(min(int(elapsed), total) - bar.n if by_time else 1)
+            last = step >= cfg.steps or bool(cfg.time_budget_s and elapsed >= cfg.time_budget_s)
+            if step % cfg.val_every == 0 or last:
+                record: dict[str, float] = {"step": step, "loss": round(run_loss, 5), "elapsed_s": round(elapsed, 1)}
+                if queries is not None:
+                    acc, threshold = validate()
+                    record["val_recall@1"] = round(acc, 5)
+                    if acc > best:
+                        best = acc
+                        fingerprint = save_checkpoint(
+                            encoder,
+                            out,
+                            dict(summary, steps=step, elapsed_s=round(elapsed, 1), best_val_recall_at_1=round(acc, 5)),
+                            threshold=round(threshold, 6),
+                        )
+                    encoder.train()
+                history.append(record)
+                bar.set_postfix(
+                    step=step, loss=f"{run_loss:.4f}", val=f"{record.get('val_recall@1', float('nan')):.4f}"
+                )
+    finally:
+        bar.close()
+        pool.shutdown(cancel_futures=True)
+        loader.shutdown(cancel_futures=True)
+    if not fingerprint:
+        fingerprint = save_checkpoint(
+            encoder, out, dict(summary, steps=step, elapsed_s=round(time.monotonic() - start, 1))
+        )
+    write_file_atomic(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
+    return TrainResult(out, fingerprint, step, time.monotonic() - start, best if best >= 0 else None, history)

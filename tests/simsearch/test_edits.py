@@ -1,0 +1,63 @@
+"""The copy edits: named, seeded, deterministic, and each one really changes the picture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simsearch.edits import EDITS, apply_edit, random_view
+from simsearch.symbols import write_photos
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory: pytest.TempPathFactory) -> Image.Image:
+    root = write_photos(tmp_path_factory.mktemp("pic"), 1, seed=3, side=128)
+    with Image.open(next(root.glob("*.jpg"))) as im:
+        return im.convert("RGB")
+
+
+def _same(a: Image.Image, b: Image.Image) -> bool:
+    return a.size == b.size and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("name", list(EDITS))
+def test_each_edit_is_deterministic_under_a_seed_and_changes_the_image(picture: Image.Image, name: str) -> None:
+    a = apply_edit(picture, name, np.random.default_rng(5))
+    b = apply_edit(picture, name, np.random.default_rng(5))
+    assert _same(a, b)
+    assert a.mode == "RGB"
+    assert not _same(a, picture)
+
+
+def test_random_edits_differ_between_seeds(picture: Image.Image) -> None:
+    for name in ("crop", "text", "border", "color"):
+        assert not _same(
+            apply_edit(picture, name, np.random.default_rng(1)), apply_edit(picture, name, np.random.default_rng(2))
+        )
+
+
+def test_edit_strengths_match_their_names(picture: Image.Image) -> None:
+    w, h = picture.size
+    small = apply_edit(picture, "resize", np.random.default_rng(0))
+    assert small.size == (round(w * 0.3), round(h * 0.3))
+    for seed in range(20):
+        cw, ch = apply_edit(picture, "crop", np.random.default_rng(seed)).size
+        assert 0.5 * w - 1 <= cw <= 0.9 * w + 1 and 0.5 * h - 1 <= ch <= 0.9 * h + 1
+    bordered = apply_edit(picture, "border", np.random.default_rng(0))
+    assert bordered.size[0] > w and bordered.size[1] > h
+    gray = np.asarray(apply_edit(picture, "grayscale", np.random.default_rng(0))).astype(int)
+    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])
+    flipped = apply_edit(picture, "flip", np.random.default_rng(0))
+    assert np.array_equal(np.asarray(flipped), np.asarray(picture)[:, ::-1])
+
+
+def test_unknown_edit_is_refused(picture: Image.Image) -> None:
+    with pytest.raises(ValueError, match="unknown edit"):
+        apply_edit(picture, "sepia", np.random.default_rng(0))
+
+
+def test_random_view_is_seeded(picture: Image.Image) -> None:
+    views = [random_view(picture, np.random.default_rng(s)) for s in (0, 0, 1)]
+    assert _same(views[0], views[1])
+    assert not _same(views[0], views[2])

@@ -1,0 +1,173 @@
+"""End to end on generated photos: label-free training, the copy-detection benchmark, and a
+supervised RGB (photo/face) encoder with a threshold fitted on other classes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from simsearch.symbols import write_photos
+from tests.conftest import run_cli
+
+
+def test_self_supervised_training_raises_recall(tmp_path: Path, photos: Path) -> None:
+    out = tmp_path / "ssl"
+    args = ["--arch", "resnet", "--channels", "3", "--size", "32", "--widths", "16,32,64", "--batch", "32"]
+    summary = json.loads(
+        run_cli(
+            "train",
+            photos,
+            "--self-supervised",
+            "--out",
+            out,
+            *args,
+            "--steps",
+            "40",
+            "--val-every",
+            "20",
+            "--val-fraction",
+            "0.25",
+            "--seed",
+            "0",
+            "--json",
+            check=True,
+        ).stdout
+    )
+    history = json.loads((out / "history.json").read_text())
+    start = history[0]["val_recall@1"]
+    assert history[0]["step"] == 0 and summary["steps"] == 40
+    assert summary["best_val_accuracy"] > start, history
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["config"]["preprocess"]["invert"] is False and meta["training"]["train"]["loss"] == "nt-xent"
+    assert meta["threshold"] is not None
+    # the result is an ordinary encoder: it indexes and searches
+    run_cli("index", "build", photos, "--index", tmp_path / "idx", "--model", out, check=True)
+    hit = json.loads(
+        run_cli("query", photos / "p0005.jpg", "--index", tmp_path / "idx", "--json", check=True).stdout.splitlines()[0]
+    )
+    assert Path(hit["results"][0]["path"]).name == "p0005.jpg"
+
+
+def test_self_supervised_needs_enough_images(tmp_path: Path) -> None:
+    few = write_photos(tmp_path / "few", 10, seed=1)
+    proc = run_cli("train", few, "--self-supervised", "--out", tmp_path / "m", "--channels", "3", "--batch", "32")
+    assert proc.returncode == 1 and "fewer than the batch" in proc.stderr
+    assert not (tmp_path / "m" / "model.json").exists()
+
+
+def test_copy_detection_benchmark(tmp_path: Path, photos: Path) -> None:
+    res = json.loads(
+        run_cli(
+            "evaluate",
+            photos,
+            "--copy-detection",
+            "--model",
+            "characters",
+            "--compare",
+            "raw-pixels",
+            "--compare",
+            "phash",
+            "--compare",
+            "dhash",
+            "--queries",
+            "10",
+            "--edits",
+            "jpeg,flip,crop",
+            "--json",
+            check=True,
+        ).stdout
+    )
+    assert res["gallery"] == 120 and res["queries"] == 30 and res["originals_queried"] == 10
+    by_model = {r["model"]: {row["edit"]: row for row in r["rows"]} for r in res["results"]}
+    assert set(by_model) == {"characters", "raw-pixels", "phash", "dhash"}
+    for rows in by_model.values():
+        assert [e for e in rows] == ["jpeg", "flip", "crop", "overall"]
+        assert all(row["queries"] == (30 if e == "overall" else 10) for e, row in rows.items())
+        assert all(0 <= row["recall@1"] <= row["recall@10"] <= 1 and 0 < row["mAP"] <= 1 for row in rows.values())
+    # a heavy JPEG keeps the layout: raw pixels and hashes find it; a mirror image defeats the hashes
+    assert by_model["raw-pixels"]["jpeg"]["recall@1"] == 1.0
+    assert by_model["phash"]["jpeg"]["recall@1"] >= 0.9
+    assert by_model["phash"]["flip"]["recall@1"] < 0.5
+    text = run_cli("evaluate", photos, "--copy-detection", "--queries", "5", "--edits", "blur", check=True).stdout
+    assert "recall@1 / recall@10 / mAP" in text and "blur" in text and "overall" in text
+    bad = run_cli("evaluate", photos, "--copy-detection", "--edits", "sepia")
+    assert bad.returncode == 2 and "unknown edit 'sepia'" in bad.stderr
+
+
+def test_rgb_resnet_training_with_fitted_threshold(tmp_path: Path) -> None:
+    data = write_photos(tmp_path / "people", 72, seed=2, side=48, classes=12)
+    out = tmp_path / "faces"
+    run_cli(
+        "train",
+        data,
+        "--out",
+        out,
+        "--arch",
+        "resnet",
+        "--channels",
+        "3",
+        "--size",
+        "32",
+        "--crop",
+        "0.8",
+        "--widths",
+        "8,16,32",
+        "--flips",
+        "--color-jitter",
+        "0.5",
+        "--classes-per-batch",
+        "4",
+        "--per-class",
+        "3",
+        "--steps",
+        "4",
+        "--val-every",
+        "2",
+        "--val-fraction",
+        "0.25",
+        "--json",
+        check=True,
+    )
+    pre = json.loads((out / "model.json").read_text())["config"]["preprocess"]
+    assert pre == {"channels": 3, "size": 32, "invert": False, "mean": [0.5] * 3, "std": [0.25] * 3, "crop": 0.8}
+    res = json.loads(
+        run_cli(
+            "evaluate",
+            data,
+            "--model",
+            out,
+            "--classes",
+            "class0[6-9]",
+            "--fit-classes",
+            "class0[0-5]",
+            "--way",
+            "3",
+            "--episodes",
+            "20",
+            "--pairs",
+            "200",
+            "--json",
+            check=True,
+        ).stdout
+    )
+    ver = res["verification"]
+    assert res["classes"] == 4 and 0 <= ver["accuracy"] <= 1 and -1 <= ver["threshold"] <= 1.0001
+    text = run_cli(
+        "evaluate",
+        data,
+        "--model",
+        out,
+        "--classes",
+        "class0[6-9]",
+        "--fit-classes",
+        "class0[0-5]",
+        "--way",
+        "3",
+        "--episodes",
+        "20",
+        "--pairs",
+        "200",
+        check=True,
+    ).stdout
+    assert f"verification accuracy {ver['accuracy']:.4f} at threshold {ver['threshold']:.4f}" in text
+    assert "(the best on 'class0[0-5]')" in text
