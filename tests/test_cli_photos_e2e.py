@@ -171,3 +171,23 @@ def test_rgb_resnet_training_with_fitted_threshold(tmp_path: Path) -> None:
     ).stdout
     assert f"verification accuracy {ver['accuracy']:.4f} at threshold {ver['threshold']:.4f}" in text
     assert "(the best on 'class0[0-5]')" in text
+
+
+def test_builtin_encoders_are_chosen_by_name(tmp_path: Path) -> None:
+    listed = {m["name"]: m for m in json.loads(run_cli("models", "--json", check=True).stdout)}
+    assert {"characters", "faces", "signatures"} <= set(listed)
+    assert listed["faces"]["arch"] == "resnet" and listed["faces"]["input"] == "3x64x64"
+    assert [m for m in listed.values() if m["default"]] == [listed["characters"]]
+    pics = write_photos(tmp_path / "pics", 6, seed=4)
+    for name in ("faces", "signatures"):
+        idx = tmp_path / f"{name}.idx"
+        run_cli("index", "build", pics, "--index", idx, "--model", name, check=True)
+        info = json.loads(run_cli("index", "info", "--index", idx, "--json", check=True).stdout)
+        assert info["encoder"] == name and info["fingerprint"].startswith(listed[name]["fingerprint"])
+        assert info["dim"] == listed[name]["dim"]
+        hit = json.loads(run_cli("query", pics / "p0003.jpg", "--index", idx, "--json", check=True).stdout)
+        assert Path(hit["results"][0]["path"]).name == "p0003.jpg"
+    refused = run_cli("query", pics / "p0003.jpg", "--index", tmp_path / "faces.idx", "--model", "characters")
+    assert refused.returncode == 1 and "built with encoder 'faces'" in refused.stderr
+    unknown = run_cli("index", "build", pics, "--index", tmp_path / "x.idx", "--model", "no-such-model")
+    assert unknown.returncode == 1 and "not a built-in encoder" in unknown.stderr
