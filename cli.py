@@ -632,6 +632,14 @@ def models_cmd(as_json: bool) -> None:
     help="Self-supervised: NT-Xent softmax temperature.",
 )
 @click.option(
+    "--grayscale-views",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Self-supervised: chance that a view loses its colour (lower lets the encoder lean on colour and miss "
+    "grayscale copies).",
+)
+@click.option(
     "--steps",
     type=click.IntRange(1),
     default=2000,
@@ -700,10 +708,21 @@ def models_cmd(as_json: bool) -> None:
     "--seed", type=int, default=0, show_default=True, help="Seed for sampling, augmentation and initialization."
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from the state saved in --out.")
+@click.option(
+    "--init",
+    "init_model",
+    default=None,
+    metavar="MODEL",
+    help="Fine-tune: start from the weights of a built-in encoder (e.g. photos) or a checkpoint folder. Its "
+    "architecture and preprocessing are kept, so --arch, --channels, --size, --widths, --embedding-dim, "
+    "--invert and --crop must not be given.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @DEVICE
 @JSON
+@click.pass_context
 def train_cmd(
+    ctx: click.Context,
     data: Path,
     out: Path,
     loss: str,
@@ -720,6 +739,7 @@ def train_cmd(
     self_supervised: bool,
     batch: int,
     temperature: float,
+    grayscale_views: float,
     steps: int,
     time_budget: str | None,
     classes_per_batch: int,
@@ -735,6 +755,7 @@ def train_cmd(
     val_every: int,
     seed: int,
     resume: bool,
+    init_model: str | None,
     quiet: bool,
     device: str,
     as_json: bool,
@@ -763,6 +784,20 @@ def train_cmd(
         widths=width_list,
         embedding_dim=embedding_dim or width_list[-1],
     )
+    init = None
+    if init_model is not None:
+        from simsearch.checkpoint import load_checkpoint
+
+        shape = ("arch", "channels", "size", "widths", "embedding_dim", "invert", "crop")
+        given = [n for n in shape if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            opts = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise click.UsageError(f"--init keeps the starting model's architecture and preprocessing; drop {opts}")
+        if resume:
+            raise click.UsageError("--init starts a new run; --resume continues one: give one of them")
+        loaded = load_checkpoint(init_model)
+        enc, init = loaded.config, loaded.encoder.state_dict()
+        ch, size, crop = enc.preprocess.channels, enc.preprocess.size, enc.preprocess.crop
     if self_supervised:
         _train_self_supervised(
             data,
@@ -771,6 +806,7 @@ def train_cmd(
             class_glob,
             batch,
             temperature,
+            grayscale_views,
             steps,
             time_budget,
             lr,
@@ -781,6 +817,8 @@ def train_cmd(
             quiet,
             device,
             as_json,
+            init,
+            init_model,
         )
         return
     cfg = TrainConfig(
@@ -807,7 +845,9 @@ def train_cmd(
         data, channels=ch, size=size, progress=not (quiet or as_json), classes=class_glob, crop=crop
     )
     source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
-    result = train(labelled, enc, cfg, out, resume=resume, progress=not (quiet or as_json), source=source)
+    if init_model is not None:
+        source += f", fine-tuned from {init_model}"
+    result = train(labelled, enc, cfg, out, resume=resume, progress=not (quiet or as_json), source=source, init=init)
     _report_training(result, as_json, "validation accuracy")
 
 
@@ -818,6 +858,7 @@ def _train_self_supervised(
     class_glob: str | None,
     batch: int,
     temperature: float,
+    grayscale_views: float,
     steps: int,
     time_budget: str | None,
     lr: float,
@@ -828,6 +869,8 @@ def _train_self_supervised(
     quiet: bool,
     device: str,
     as_json: bool,
+    init: Any = None,
+    init_model: str | None = None,
 ) -> None:
     from simsearch.datasets import load_pictures
     from simsearch.selfsup import SelfSupConfig, train_self_supervised
@@ -837,6 +880,7 @@ def _train_self_supervised(
     cfg = SelfSupConfig(
         batch=batch,
         temperature=temperature,
+        grayscale=grayscale_views,
         steps=steps,
         time_budget_s=_parse_duration(time_budget),
         lr=lr,
@@ -848,7 +892,9 @@ def _train_self_supervised(
     side = max(96, 2 * enc.preprocess.size)
     pictures, _ = load_pictures(data, max_side=side, classes=class_glob, progress=not (quiet or as_json))
     source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
-    result = train_self_supervised(pictures, enc, cfg, out, progress=not (quiet or as_json), source=source)
+    if init_model is not None:
+        source += f", fine-tuned from {init_model}"
+    result = train_self_supervised(pictures, enc, cfg, out, progress=not (quiet or as_json), source=source, init=init)
     _report_training(result, as_json, "validation recall@1")
 
 

@@ -138,10 +138,12 @@ def apply_edit(img: Image.Image, name: str, rng: np.random.Generator) -> Image.I
     return _rgb(edit(_rgb(img), rng))
 
 
-def random_view(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+def random_view(img: Image.Image, rng: np.random.Generator, gray: float = 0.5) -> Image.Image:
     """A random edited view for self-supervised training: each edit of the benchmark's kinds with
     its own chance, at milder and harsher strengths than the benchmark uses, so that the encoder
-    learns to see through them rather than to memorise one setting."""
+    learns to see through them rather than to memorise one setting. `gray` is the chance of
+    dropping the colour: colour is so telling that at 0.2 (SimCLR's setting) an encoder leans on
+    it and loses most grayscale copies."""
     out = _rgb(img)
     if rng.random() < 0.8:
         out = crop(out, rng, 0.4, 1.0)
@@ -153,7 +155,7 @@ def random_view(img: Image.Image, rng: np.random.Generator) -> Image.Image:
         out = border(out, rng, 0.02, 0.25)
     if rng.random() < 0.6:
         out = color(out, rng, 0.5)
-    if rng.random() < 0.2:
+    if rng.random() < gray:
         out = grayscale(out, rng)
     if rng.random() < 0.25:
         out = text(out, rng)

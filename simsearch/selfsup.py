@@ -36,6 +36,7 @@ class SelfSupConfig:
 
     batch: int = 128  # images per step; each gives two views
     temperature: float = 0.1
+    grayscale: float = 0.5  # chance that a view loses its colour
     steps: int = 2000
     time_budget_s: float | None = None
     lr: float = 1e-3
@@ -52,6 +53,8 @@ class SelfSupConfig:
             raise ValueError("a self-supervised batch needs at least 2 images")
         if self.steps < 1 or self.lr <= 0 or self.temperature <= 0:
             raise ValueError("steps, learning rate and temperature must be positive")
+        if not 0.0 <= self.grayscale <= 1.0:
+            raise ValueError("grayscale is a probability in [0, 1]")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be in [0, 1)")
 
@@ -66,11 +69,13 @@ def train_self_supervised(
     out_dir: str | Path,
     progress: bool = True,
     source: str = "",
+    init: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train an encoder on unlabelled pictures and write the best checkpoint into `out_dir`.
 
     Validation: a held-out share of the pictures is the gallery, one edited copy of each (every
     edit type in turn, seeded) the queries; the checkpoint with the best recall@1 is kept.
+    `init` (a state dict of the same architecture) starts from trained weights: fine-tuning.
     """
     pre = encoder_config.preprocess
     mode = "L" if pre.channels == 1 else "RGB"
@@ -92,7 +97,12 @@ def train_self_supervised(
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    encoder = build_encoder(encoder_config).to(device)
+    encoder = build_encoder(encoder_config)
+    if init is not None:
+        encoder.load_state_dict(init)
+    encoder = encoder.to(device)
+    if device.type == "cpu":
+        encoder = encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp = device.type == "cuda"
 
@@ -102,7 +112,7 @@ def train_self_supervised(
         def one(j: int) -> np.ndarray:
             r = np.random.default_rng([cfg.seed, step, j])
             pic = train_pics[int(idx[j % len(idx)])]
-            return to_array(random_view(pic, r).convert(mode), pre.size, pre.crop)
+            return to_array(random_view(pic, r, cfg.grayscale).convert(mode), pre.size, pre.crop)
 
         return torch.from_numpy(np.stack(list(pool.map(one, range(2 * len(idx))))))
 
@@ -150,6 +160,8 @@ def train_self_supervised(
             if step + 1 < cfg.steps:
                 pending = loader.submit(views, next_indexes(), step + 1)
             x = x_u8.to(device).float().div_(255.0)
+            if device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
                 emb = encoder(x)
             loss = ntxent_loss(emb, cfg.temperature)

@@ -259,6 +259,7 @@ def train(
     progress: bool = True,
     source: str = "",
     on_step: Callable[[int], None] | None = None,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train a shared-weight encoder on `data` and write the best checkpoint into `out_dir`.
 
@@ -266,6 +267,7 @@ def train(
     `val_way`-way `val_shot`-shot episodes and keeps the best checkpoint; with resume=True it
     continues from the state saved in `out_dir` by an earlier (interrupted) run. `on_step(step)`
     is called after every step, once that step's state is saved (raise from it to stop).
+    `init` (a state dict of the same architecture) starts from trained weights: fine-tuning.
     """
     if data.images.shape[1] != encoder_config.preprocess.channels:
         raise DataError("the data's channels do not match the encoder's input")
@@ -295,7 +297,10 @@ def train(
     if p < 2:
         raise DataError("training needs at least two classes with two or more images each")
 
-    encoder = build_encoder(encoder_config).to(device)
+    encoder = build_encoder(encoder_config)
+    if init is not None:
+        encoder.load_state_dict(init)
+    encoder = encoder.to(device)
     if device.type == "cpu":
         encoder = encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     scale = torch.nn.Parameter(torch.tensor(10.0, device=device))

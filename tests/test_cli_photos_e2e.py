@@ -191,3 +191,25 @@ def test_builtin_encoders_are_chosen_by_name(tmp_path: Path) -> None:
     assert refused.returncode == 1 and "built with encoder 'faces'" in refused.stderr
     unknown = run_cli("index", "build", pics, "--index", tmp_path / "x.idx", "--model", "no-such-model")
     assert unknown.returncode == 1 and "not a built-in encoder" in unknown.stderr
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path: Path, photos: Path) -> None:
+    shape = ["--arch", "resnet", "--channels", "3", "--size", "32", "--widths", "8,16,32"]
+    common = ["--self-supervised", "--batch", "32", "--val-fraction", "0.25", "--seed", "0", "--json"]
+    parent = json.loads(
+        run_cli(
+            "train", photos, "--out", tmp_path / "a", *shape, *common, "--steps", "6", "--val-every", "3", check=True
+        ).stdout
+    )
+    run_cli("train", photos, "--out", tmp_path / "b", "--init", tmp_path / "a", *common, "--steps", "1", check=True)
+    # the child's first validation (before any step) scores the parent's best checkpoint on the same split
+    child = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert child[0]["step"] == 0 and abs(child[0]["val_recall@1"] - parent["best_val_accuracy"]) < 1e-4
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+    assert meta["config"] == json.loads((tmp_path / "a" / "model.json").read_text())["config"]
+    assert "fine-tuned from" in meta["training"]["data"]
+    # the starting model fixes the architecture: contradicting it is a usage error, nothing written
+    proc = run_cli("train", photos, "--out", tmp_path / "c", "--init", tmp_path / "a", "--size", "64", *common)
+    assert proc.returncode == 2 and "--size" in proc.stderr and not (tmp_path / "c").exists()
+    proc = run_cli("train", photos, "--out", tmp_path / "c", "--init", tmp_path / "nothing", *common)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and not (tmp_path / "c" / "model.json").exists()

@@ -61,3 +61,14 @@ def test_random_view_is_seeded(picture: Image.Image) -> None:
     views = [random_view(picture, np.random.default_rng(s)) for s in (0, 0, 1)]
     assert _same(views[0], views[1])
     assert not _same(views[0], views[2])
+
+
+def test_random_view_grayscale_chance(picture: Image.Image) -> None:
+    def gray_share(p: float) -> float:
+        views = [np.asarray(random_view(picture, np.random.default_rng(s), gray=p)).astype(int) for s in range(40)]
+        # a view counts as gray when most pixels are (a text overlay drawn afterwards keeps its colour;
+        # JPEG recompression leaves rounding of a grey level or two)
+        return float(np.mean([np.mean(np.ptp(v, axis=2) <= 2) > 0.8 for v in views]))
+
+    assert gray_share(1.0) == 1.0 and gray_share(0.0) == 0.0
+    assert 0.3 < gray_share(0.5) < 0.7
