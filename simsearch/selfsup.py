@@ -20,12 +20,12 @@ from simsearch.checkpoint import save_checkpoint
 from simsearch.copydetect import copy_detection_table, embed_pictures, make_copy_queries, ranks_of_truth
 from simsearch.device import resolve_device
 from simsearch.edits import EDITS, random_view
-from simsearch.encoder import EncoderConfig, build_encoder
+from simsearch.encoder import EncoderConfig
 from simsearch.errors import DataError, SimSearchError
 from simsearch.evaluate import recommended_threshold
 from simsearch.images import to_array
 from simsearch.losses import ntxent_loss
-from simsearch.train import TrainResult, lr_factor
+from simsearch.train import TrainResult, lr_factor, training_encoder
 
 __all__ = ["SelfSupConfig", "train_self_supervised"]
 
@@ -97,12 +97,7 @@ def train_self_supervised(
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    encoder = build_encoder(encoder_config)
-    if init is not None:
-        encoder.load_state_dict(init)
-    encoder = encoder.to(device)
-    if device.type == "cpu":
-        encoder = encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    encoder = training_encoder(encoder_config, device, init)
     opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp = device.type == "cuda"
 

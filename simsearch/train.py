@@ -202,6 +202,19 @@ def lr_factor(step: int, steps: int, elapsed: float, warmup_steps: int, time_bud
     return warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def training_encoder(
+    config: EncoderConfig, device: torch.device, init: dict[str, torch.Tensor] | None = None
+) -> Encoder:
+    """A fresh encoder (or one starting from the `init` weights) on `device`, channels-last on CPU."""
+    encoder = build_encoder(config)
+    if init is not None:
+        encoder.load_state_dict(init)
+    encoder = encoder.to(device)
+    if device.type == "cpu":
+        encoder = encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return encoder
+
+
 def _save_resume(
     out: Path,
     encoder: Encoder,
@@ -297,12 +310,7 @@ def train(
     if p < 2:
         raise DataError("training needs at least two classes with two or more images each")
 
-    encoder = build_encoder(encoder_config)
-    if init is not None:
-        encoder.load_state_dict(init)
-    encoder = encoder.to(device)
-    if device.type == "cpu":
-        encoder = encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    encoder = training_encoder(encoder_config, device, init)
     scale = torch.nn.Parameter(torch.tensor(10.0, device=device))
     groups: list[dict[str, Any]] = [{"params": list(encoder.parameters())}, {"params": [scale], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -267,52 +267,15 @@ def test_supervised_fine_tuning_keeps_the_starting_weights_at_a_tiny_rate(tmp_pa
 
     from simsearch.checkpoint import load_checkpoint
 
-    run_cli(
-        "train",
-        gallery,
-        "--out",
-        tmp_path / "ft",
-        "--init",
-        random_model,
-        "--steps",
-        "1",
-        "--lr",
-        "1e-12",
-        "--val-fraction",
-        "0",
-        "--classes-per-batch",
-        "4",
-        "--per-class",
-        "2",
-        "-q",
-        check=True,
-    )
+    one_tiny_step = ["--steps", "1", "--lr", "1e-12", "--val-fraction", "0", "--classes-per-batch", "4", "-q"]
+    run_cli("train", gallery, "--out", tmp_path / "ft", "--init", random_model, *one_tiny_step, check=True)
     start, tuned = load_checkpoint(str(random_model)), load_checkpoint(str(tmp_path / "ft"))
     assert tuned.config == start.config
     tuned_weights = dict(tuned.encoder.named_parameters())  # batch-norm statistics move with any forward pass
     for name, w in start.encoder.named_parameters():
         assert torch.allclose(tuned_weights[name], w, atol=1e-6), name
-    run_cli(
-        "train",
-        gallery,
-        "--out",
-        tmp_path / "fresh",
-        "--widths",
-        "8,16,16,32",
-        "--embedding-dim",
-        "32",
-        "--steps",
-        "1",
-        "--lr",
-        "1e-12",
-        "--val-fraction",
-        "0",
-        "--classes-per-batch",
-        "4",
-        "--per-class",
-        "2",
-        "-q",
-        check=True,
-    )
+    # the same run without --init starts from fresh weights of the same shape
+    shape = ["--widths", "8,16,16,32", "--embedding-dim", "32"]
+    run_cli("train", gallery, "--out", tmp_path / "fresh", *shape, *one_tiny_step, check=True)
     fresh = dict(load_checkpoint(str(tmp_path / "fresh")).encoder.named_parameters())
     assert any(not torch.allclose(fresh[n], w, atol=1e-3) for n, w in start.encoder.named_parameters())
