@@ -175,11 +175,11 @@ def test_rgb_resnet_training_with_fitted_threshold(tmp_path: Path) -> None:
 
 def test_builtin_encoders_are_chosen_by_name(tmp_path: Path) -> None:
     listed = {m["name"]: m for m in json.loads(run_cli("models", "--json", check=True).stdout)}
-    assert {"characters", "faces", "signatures"} <= set(listed)
+    assert {"characters", "faces", "photos", "signatures"} <= set(listed)
     assert listed["faces"]["arch"] == "resnet" and listed["faces"]["input"] == "3x64x64"
     assert [m for m in listed.values() if m["default"]] == [listed["characters"]]
     pics = write_photos(tmp_path / "pics", 6, seed=4)
-    for name in ("faces", "signatures"):
+    for name in ("faces", "photos", "signatures"):
         idx = tmp_path / f"{name}.idx"
         run_cli("index", "build", pics, "--index", idx, "--model", name, check=True)
         info = json.loads(run_cli("index", "info", "--index", idx, "--json", check=True).stdout)
@@ -191,6 +191,22 @@ def test_builtin_encoders_are_chosen_by_name(tmp_path: Path) -> None:
     assert refused.returncode == 1 and "built with encoder 'faces'" in refused.stderr
     unknown = run_cli("index", "build", pics, "--index", tmp_path / "x.idx", "--model", "no-such-model")
     assert unknown.returncode == 1 and "not a built-in encoder" in unknown.stderr
+
+
+def test_builtin_photos_encoder_finds_edited_copies(tmp_path: Path) -> None:
+    """On generated (not natural) photos: the label-free encoder sees through mirroring and framing,
+    where perceptual hashes and the character encoder fail, and wins overall."""
+    pics = write_photos(tmp_path / "pics", 60, seed=21)
+    res = json.loads(
+        run_cli(
+            "evaluate", pics, "--copy-detection", "--model", "photos", "--compare", "characters", "--compare", "phash",
+            "--queries", "20", "--edits", "flip,border,rotate,jpeg,combined", "--json", check=True,
+        ).stdout
+    )  # fmt: skip
+    rows = {r["model"]: {row["edit"]: row["recall@1"] for row in r["rows"]} for r in res["results"]}
+    assert rows["photos"]["flip"] >= 0.9 and rows["phash"]["flip"] < 0.5 and rows["characters"]["flip"] < 0.5
+    assert rows["photos"]["border"] >= 0.9 > rows["phash"]["border"]
+    assert rows["photos"]["overall"] > max(rows["phash"]["overall"], rows["characters"]["overall"])
 
 
 def test_fine_tuning_starts_from_the_given_weights(tmp_path: Path, photos: Path) -> None:
