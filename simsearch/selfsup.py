@@ -111,15 +111,19 @@ def train_self_supervised(
 
         return torch.from_numpy(np.stack(list(pool.map(one, range(2 * len(idx))))))
 
-    def validate() -> tuple[float, float]:
+    def validate() -> tuple[dict[str, float], float]:
+        """({"val_recall@1": overall, "val_recall@1/<edit>": per edit type}, threshold at 1% FAR)."""
         assert queries is not None
         gallery = embed_pictures(encoder, val_pics, device)
         q = embed_pictures(encoder, queries.images, device)
         ranks = ranks_of_truth(gallery, q, queries.truth, "cosine", seed=cfg.seed)
-        recall = float(copy_detection_table(ranks, queries.edits)[-1]["recall@1"])  # type: ignore[arg-type]
+        recalls = {
+            "val_recall@1" + ("" if row["edit"] == "overall" else f"/{row['edit']}"): round(float(row["recall@1"]), 5)  # type: ignore[arg-type]
+            for row in copy_detection_table(ranks, queries.edits)
+        }
         both = np.concatenate([gallery, q])
         labels = np.concatenate([np.arange(len(gallery)), queries.truth])
-        return recall, recommended_threshold(both, labels, seed=cfg.seed)
+        return recalls, recommended_threshold(both, labels, seed=cfg.seed)
 
     history: list[dict[str, float]] = []
     best, fingerprint, step = -1.0, "", 0
@@ -144,8 +148,8 @@ def train_self_supervised(
     try:
         pending: Future[torch.Tensor] = loader.submit(views, next_indexes(), 0)
         if queries is not None and step == 0:
-            acc, _ = validate()
-            history.append({"step": 0, "val_recall@1": round(acc, 5)})
+            recalls, _ = validate()
+            history.append({"step": 0, **recalls})
         encoder.train()
         while step < cfg.steps and not (cfg.time_budget_s and time.monotonic() - start >= cfg.time_budget_s):
             elapsed = time.monotonic() - start
@@ -173,8 +177,9 @@ def train_self_supervised(
             if step % cfg.val_every == 0 or last:
                 record: dict[str, float] = {"step": step, "loss": round(run_loss, 5), "elapsed_s": round(elapsed, 1)}
                 if queries is not None:
-                    acc, threshold = validate()
-                    record["val_recall@1"] = round(acc, 5)
+                    recalls, threshold = validate()
+                    record.update(recalls)
+                    acc = recalls["val_recall@1"]
                     if acc > best:
                         best = acc
                         fingerprint = save_checkpoint(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from simsearch.edits import EDITS
 from simsearch.symbols import write_photos
 from tests.conftest import run_cli
 
@@ -36,6 +37,9 @@ def test_self_supervised_training_raises_recall(tmp_path: Path, photos: Path) ->
     history = json.loads((out / "history.json").read_text())
     start = history[0]["val_recall@1"]
     assert history[0]["step"] == 0 and summary["steps"] == 40
+    # validation also reports recall@1 per edit type, so a blind spot (say, grayscale) shows during training
+    assert all(f"val_recall@1/{name}" in h for h in history for name in EDITS)
+    assert all(0.0 <= h[f"val_recall@1/{name}"] <= 1.0 for h in history for name in EDITS)
     assert summary["best_val_accuracy"] > start, history
     meta = json.loads((out / "model.json").read_text())
     assert meta["config"]["preprocess"]["invert"] is False and meta["training"]["train"]["loss"] == "nt-xent"
