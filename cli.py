@@ -763,7 +763,9 @@ def train_cmd(
     """Train a Siamese encoder on DATA: a folder-per-class tree or a zip of one (Omniglot's zips work as they are).
 
     Classes are the folders holding the images; whole top-level groups (alphabets) are held out
-    for validation, and the checkpoint with the best validation accuracy is kept.
+    for validation, and the checkpoint with the best validation accuracy is kept. With
+    --self-supervised DATA is any folder of images, no labels (see that option); with --init MODEL
+    training starts from an existing encoder (fine-tuning).
     """
     from simsearch.datasets import load_labelled
     from simsearch.encoder import Arch, EncoderConfig, Preprocess
