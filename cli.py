@@ -800,6 +800,9 @@ def train_cmd(
         loaded = load_checkpoint(init_model)
         enc, init = loaded.config, loaded.encoder.state_dict()
         ch, size, crop = enc.preprocess.channels, enc.preprocess.size, enc.preprocess.crop
+    source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
+    if init_model is not None:
+        source += f", fine-tuned from {init_model}"
     if self_supervised:
         _train_self_supervised(
             data,
@@ -819,8 +822,8 @@ def train_cmd(
             quiet,
             device,
             as_json,
+            source,
             init,
-            init_model,
         )
         return
     cfg = TrainConfig(
@@ -846,9 +849,6 @@ def train_cmd(
     labelled = load_labelled(
         data, channels=ch, size=size, progress=not (quiet or as_json), classes=class_glob, crop=crop
     )
-    source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
-    if init_model is not None:
-        source += f", fine-tuned from {init_model}"
     result = train(labelled, enc, cfg, out, resume=resume, progress=not (quiet or as_json), source=source, init=init)
     _report_training(result, as_json, "validation accuracy")
 
@@ -871,8 +871,8 @@ def _train_self_supervised(
     quiet: bool,
     device: str,
     as_json: bool,
+    source: str,
     init: Any = None,
-    init_model: str | None = None,
 ) -> None:
     from simsearch.datasets import load_pictures
     from simsearch.selfsup import SelfSupConfig, train_self_supervised
@@ -893,9 +893,6 @@ def _train_self_supervised(
     )
     side = max(96, 2 * enc.preprocess.size)
     pictures, _ = load_pictures(data, max_side=side, classes=class_glob, progress=not (quiet or as_json))
-    source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
-    if init_model is not None:
-        source += f", fine-tuned from {init_model}"
     result = train_self_supervised(pictures, enc, cfg, out, progress=not (quiet or as_json), source=source, init=init)
     _report_training(result, as_json, "validation recall@1")
 
