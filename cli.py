@@ -675,6 +675,14 @@ def models_cmd(as_json: bool) -> None:
     show_default=True,
     help="Strength of random affine jitter (0 = off).",
 )
+@click.option(
+    "--elastic",
+    type=click.FloatRange(0, 3),
+    default=0.0,
+    show_default=True,
+    help="Strength of a random smooth local warp that bends strokes as handwriting varies "
+    "(characters, signatures; 0 = off).",
+)
 @click.option("--flips", is_flag=True, help="Random horizontal flips.")
 @click.option(
     "--color-jitter",
@@ -748,6 +756,7 @@ def train_cmd(
     lr: float,
     rotations: bool,
     jitter: float,
+    elastic: float,
     flips: bool,
     color_jitter: float,
     crop: float,
@@ -839,6 +848,7 @@ def train_cmd(
         lr=lr,
         rotations=rotations,
         jitter=jitter,
+        elastic=elastic,
         flips=flips,
         color_jitter=color_jitter,
         val_fraction=val_fraction,

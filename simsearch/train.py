@@ -26,7 +26,7 @@ from simsearch.errors import DataError, SimSearchError
 from simsearch.evaluate import few_shot_accuracy, recommended_threshold
 from simsearch.losses import Loss, Mining, contrastive_loss, episodic_loss, triplet_loss
 
-__all__ = ["TrainConfig", "TrainResult", "color_jitter", "lr_factor", "train"]
+__all__ = ["TrainConfig", "TrainResult", "color_jitter", "elastic_field", "lr_factor", "train"]
 
 RESUME_WEIGHTS = "resume.safetensors"
 RESUME_STATE = "resume.json"
@@ -50,6 +50,7 @@ class TrainConfig:
     warmup_steps: int = 100
     rotations: bool = False  # 90-degree rotations of each class become new classes (Omniglot habit)
     jitter: float = 1.0  # strength of the random affine jitter; 0 turns it off
+    elastic: float = 0.0  # strength of the random smooth (elastic) warp, as handwriting varies; 0 = off
     flips: bool = False  # random horizontal flips (photos, faces)
     color_jitter: float = 0.0  # strength of random brightness/contrast/saturation changes (photos); 0 = off
     val_fraction: float = 0.15
@@ -158,7 +159,7 @@ def _augment(x: torch.Tensor, turns: torch.Tensor, cfg: TrainConfig, gen: torch.
     if cfg.flips:
         flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
         x[flip] = x[flip].flip(3)
-    if cfg.jitter > 0:
+    if cfg.jitter > 0 or cfg.elastic > 0:
         j = cfg.jitter
         angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(10) * j
         scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * 0.1 * j
@@ -169,10 +170,21 @@ def _augment(x: torch.Tensor, turns: torch.Tensor, cfg: TrainConfig, gen: torch.
             [torch.stack([cos, -sin + shear, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
         ).to(x.device, x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        if cfg.elastic > 0:
+            grid = grid + elastic_field(n, x.shape[2], x.shape[3], cfg.elastic, gen).to(x.device, x.dtype)
         x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
     if cfg.color_jitter > 0:
         x = color_jitter(x, cfg.color_jitter, gen)
     return x
+
+
+def elastic_field(n: int, height: int, width: int, strength: float, gen: torch.Generator) -> torch.Tensor:
+    """Smooth random displacements (n, height, width, 2) in grid_sample's [-1, 1] coordinates: a 4x4
+    lattice of random offsets (standard deviation 2.5% of the image side times `strength`), bicubically
+    interpolated, so strokes bend and stretch locally as they do between two people's handwriting."""
+    coarse = torch.randn(n, 2, 4, 4, generator=gen) * (0.05 * strength)
+    field = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)
+    return field.permute(0, 2, 3, 1)
 
 
 def color_jitter(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:

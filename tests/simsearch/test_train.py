@@ -11,7 +11,7 @@ from simsearch.embed import embed_arrays_with
 from simsearch.encoder import EncoderConfig, Preprocess, build_encoder
 from simsearch.evaluate import few_shot_accuracy
 from simsearch.symbols import SYMBOLS, write_symbol_set
-from simsearch.train import TrainConfig, train
+from simsearch.train import TrainConfig, _augment, elastic_field, train
 
 SMALL = EncoderConfig(preprocess=Preprocess(size=28), widths=(16, 16, 32, 32), embedding_dim=32)
 
@@ -107,3 +107,32 @@ def test_bad_training_settings_are_refused():
         TrainConfig(per_class=2, shot=2)
     with pytest.raises(ValueError, match="allowed"):
         TrainConfig(loss="arcface")  # type: ignore[arg-type]
+
+
+def test_elastic_field_is_smooth_seeded_and_scales_with_strength():
+    f1 = elastic_field(3, 28, 28, 1.0, torch.Generator().manual_seed(5))
+    f2 = elastic_field(3, 28, 28, 1.0, torch.Generator().manual_seed(5))
+    f3 = elastic_field(3, 28, 28, 2.0, torch.Generator().manual_seed(5))
+    assert f1.shape == (3, 28, 28, 2)
+    assert torch.equal(f1, f2)
+    assert torch.allclose(f3, 2 * f1, atol=1e-6)
+    # smooth: neighbouring pixels move almost together (a 4x4 lattice spread over 28 pixels),
+    # so the step between neighbours is far smaller than the displacement itself
+    step = (f1[:, 1:] - f1[:, :-1]).abs().mean()
+    assert step < 0.25 * f1.abs().mean()
+
+
+def test_elastic_warp_bends_strokes_but_keeps_the_ink(symbols):
+    x = torch.from_numpy(symbols.images[:16]).float() / 255
+    turns = torch.zeros(16, dtype=torch.long)
+    cfg = TrainConfig(jitter=0.0, elastic=1.5)
+    a = _augment(x.clone(), turns, cfg, torch.Generator().manual_seed(1))
+    b = _augment(x.clone(), turns, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    changed = (a - x).abs().flatten(1).sum(1)
+    assert bool((changed > 1.0).all())  # every image is warped
+    ink_before, ink_after = (1 - x).flatten(1).sum(1), (1 - a).flatten(1).sum(1)
+    ratio = ink_after / ink_before  # strokes bend and stretch, they do not vanish or smear over the image
+    assert bool(((ratio > 0.5) & (ratio < 2.0)).all())
+    off = TrainConfig(jitter=0.0, elastic=0.0)
+    assert torch.equal(_augment(x.clone(), turns, off, torch.Generator().manual_seed(1)), x)
