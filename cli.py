@@ -715,7 +715,12 @@ def models_cmd(as_json: bool) -> None:
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed for sampling, augmentation and initialization."
 )
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from the state saved in --out.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run (labelled or --self-supervised) from the state saved in --out at its last "
+    "validation; the architecture comes from there, the other options must be the run's own.",
+)
 @click.option(
     "--init",
     "init_model",
@@ -796,22 +801,35 @@ def train_cmd(
         embedding_dim=embedding_dim or width_list[-1],
     )
     init = None
+    shape = ("arch", "channels", "size", "widths", "embedding_dim", "invert", "crop")
+    given = [n for n in shape if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+    given_opts = ", ".join("--" + n.replace("_", "-") for n in given)
+    source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
     if init_model is not None:
         from simsearch.checkpoint import load_checkpoint
 
-        shape = ("arch", "channels", "size", "widths", "embedding_dim", "invert", "crop")
-        given = [n for n in shape if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
         if given:
-            opts = ", ".join("--" + n.replace("_", "-") for n in given)
-            raise click.UsageError(f"--init keeps the starting model's architecture and preprocessing; drop {opts}")
+            raise click.UsageError(
+                f"--init keeps the starting model's architecture and preprocessing; drop {given_opts}"
+            )
         if resume:
             raise click.UsageError("--init starts a new run; --resume continues one: give one of them")
         loaded = load_checkpoint(init_model)
         enc, init = loaded.config, loaded.encoder.state_dict()
         ch, size, crop = enc.preprocess.channels, enc.preprocess.size, enc.preprocess.crop
-    source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
-    if init_model is not None:
         source += f", fine-tuned from {init_model}"
+    elif resume and (out / "model.json").exists():
+        # the interrupted run's checkpoint knows its architecture: no need to repeat the options
+        from simsearch.checkpoint import load_checkpoint
+
+        saved = load_checkpoint(str(out))
+        if given and saved.config != enc:
+            raise click.UsageError(
+                f"--resume continues the run in {out} with its own architecture and preprocessing; drop {given_opts}"
+            )
+        enc = saved.config
+        ch, size, crop = enc.preprocess.channels, enc.preprocess.size, enc.preprocess.crop
+        source = str(saved.meta.get("training", {}).get("data", source))
     if self_supervised:
         _train_self_supervised(
             data,
@@ -887,8 +905,6 @@ def _train_self_supervised(
     from simsearch.datasets import load_pictures
     from simsearch.selfsup import SelfSupConfig, train_self_supervised
 
-    if resume:
-        raise click.UsageError("--resume is not supported with --self-supervised yet; start the run again")
     cfg = SelfSupConfig(
         batch=batch,
         temperature=temperature,
@@ -903,7 +919,9 @@ def _train_self_supervised(
     )
     side = max(96, 2 * enc.preprocess.size)
     pictures, _ = load_pictures(data, max_side=side, classes=class_glob, progress=not (quiet or as_json))
-    result = train_self_supervised(pictures, enc, cfg, out, progress=not (quiet or as_json), source=source, init=init)
+    result = train_self_supervised(
+        pictures, enc, cfg, out, progress=not (quiet or as_json), source=source, init=init, resume=resume
+    )
     _report_training(result, as_json, "validation recall@1")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,9 +26,11 @@ from simsearch.errors import DataError, SimSearchError
 from simsearch.evaluate import recommended_threshold
 from simsearch.images import to_array
 from simsearch.losses import ntxent_loss
-from simsearch.train import TrainResult, lr_factor, training_encoder
+from simsearch.train import TrainResult, load_training_state, lr_factor, save_training_state, training_encoder
 
 __all__ = ["SelfSupConfig", "train_self_supervised"]
+
+KIND = "self-supervised"  # marks its resume state, so a labelled run's state is not taken for one
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,16 @@ def train_self_supervised(
     progress: bool = True,
     source: str = "",
     init: dict[str, torch.Tensor] | None = None,
+    resume: bool = False,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train an encoder on unlabelled pictures and write the best checkpoint into `out_dir`.
 
     Validation: a held-out share of the pictures is the gallery, one edited copy of each (every
     edit type in turn, seeded) the queries; the checkpoint with the best recall@1 is kept.
     `init` (a state dict of the same architecture) starts from trained weights: fine-tuning.
+    With resume=True it continues, exactly, a run interrupted after a validation step (the same
+    pictures and settings); `on_step(step)` is called after every step (raise from it to stop).
     """
     pre = encoder_config.preprocess
     mode = "L" if pre.channels == 1 else "RGB"
@@ -126,17 +133,42 @@ def train_self_supervised(
         return recalls, recommended_threshold(both, labels, seed=cfg.seed)
 
     history: list[dict[str, float]] = []
-    best, fingerprint, step = -1.0, "", 0
+    best, fingerprint, step, elapsed_before = -1.0, "", 0, 0.0
     summary = {"data": source, "train": cfg.to_dict(), "train_images": len(train_pics), "val_images": n_val}
-    start = time.monotonic()
-    by_time = cfg.time_budget_s is not None
-    total = int(cfg.time_budget_s) if cfg.time_budget_s is not None else cfg.steps
-    bar = tqdm(total=total, desc="training", unit="s" if by_time else "step", disable=not progress, dynamic_ncols=True)
-    run_loss: float | None = None
-    pool = ThreadPoolExecutor()
-    loader = ThreadPoolExecutor(max_workers=1)  # prepares the next batch while this one trains
     epoch_order = rng.permutation(len(train_pics))
     pos = 0
+    next_idx: np.ndarray | None = None  # the batch of the next step, when resuming
+    resumed_loss: float | None = None
+    if resume:
+        state = load_training_state(out, encoder, opt)
+        if state.get("kind") != KIND or state.get("train") != _settings(cfg) or state.get("pictures") != len(pictures):
+            raise SimSearchError(
+                f"{out}: the saved run used other settings or another number of pictures; "
+                "resume it with the same data and options, or start a new run"
+            )
+        step, elapsed_before, best, history = state["step"], state["elapsed_s"], state["best"], state["history"]
+        resumed_loss = state.get("run_loss")
+        rng.bit_generator.state = state["rng"]
+        epoch_order, pos = np.array(state["epoch_order"], dtype=np.int64), state["pos"]
+        next_idx = np.array(state["next_batch"], dtype=np.int64)
+    start = time.monotonic()
+
+    def clock() -> float:
+        return elapsed_before + time.monotonic() - start
+
+    by_time = cfg.time_budget_s is not None
+    total = int(cfg.time_budget_s) if cfg.time_budget_s is not None else cfg.steps
+    bar = tqdm(
+        total=total,
+        initial=int(elapsed_before) if by_time else step,
+        desc="training",
+        unit="s" if by_time else "step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    run_loss: float | None = resumed_loss if resume else None  # the running mean the bar shows
+    pool = ThreadPoolExecutor()
+    loader = ThreadPoolExecutor(max_workers=1)  # prepares the next batch while this one trains
 
     def next_indexes() -> np.ndarray:
         nonlocal epoch_order, pos
@@ -146,18 +178,19 @@ def train_self_supervised(
         return epoch_order[pos - cfg.batch : pos]
 
     try:
-        pending: Future[torch.Tensor] = loader.submit(views, next_indexes(), 0)
+        batch_idx = next_indexes() if next_idx is None else next_idx
+        pending: Future[torch.Tensor] = loader.submit(views, batch_idx, step)
         if queries is not None and step == 0:
             recalls, _ = validate()
             history.append({"step": 0, **recalls})
         encoder.train()
-        while step < cfg.steps and not (cfg.time_budget_s and time.monotonic() - start >= cfg.time_budget_s):
-            elapsed = time.monotonic() - start
+        while step < cfg.steps and not (cfg.time_budget_s and clock() >= cfg.time_budget_s):
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * lr_factor(step, cfg.steps, elapsed, cfg.warmup_steps, cfg.time_budget_s)
+                group["lr"] = cfg.lr * lr_factor(step, cfg.steps, clock(), cfg.warmup_steps, cfg.time_budget_s)
             x_u8 = pending.result()
             if step + 1 < cfg.steps:
-                pending = loader.submit(views, next_indexes(), step + 1)
+                batch_idx = next_indexes()
+                pending = loader.submit(views, batch_idx, step + 1)
             x = x_u8.to(device).float().div_(255.0)
             if device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -171,7 +204,7 @@ def train_self_supervised(
             opt.step()
             step += 1
             run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
-            elapsed = time.monotonic() - start
+            elapsed = clock()
             bar.update(min(int(elapsed), total) - bar.n if by_time else 1)
             last = step >= cfg.steps or bool(cfg.time_budget_s and elapsed >= cfg.time_budget_s)
             if step % cfg.val_every == 0 or last:
@@ -193,13 +226,36 @@ def train_self_supervised(
                 bar.set_postfix(
                     step=step, loss=f"{run_loss:.4f}", val=f"{record.get('val_recall@1', float('nan')):.4f}"
                 )
+                resume_state = {
+                    "kind": KIND,
+                    "train": _settings(cfg),
+                    "pictures": len(pictures),
+                    "step": step,
+                    "elapsed_s": elapsed,
+                    "best": best,
+                    "history": history,
+                    "run_loss": run_loss,
+                    "rng": rng.bit_generator.state,
+                    "epoch_order": epoch_order.tolist(),
+                    "pos": pos,
+                    "next_batch": batch_idx.tolist(),
+                }
+                save_training_state(out, encoder, opt, resume_state)
+            if on_step is not None:
+                on_step(step)
     finally:
         bar.close()
         pool.shutdown(cancel_futures=True)
         loader.shutdown(cancel_futures=True)
     if not fingerprint:
-        fingerprint = save_checkpoint(
-            encoder, out, dict(summary, steps=step, elapsed_s=round(time.monotonic() - start, 1))
-        )
+        if best >= 0:  # the best checkpoint was written before a resume
+            fingerprint = json.loads((out / "model.json").read_text())["fingerprint"]
+        else:
+            fingerprint = save_checkpoint(encoder, out, dict(summary, steps=step, elapsed_s=round(clock(), 1)))
     write_file_atomic(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
-    return TrainResult(out, fingerprint, step, time.monotonic() - start, best if best >= 0 else None, history)
+    return TrainResult(out, fingerprint, step, clock(), best if best >= 0 else None, history)
+
+
+def _settings(cfg: SelfSupConfig) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues (the device may change)."""
+    return {k: v for k, v in cfg.to_dict().items() if k != "device"}

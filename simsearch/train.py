@@ -26,7 +26,16 @@ from simsearch.errors import DataError, SimSearchError
 from simsearch.evaluate import few_shot_accuracy, recommended_threshold
 from simsearch.losses import Loss, Mining, contrastive_loss, episodic_loss, triplet_loss
 
-__all__ = ["TrainConfig", "TrainResult", "color_jitter", "elastic_field", "lr_factor", "train"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "color_jitter",
+    "elastic_field",
+    "load_training_state",
+    "lr_factor",
+    "save_training_state",
+    "train",
+]
 
 RESUME_WEIGHTS = "resume.safetensors"
 RESUME_STATE = "resume.json"
@@ -227,18 +236,21 @@ def training_encoder(
     return encoder
 
 
-def _save_resume(
+def save_training_state(
     out: Path,
     encoder: Encoder,
     opt: torch.optim.Optimizer,
-    scale: torch.Tensor,
     state: dict[str, Any],
-    gen: torch.Generator,
+    scale: torch.Tensor | None = None,
+    gen: torch.Generator | None = None,
 ) -> None:
-    """Everything needed to continue: weights, optimizer moments, RNG; as safetensors + JSON, no pickle."""
+    """Everything needed to continue a run: weights, optimizer moments, the loss's learned scale and
+    the torch RNG when there are any, and `state` (JSON); as safetensors + JSON, no pickle."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    tensors["loss.scale"] = scale.detach().cpu().reshape(1)
-    tensors["rng"] = gen.get_state()
+    if scale is not None:
+        tensors["loss.scale"] = scale.detach().cpu().reshape(1)
+    if gen is not None:
+        tensors["rng"] = gen.get_state()
     opt_state = opt.state_dict()
     for pid, st in opt_state["state"].items():
         for name, val in st.items():
@@ -254,24 +266,33 @@ def _save_resume(
     write_file_atomic(out / RESUME_STATE, json.dumps(state, indent=2).encode())
 
 
-def _load_resume(
-    out: Path, encoder: Encoder, opt: torch.optim.Optimizer, scale: torch.Tensor, gen: torch.Generator
+def load_training_state(
+    out: Path,
+    encoder: Encoder,
+    opt: torch.optim.Optimizer,
+    scale: torch.Tensor | None = None,
+    gen: torch.Generator | None = None,
 ) -> dict[str, Any]:
+    """Restore what save_training_state wrote into `encoder`, `opt`, `scale` and `gen`; returns the state."""
     try:
         state = json.loads((out / RESUME_STATE).read_text())
         tensors = load_file(str(out / RESUME_WEIGHTS))
+        encoder.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if scale is not None:
+            with torch.no_grad():
+                scale.copy_(tensors["loss.scale"].reshape(()))
+        if gen is not None:
+            gen.set_state(tensors["rng"])
+        opt_state: dict[str, Any] = {"state": {}, "param_groups": state.pop("param_groups")}
+        for key, val in tensors.items():
+            if key.startswith("opt."):
+                _, pid, name = key.split(".", 2)
+                opt_state["state"].setdefault(int(pid), {})[name] = val.reshape(()) if name == "step" else val
+        opt.load_state_dict(opt_state)
     except (OSError, json.JSONDecodeError) as err:
         raise SimSearchError(f"{out}: nothing to resume from ({err})") from None
-    encoder.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    with torch.no_grad():
-        scale.copy_(tensors["loss.scale"].reshape(()))
-    gen.set_state(tensors["rng"])
-    opt_state: dict[str, Any] = {"state": {}, "param_groups": state.pop("param_groups")}
-    for key, val in tensors.items():
-        if key.startswith("opt."):
-            _, pid, name = key.split(".", 2)
-            opt_state["state"].setdefault(int(pid), {})[name] = val.reshape(()) if name == "step" else val
-    opt.load_state_dict(opt_state)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise SimSearchError(f"{out}: the saved state does not belong to this kind of run ({err})") from None
     return state
 
 
@@ -327,9 +348,11 @@ def train(
     groups: list[dict[str, Any]] = [{"params": list(encoder.parameters())}, {"params": [scale], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, elapsed_before, best, history = 0, 0.0, -1.0, []
+    run_loss: float | None = None  # the running mean the bar and the history show
     if resume:
-        state = _load_resume(out, encoder, opt, scale, gen)
+        state = load_training_state(out, encoder, opt, scale, gen)
         step, elapsed_before, best, history = state["step"], state["elapsed_s"], state["best"], state["history"]
+        run_loss = state.get("run_loss")
     images = torch.from_numpy(train_set.images)
     margin = cfg.margin if cfg.margin is not None else (0.5 if cfg.loss is Loss.CONTRASTIVE else 0.2)
     amp = device.type == "cuda"
@@ -364,7 +387,6 @@ def train(
         dynamic_ncols=True,
     )
     encoder.train()
-    run_loss = None
     while step < cfg.steps and not (cfg.time_budget_s and elapsed() >= cfg.time_budget_s):
         for group in opt.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, cfg.steps, elapsed(), cfg.warmup_steps, cfg.time_budget_s)
@@ -417,8 +439,13 @@ def train(
                 val=f"{record.get('val_accuracy', float('nan')):.4f}",
                 best=f"{best:.4f}",
             )
-            _save_resume(
-                out, encoder, opt, scale, {"step": step, "elapsed_s": elapsed(), "best": best, "history": history}, gen
+            save_training_state(
+                out,
+                encoder,
+                opt,
+                {"step": step, "elapsed_s": elapsed(), "best": best, "history": history, "run_loss": run_loss},
+                scale,
+                gen,
             )
             encoder.train()
         if on_step is not None:

@@ -134,6 +134,13 @@ def test_rgb_resnet_training_with_fitted_threshold(tmp_path: Path) -> None:
     )
     pre = json.loads((out / "model.json").read_text())["config"]["preprocess"]
     assert pre == {"channels": 3, "size": 32, "invert": False, "mean": [0.5] * 3, "std": [0.25] * 3, "crop": 0.8}
+    # --resume takes the architecture and preprocessing from the run it continues
+    config = json.loads((out / "model.json").read_text())["config"]
+    more = "--classes-per-batch 4 --per-class 3 --steps 6 --val-every 2 --val-fraction 0.25".split()
+    resumed = json.loads(run_cli("train", data, "--out", out, "--resume", *more, "--json", check=True).stdout)
+    assert resumed["steps"] == 6 and json.loads((out / "model.json").read_text())["config"] == config
+    clash = run_cli("train", data, "--out", out, "--resume", "--size", "64", *more)
+    assert clash.returncode == 2 and "drop --size" in clash.stderr
     res = json.loads(
         run_cli(
             "evaluate",

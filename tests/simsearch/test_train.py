@@ -86,6 +86,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, symbols):
     assert resumed.steps == 30
     assert [h["step"] for h in resumed.history] == [10, 20, 30]
     assert [h["val_accuracy"] for h in resumed.history] == [h["val_accuracy"] for h in straight.history]
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
     a, b = load_checkpoint(str(tmp_path / "a")), load_checkpoint(str(tmp_path / "b"))
     assert weights_bytes(a.encoder) == weights_bytes(b.encoder)
 
