@@ -699,6 +699,12 @@ def models_cmd(as_json: bool) -> None:
     help="Keep this centred share of each side before resizing (0.5 on LFW's 250x250 portraits keeps the face).",
 )
 @click.option(
+    "--autocontrast",
+    is_flag=True,
+    help="Stretch each image's contrast to the full range inside the encoder, so thin or faint pen lines "
+    "(grey once shrunk) look like any other stroke; kept in the model's preprocessing.",
+)
+@click.option(
     "--val-fraction",
     type=click.FloatRange(0, 0.9),
     default=0.15,
@@ -728,7 +734,7 @@ def models_cmd(as_json: bool) -> None:
     metavar="MODEL",
     help="Fine-tune: start from the weights of a built-in encoder (e.g. photos) or a checkpoint folder. Its "
     "architecture and preprocessing are kept, so --arch, --channels, --size, --widths, --embedding-dim, "
-    "--invert and --crop must not be given.",
+    "--invert, --crop and --autocontrast must not be given.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @DEVICE
@@ -765,6 +771,7 @@ def train_cmd(
     flips: bool,
     color_jitter: float,
     crop: float,
+    autocontrast: bool,
     val_fraction: float,
     val_every: int,
     seed: int,
@@ -795,13 +802,19 @@ def train_cmd(
     enc = EncoderConfig(
         arch=Arch.parse(arch),
         preprocess=Preprocess(
-            channels=ch, size=size, invert=(ch == 1) if invert is None else invert, mean=mean, std=std, crop=crop
+            channels=ch,
+            size=size,
+            invert=(ch == 1) if invert is None else invert,
+            mean=mean,
+            std=std,
+            crop=crop,
+            autocontrast=autocontrast,
         ),
         widths=width_list,
         embedding_dim=embedding_dim or width_list[-1],
     )
     init = None
-    shape = ("arch", "channels", "size", "widths", "embedding_dim", "invert", "crop")
+    shape = ("arch", "channels", "size", "widths", "embedding_dim", "invert", "crop", "autocontrast")
     given = [n for n in shape if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
     given_opts = ", ".join("--" + n.replace("_", "-") for n in given)
     source = str(data) if class_glob is None else f"{data} (classes {class_glob})"

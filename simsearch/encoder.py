@@ -28,13 +28,18 @@ class Arch(str, Enum):
             raise ValueError(f"unknown architecture {value!r}; allowed: {allowed}") from None
 
 
+MIN_CONTRAST = 0.05  # autocontrast stretches at most 20x, so a blank page's noise stays noise
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """How an image becomes the encoder's input.
 
     The image is decoded as "L" (channels=1) or "RGB" (channels=3), centre-cropped to `crop` of
     each side (faces: the middle of an aligned portrait), resized to size x size and scaled to
-    [0, 1]; the network itself then inverts (for dark-on-light drawings) and normalizes.
+    [0, 1]; the network itself then inverts (for dark-on-light drawings), stretches each image's
+    contrast to the full range when `autocontrast` is set (so a faint or thin pen line, which
+    shrinking turns grey, looks like any other stroke) and normalizes.
     """
 
     channels: int = 1
@@ -43,6 +48,7 @@ class Preprocess:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     crop: float = 1.0
+    autocontrast: bool = False
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -92,6 +98,7 @@ class EncoderConfig:
                 mean=tuple(float(x) for x in pre["mean"]),
                 std=tuple(float(x) for x in pre["std"]),
                 crop=float(pre.get("crop", 1.0)),
+                autocontrast=bool(pre.get("autocontrast", False)),
             ),
             widths=tuple(int(w) for w in d["widths"]),
             embedding_dim=int(d["embedding_dim"]),
@@ -150,6 +157,9 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.preprocess.invert:
             x = 1.0 - x
+        if self.config.preprocess.autocontrast:
+            low = x.amin(dim=(1, 2, 3), keepdim=True)
+            x = (x - low) / (x.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(MIN_CONTRAST)
         x = (x - self.mean) / self.std
         x = self.features(x)
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)

@@ -18,6 +18,7 @@ from index.store import IndexStore, Manifest, Transaction
 from simsearch.checkpoint import LoadedModel, load_checkpoint
 from simsearch.device import resolve_device
 from simsearch.embed import embed_arrays_with, embed_files, read_and_decode
+from simsearch.encoder import EncoderConfig
 from simsearch.errors import DataError, EncoderMismatchError, ImageError, SimSearchError
 from simsearch.images import Skipped, collect_images, scan_folder
 
@@ -107,6 +108,19 @@ def _check_model_against(manifest: Manifest, model: LoadedModel, index: Path) ->
             f"(fingerprint {str(want)[:12]}), not {model.source!r} (fingerprint {model.fingerprint[:12]}); "
             "query it with its own encoder, or rebuild with --overwrite"
         )
+    if _recorded_config(manifest) not in (None, model.config):
+        raise EncoderMismatchError(
+            f"{index} was built with the same weights as {model.source!r} but other preprocessing "
+            "(input size, crop, inversion or contrast); query it with its own encoder, or rebuild with --overwrite"
+        )
+
+
+def _recorded_config(manifest: Manifest) -> EncoderConfig | None:
+    """The encoder configuration the manifest recorded, or None when it has none (or an unreadable one)."""
+    try:
+        return EncoderConfig.from_dict(manifest.encoder["config"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _model_for_index(manifest: Manifest, index: Path, model: str | None, device: str) -> LoadedModel:

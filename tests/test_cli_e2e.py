@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from simsearch.checkpoint import builtin_models
 from simsearch.symbols import draw_symbol
 from tests.conftest import run_cli, simsearch_cmd
 
@@ -113,6 +114,13 @@ def test_bad_files_are_skipped_with_reasons_and_strict_fails(tmp_path, gallery):
 
 def test_errors_are_one_line_with_exit_codes(tmp_path, gallery, built, random_model):
     idx, _ = built
+    restyled = tmp_path / "restyled"
+    restyled.mkdir()
+    for f in builtin_models()["characters"].iterdir():
+        restyled.joinpath(f.name).write_bytes(f.read_bytes())
+    meta = json.loads((restyled / "model.json").read_text())
+    meta["config"]["preprocess"]["autocontrast"] = not meta["config"]["preprocess"].get("autocontrast", False)
+    (restyled / "model.json").write_text(json.dumps(meta))
     cases = [
         (["index", "build", tmp_path / "missing", "--index", tmp_path / "m.idx"], 1, "no such file or folder"),
         (["query", gallery / "star" / "star_00.png", "--index", tmp_path / "nope.idx"], 1, "no such index"),
@@ -123,6 +131,8 @@ def test_errors_are_one_line_with_exit_codes(tmp_path, gallery, built, random_mo
             "was built with encoder",
         ),
         (["index", "build", gallery, "--index", idx, "--model", random_model], 1, "was built with encoder"),
+        # the same weights with other preprocessing would give other vectors: refused too
+        (["query", gallery / "star" / "star_00.png", "--index", idx, "--model", restyled], 1, "other preprocessing"),
         (["query", "x.png", "--index", idx, "-k", "0"], 2, "Invalid value"),
         (["train", gallery, "--out", tmp_path / "o", "--loss", "arcface"], 2, "Invalid value"),
     ]

@@ -133,7 +133,9 @@ def test_rgb_resnet_training_with_fitted_threshold(tmp_path: Path) -> None:
         check=True,
     )
     pre = json.loads((out / "model.json").read_text())["config"]["preprocess"]
-    assert pre == {"channels": 3, "size": 32, "invert": False, "mean": [0.5] * 3, "std": [0.25] * 3, "crop": 0.8}
+    assert pre == {
+        "channels": 3, "size": 32, "invert": False, "mean": [0.5] * 3, "std": [0.25] * 3, "crop": 0.8, "autocontrast": False
+    }  # fmt: skip
     # --resume takes the architecture and preprocessing from the run it continues
     config = json.loads((out / "model.json").read_text())["config"]
     more = "--classes-per-batch 4 --per-class 3 --steps 6 --val-every 2 --val-fraction 0.25".split()

@@ -52,3 +52,27 @@ def test_default_encoder_is_shipped_and_loads():
     assert loaded.source == "characters"
     meta = json.loads(json.dumps(loaded.meta))
     assert meta["fingerprint"] == loaded.fingerprint
+
+
+def test_autocontrast_makes_a_faint_drawing_look_like_a_bold_one(tmp_path):
+    torch.manual_seed(0)
+    bold = torch.ones(2, 1, 28, 28)
+    bold[0, :, 8:20, 13:15] = 0.0  # black strokes on white paper
+    bold[1, :, 13:15, 6:22] = 0.0
+    faint = 1.0 - 0.25 * (1.0 - bold)  # the same strokes in light pencil, on grey-ish paper below
+    faint_on_grey = faint * 0.9
+    plain = build_encoder(EncoderConfig(widths=(8, 16), embedding_dim=8)).eval()
+    cfg = EncoderConfig(preprocess=Preprocess(autocontrast=True), widths=(8, 16), embedding_dim=8)
+    stretched = build_encoder(cfg).eval()
+    stretched.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(stretched(faint), stretched(bold), atol=1e-5)
+        assert torch.allclose(stretched(faint_on_grey), stretched(bold), atol=1e-5)
+        assert not torch.allclose(plain(faint), plain(bold), atol=1e-3)
+    # the option is part of the saved configuration; a model.json written before it existed loads as off
+    save_checkpoint(stretched, tmp_path)
+    assert load_checkpoint(str(tmp_path)).config.preprocess.autocontrast is True
+    meta = json.loads((tmp_path / "model.json").read_text())
+    del meta["config"]["preprocess"]["autocontrast"]
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    assert load_checkpoint(str(tmp_path)).config.preprocess.autocontrast is False
