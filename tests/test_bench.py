@@ -26,6 +26,7 @@ def test_small_benchmark_writes_every_table(tmp_path):
         "## 3. Query latency",
         "## 4. Search alone",
         "## 5. Accuracy",
+        "## 5b. One-shot identification of drawn symbols",
         "## 7. Search service",
         "## 8. Copy detection",
     ):
