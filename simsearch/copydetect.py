@@ -75,9 +75,11 @@ def embed_pictures(
     pre = encoder.config.preprocess
     mode = "L" if pre.channels == 1 else "RGB"
     parts = []
-    for s in range(0, len(images), chunk):
-        arrays = np.stack([to_array(im.convert(mode), pre.size, pre.crop) for im in images[s : s + chunk]])
-        parts.append(embed_arrays_with(encoder, arrays, device))
+    with ThreadPoolExecutor() as pool:  # Pillow's convert and resize release the GIL
+        for s in range(0, len(images), chunk):
+            batch = images[s : s + chunk]
+            arrays = np.stack(list(pool.map(lambda im: to_array(im.convert(mode), pre.size, pre.crop), batch)))
+            parts.append(embed_arrays_with(encoder, arrays, device))
     return np.concatenate(parts) if parts else np.zeros((0, encoder.config.embedding_dim), np.float32)
 
 

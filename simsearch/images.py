@@ -223,6 +223,10 @@ def center_crop(img: Image.Image, crop: float) -> Image.Image:
 def to_array(img: Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
     """Keep the centred `crop` of each side, resize to size x size (squashed) and return
     (C, size, size) uint8."""
+    side = size / crop
+    if img.size[0] > 4 * side and img.size[1] > 4 * side:
+        # a cheap integer pre-shrink (box filter) keeps big photos fast; the same for every caller
+        img = img.reduce(max(1, int(min(img.size) // (2 * side))))
     img = center_crop(img, crop)
     resized = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     arr = np.asarray(resized, dtype=np.uint8)
@@ -237,9 +241,4 @@ def load_array(
     crop: float = 1.0,
 ) -> np.ndarray:
     """Decode, centre-crop and resize one image: (channels, size, size) uint8. Raises ImageError."""
-    img = decode_image(source, channels=channels, max_pixels=max_pixels)
-    side = size / crop
-    if img.size[0] > 4 * side and img.size[1] > 4 * side:
-        # JPEG draft mode is not available after load; a cheap pre-shrink keeps big photos fast.
-        img = img.reduce(max(1, int(min(img.size) // (2 * side))))
-    return to_array(img, size, crop)
+    return to_array(decode_image(source, channels=channels, max_pixels=max_pixels), size, crop)

@@ -456,4 +456,5 @@ def train(
             fingerprint = save_checkpoint(encoder, out, dict(summary_base, steps=step, elapsed_s=round(elapsed(), 1)))
         else:
             fingerprint = json.loads((out / "model.json").read_text())["fingerprint"]
+    write_file_atomic(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
     return TrainResult(out, fingerprint, step, elapsed(), best if best >= 0 else None, history)

@@ -180,9 +180,11 @@ def test_killed_build_leaves_the_old_index_answering(tmp_path, gallery, built, s
     idx, _ = built
     big = tmp_path / "big"
     rng = np.random.default_rng(0)
-    for i in range(400):
+    for i in range(400):  # 2,000 files: embedding them one by one takes seconds, not a fraction of one
         (big / f"c{i % 4}").mkdir(parents=True, exist_ok=True)
-        draw_symbol("star", rng).save(big / f"c{i % 4}" / f"{i}.png")
+        img = draw_symbol("star", rng)
+        for copy in range(5):
+            img.save(big / f"c{i % 4}" / f"{i}_{copy}.png")
     before = (idx / "manifest.json").read_bytes()
     extra = ["--overwrite"] if mode == "rebuild" else []
     proc = subprocess.Popen(
@@ -190,6 +192,8 @@ def test_killed_build_leaves_the_old_index_answering(tmp_path, gallery, built, s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a shell's background job (pytest ... &) would pass SIGINT on ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert _wait_for(lambda: any(p.name.startswith(".gen-tmp-") for p in idx.iterdir()))
     time.sleep(0.3)  # well inside the embedding loop

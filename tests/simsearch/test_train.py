@@ -52,6 +52,7 @@ def test_short_run_lowers_loss_and_raises_validation_accuracy(tmp_path, symbols,
     assert result.steps == 60 and len(result.history) == 3
     first_losses = result.history[0]["loss"]
     assert result.history[-1]["loss"] < first_losses
+    assert json.loads((tmp_path / "history.json").read_text()) == result.history
     assert result.best_val_accuracy is not None and result.best_val_accuracy > before
     loaded = load_checkpoint(str(tmp_path))
     assert loaded.meta["training"]["best_val_accuracy"] == pytest.approx(result.best_val_accuracy, abs=1e-4)
