@@ -14,9 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
-from index.store import write_file_atomic
 from simsearch.checkpoint import save_checkpoint
 from simsearch.copydetect import copy_detection_table, embed_pictures, make_copy_queries, ranks_of_truth
 from simsearch.device import resolve_device
@@ -26,7 +24,16 @@ from simsearch.errors import DataError, SimSearchError
 from simsearch.evaluate import recommended_threshold
 from simsearch.images import to_array
 from simsearch.losses import ntxent_loss
-from simsearch.train import TrainResult, load_training_state, lr_factor, save_training_state, training_encoder
+from simsearch.train import (
+    TrainResult,
+    advance_bar,
+    load_training_state,
+    lr_factor,
+    save_training_state,
+    training_bar,
+    training_encoder,
+    write_history,
+)
 
 __all__ = ["SelfSupConfig", "train_self_supervised"]
 
@@ -138,7 +145,7 @@ def train_self_supervised(
     epoch_order = rng.permutation(len(train_pics))
     pos = 0
     next_idx: np.ndarray | None = None  # the batch of the next step, when resuming
-    resumed_loss: float | None = None
+    run_loss: float | None = None  # the running mean the bar and the history show
     if resume:
         state = load_training_state(out, encoder, opt)
         if state.get("kind") != KIND or state.get("train") != _settings(cfg) or state.get("pictures") != len(pictures):
@@ -147,7 +154,7 @@ def train_self_supervised(
                 "resume it with the same data and options, or start a new run"
             )
         step, elapsed_before, best, history = state["step"], state["elapsed_s"], state["best"], state["history"]
-        resumed_loss = state.get("run_loss")
+        run_loss = state.get("run_loss")
         rng.bit_generator.state = state["rng"]
         epoch_order, pos = np.array(state["epoch_order"], dtype=np.int64), state["pos"]
         next_idx = np.array(state["next_batch"], dtype=np.int64)
@@ -156,17 +163,7 @@ def train_self_supervised(
     def clock() -> float:
         return elapsed_before + time.monotonic() - start
 
-    by_time = cfg.time_budget_s is not None
-    total = int(cfg.time_budget_s) if cfg.time_budget_s is not None else cfg.steps
-    bar = tqdm(
-        total=total,
-        initial=int(elapsed_before) if by_time else step,
-        desc="training",
-        unit="s" if by_time else "step",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-    run_loss: float | None = resumed_loss if resume else None  # the running mean the bar shows
+    bar = training_bar(cfg.time_budget_s, cfg.steps, elapsed_before, step, progress)
     pool = ThreadPoolExecutor()
     loader = ThreadPoolExecutor(max_workers=1)  # prepares the next batch while this one trains
 
@@ -205,7 +202,7 @@ def train_self_supervised(
             step += 1
             run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
             elapsed = clock()
-            bar.update(min(int(elapsed), total) - bar.n if by_time else 1)
+            advance_bar(bar, elapsed, cfg.time_budget_s)
             last = step >= cfg.steps or bool(cfg.time_budget_s and elapsed >= cfg.time_budget_s)
             if step % cfg.val_every == 0 or last:
                 record: dict[str, float] = {"step": step, "loss": round(run_loss, 5), "elapsed_s": round(elapsed, 1)}
@@ -252,7 +249,7 @@ def train_self_supervised(
             fingerprint = json.loads((out / "model.json").read_text())["fingerprint"]
         else:
             fingerprint = save_checkpoint(encoder, out, dict(summary, steps=step, elapsed_s=round(clock(), 1)))
-    write_file_atomic(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
+    write_history(out, history)
     return TrainResult(out, fingerprint, step, clock(), best if best >= 0 else None, history)
 
 

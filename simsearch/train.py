@@ -29,12 +29,15 @@ from simsearch.losses import Loss, Mining, contrastive_loss, episodic_loss, trip
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "advance_bar",
     "color_jitter",
     "elastic_field",
     "load_training_state",
     "lr_factor",
     "save_training_state",
     "train",
+    "training_bar",
+    "write_history",
 ]
 
 RESUME_WEIGHTS = "resume.safetensors"
@@ -214,6 +217,32 @@ def color_jitter(x: torch.Tensor, strength: float, gen: torch.Generator) -> torc
     return x.clamp(0.0, 1.0)
 
 
+def training_bar(
+    time_budget_s: float | None, steps: int, elapsed_before: float, step: int, progress: bool
+) -> tqdm[Any]:
+    """The training progress bar: with a time budget it counts seconds (the budget is what ends the
+    run), else steps; a resumed run starts where the interrupted one stopped."""
+    by_time = time_budget_s is not None
+    return tqdm(
+        total=int(time_budget_s) if time_budget_s is not None else steps,
+        initial=int(elapsed_before) if by_time else step,
+        desc="training",
+        unit="s" if by_time else "step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+
+
+def advance_bar(bar: tqdm[Any], elapsed: float, time_budget_s: float | None) -> None:
+    """After one step: a seconds bar moves to the clock (never past its end), a steps bar by one."""
+    bar.update(min(int(elapsed), bar.total) - bar.n if time_budget_s is not None else 1)
+
+
+def write_history(out: Path, history: list[dict[str, float]]) -> None:
+    """history.json beside the checkpoint: loss and validation at every interval of the run."""
+    write_file_atomic(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
+
+
 def lr_factor(step: int, steps: int, elapsed: float, warmup_steps: int, time_budget_s: float | None) -> float:
     """Linear warm-up, then cosine decay to 1% over the steps or the time budget, whichever runs out first."""
     warm = min(1.0, (step + 1) / max(1, warmup_steps))
@@ -375,17 +404,7 @@ def train(
         "train_classes": len(train_set.classes),
         "val_classes": len(val_ids),
     }
-    # With a time budget the bar counts seconds (the budget is what ends the run), else steps.
-    by_time = cfg.time_budget_s is not None
-    bar_total = int(cfg.time_budget_s) if cfg.time_budget_s is not None else cfg.steps
-    bar = tqdm(
-        total=bar_total,
-        initial=int(elapsed_before) if by_time else step,
-        desc="training",
-        unit="s" if by_time else "step",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+    bar = training_bar(cfg.time_budget_s, cfg.steps, elapsed_before, step, progress)
     encoder.train()
     while step < cfg.steps and not (cfg.time_budget_s and elapsed() >= cfg.time_budget_s):
         for group in opt.param_groups:
@@ -411,7 +430,7 @@ def train(
         opt.step()
         step += 1
         run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
-        bar.update(min(int(elapsed()), bar_total) - bar.n if by_time else 1)
+        advance_bar(bar, elapsed(), cfg.time_budget_s)
         last = step >= cfg.steps or bool(cfg.time_budget_s and elapsed() >= cfg.time_budget_s)
         if step % cfg.val_every == 0 or last:
             record: dict[str, float] = {"step": step, "loss": round(run_loss, 5), "elapsed_s": round(elapsed(), 1)}
@@ -456,5 +475,5 @@ def train(
             fingerprint = save_checkpoint(encoder, out, dict(summary_base, steps=step, elapsed_s=round(elapsed(), 1)))
         else:
             fingerprint = json.loads((out / "model.json").read_text())["fingerprint"]
-    write_file_atomic(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
+    write_history(out, history)
     return TrainResult(out, fingerprint, step, elapsed(), best if best >= 0 else None, history)
