@@ -784,8 +784,9 @@ def train_cmd(
     """Train a Siamese encoder on DATA: a folder-per-class tree or a zip of one (Omniglot's zips work as they are).
 
     Classes are the folders holding the images; whole top-level groups (alphabets) are held out
-    for validation, and the checkpoint with the best validation accuracy is kept. With
-    --self-supervised DATA is any folder of images, no labels (see that option); with --init MODEL
+    for validation, and the checkpoint with the best validation accuracy is kept (N-way K-shot;
+    for signature data laid out as genuine/<writer> and forgery/<writer>: one-reference
+    verification against the held-out writers' forgeries, 1 - EER). With --self-supervised DATA is any folder of images, no labels (see that option); with --init MODEL
     training starts from an existing encoder (fine-tuning).
     """
     from simsearch.datasets import load_labelled
@@ -891,7 +892,7 @@ def train_cmd(
         data, channels=ch, size=size, progress=not (quiet or as_json), classes=class_glob, crop=crop
     )
     result = train(labelled, enc, cfg, out, resume=resume, progress=not (quiet or as_json), source=source, init=init)
-    _report_training(result, as_json, "validation accuracy")
+    _report_training(result, as_json)
 
 
 def _train_self_supervised(
@@ -935,10 +936,10 @@ def _train_self_supervised(
     result = train_self_supervised(
         pictures, enc, cfg, out, progress=not (quiet or as_json), source=source, init=init, resume=resume
     )
-    _report_training(result, as_json, "validation recall@1")
+    _report_training(result, as_json)
 
 
-def _report_training(result: Any, as_json: bool, measure: str) -> None:
+def _report_training(result: Any, as_json: bool) -> None:
     summary = {
         "out": str(result.out_dir),
         "fingerprint": result.fingerprint,
@@ -951,7 +952,7 @@ def _report_training(result: Any, as_json: bool, measure: str) -> None:
     else:
         best = f"{result.best_val_accuracy:.4f}" if result.best_val_accuracy is not None else "n/a"
         click.echo(
-            f"trained {result.steps} steps in {result.elapsed_s:.0f}s; best {measure} {best}; checkpoint in {result.out_dir}"
+            f"trained {result.steps} steps in {result.elapsed_s:.0f}s; best {result.val_measure} {best}; checkpoint in {result.out_dir}"
         )
 
 

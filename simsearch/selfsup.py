@@ -250,7 +250,7 @@ def train_self_supervised(
         else:
             fingerprint = save_checkpoint(encoder, out, dict(summary, steps=step, elapsed_s=round(clock(), 1)))
     write_history(out, history)
-    return TrainResult(out, fingerprint, step, clock(), best if best >= 0 else None, history)
+    return TrainResult(out, fingerprint, step, clock(), best if best >= 0 else None, history, "validation recall@1")
 
 
 def _settings(cfg: SelfSupConfig) -> dict[str, Any]:

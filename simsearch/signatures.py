@@ -16,7 +16,7 @@ from simsearch.datasets import LabelledSet, class_group
 from simsearch.errors import DataError
 from simsearch.evaluate import equal_error_rate, roc_auc
 
-__all__ = ["SignatureResult", "signature_scores", "signature_verification", "writers"]
+__all__ = ["SignatureResult", "has_forgeries", "signature_scores", "signature_verification", "writers"]
 
 _FORGERY = ("forgery", "forgeries", "forged")
 
@@ -53,6 +53,15 @@ def writers(data: LabelledSet) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if not found:
         raise DataError("no signature layout found: expected classes like genuine/<writer> and forgery/<writer>")
     return found
+
+
+def has_forgeries(data: LabelledSet) -> bool:
+    """Whether `data` is laid out as genuine/<writer> and forgery/<writer>, with some writer having
+    two or more genuine signatures and some forgeries (enough for one-reference verification)."""
+    try:
+        return any(len(g) > 1 and len(f) for g, f in writers(data).values())
+    except DataError:
+        return False
 
 
 def signature_scores(emb: np.ndarray, data: LabelledSet, refs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from simsearch.datasets import LabelledSet, class_group, load_labelled
+from simsearch.checkpoint import load_checkpoint
+from simsearch.datasets import LabelledSet, class_group, load_labelled, split_by_group
+from simsearch.device import resolve_device
+from simsearch.embed import embed_arrays_with
+from simsearch.encoder import EncoderConfig, Preprocess
 from simsearch.errors import DataError
 from simsearch.evaluate import raw_pixel_embeddings
-from simsearch.signatures import signature_scores, signature_verification, writers
+from simsearch.signatures import has_forgeries, signature_scores, signature_verification, writers
 from simsearch.symbols import write_symbol_set
-from simsearch.train import _Sampler
+from simsearch.train import TrainConfig, _Sampler, train
 from tests.conftest import run_cli, unit_rows
 
 
@@ -70,6 +74,7 @@ def test_more_references_score_genuine_higher_and_bad_layouts_are_refused():
     plain = LabelledSet(data.images, data.labels, [f"c{i}" for i in range(len(data.classes))], data.groups, data.paths)
     with pytest.raises(DataError, match="genuine/<writer>"):
         writers(plain)
+    assert has_forgeries(data) and not has_forgeries(plain)
     with pytest.raises(DataError, match="more than 20"):
         signature_scores(emb, data, refs=20)
 
@@ -129,3 +134,32 @@ def test_evaluate_signatures_end_to_end(tmp_path, random_model):
     assert rows[("raw-pixels", 5)]["genuine"] == 2 * 2 and rows[("raw-pixels", 1)]["genuine"] == 2 * 6
     bad = run_cli("evaluate", data, "--signatures", "--refs", "0", "--model", random_model)
     assert bad.returncode == 2 and "--refs" in bad.stderr
+
+
+def test_training_on_signatures_validates_on_held_out_writers_forgeries(tmp_path):
+    root = tmp_path / "sig"
+    shapes = ["circle", "star", "cross", "triangle", "square", "spiral"]
+    for w in range(6):
+        genuine, forged = shapes[w], shapes[(w + 1) % 6]  # a forgery of writer w looks like writer w+1's hand
+        write_symbol_set(tmp_path / "g", [genuine], per_class=6, seed=w)
+        write_symbol_set(tmp_path / "f", [forged], per_class=4, seed=20 + w)
+        shutil.move(tmp_path / "g" / genuine, root / "train" / "genuine" / f"{w:03d}")
+        shutil.move(tmp_path / "f" / forged, root / "train" / "forgery" / f"{w:03d}")
+    data = load_labelled(root, channels=1, size=28, progress=False)
+    config = EncoderConfig(preprocess=Preprocess(size=28), widths=(8, 8, 16, 16), embedding_dim=16)
+    cfg = TrainConfig(
+        classes_per_batch=4, per_class=3, group_batches=True, steps=6, val_every=3, val_fraction=0.34, device="cpu"
+    )
+    result = train(data, config, cfg, tmp_path / "model", progress=False)
+    assert result.val_measure.startswith("validation 1 - EER") and len(result.history) == 2
+
+    _, val_ids = split_by_group(data, cfg.val_fraction, cfg.seed)
+    val = data.subset(val_ids)
+    assert len(writers(val)) == 2  # whole writers held out: genuine and forgeries together
+    loaded = load_checkpoint(str(tmp_path / "model"))
+    emb = embed_arrays_with(loaded.encoder, val.images, resolve_device("cpu"))
+    draws = [signature_verification(emb, val, 1, seed=cfg.seed + i) for i in range(5)]
+    assert result.best_val_accuracy == pytest.approx(1 - np.mean([d.eer for d in draws]), abs=1e-6)
+    assert loaded.meta["threshold"] == pytest.approx(np.mean([d.eer_threshold for d in draws]), abs=1e-5)
+    assert loaded.meta["training"]["val"] == "1-reference signature verification, 1 - EER"
+    assert max(h["val_accuracy"] for h in result.history) == pytest.approx(result.best_val_accuracy, abs=1e-5)
