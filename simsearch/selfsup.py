@@ -52,7 +52,7 @@ class SelfSupConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
-    val_fraction: float = 0.1  # images held out: their edited copies are searched among them
+    val_fraction: float = 0.15  # images held out: their edited copies are searched among them
     val_every: int = 250
     val_images: int = 500  # at most this many held-out images
     seed: int = 0

@@ -37,3 +37,30 @@ def test_result_rows_as_jsonl_and_flattened_csv(tmp_path):
     with pytest.raises(SimSearchError, match=r"jsonl or \.csv"):
         write_rows(rows, tmp_path / "r.xml")
     assert not (tmp_path / "r.xml").exists()
+
+
+def test_train_option_defaults_are_the_library_defaults():
+    """The CLI declares its defaults without importing torch; they must not drift from the configs'."""
+    from dataclasses import fields
+
+    from cli import train_cmd
+    from simsearch.encoder import EncoderConfig, Preprocess
+    from simsearch.selfsup import SelfSupConfig
+    from simsearch.train import TrainConfig
+
+    ctx = click.Context(train_cmd)
+    cli_defaults = {p.name: p.get_default(ctx) for p in train_cmd.params}
+    renamed = {"grayscale": "grayscale_views"}
+    compared = 0
+    for config in (TrainConfig, SelfSupConfig, Preprocess):
+        for f in fields(config):
+            name = renamed.get(f.name, f.name)
+            if name not in cli_defaults or f.name in ("time_budget_s", "invert", "mean", "std"):
+                continue
+            got = cli_defaults[name]
+            want = getattr(f.default, "value", f.default)
+            assert (type(want)(got) if got is not None else got) == want, f"--{name.replace('_', '-')}"
+            compared += 1
+    assert cli_defaults["widths"] == ",".join(map(str, EncoderConfig().widths))
+    assert cli_defaults["arch"] == EncoderConfig().arch.value
+    assert compared >= 20
