@@ -786,8 +786,9 @@ def train_cmd(
     Classes are the folders holding the images; whole top-level groups (alphabets) are held out
     for validation, and the checkpoint with the best validation accuracy is kept (N-way K-shot;
     for signature data laid out as genuine/<writer> and forgery/<writer>: one-reference
-    verification against the held-out writers' forgeries, 1 - EER). With --self-supervised DATA is any folder of images, no labels (see that option); with --init MODEL
-    training starts from an existing encoder (fine-tuning).
+    verification against the held-out writers' forgeries, 1 - EER). With --self-supervised DATA
+    is any folder of images, no labels (see that option); with --init MODEL training starts from
+    an existing encoder (fine-tuning).
     """
     from simsearch.datasets import load_labelled
     from simsearch.encoder import Arch, EncoderConfig, Preprocess
