@@ -42,9 +42,8 @@ __all__ = [
 ]
 
 RESUME_WEIGHTS = "resume.safetensors"
-_SIGNATURE_DRAWS = 5  # reference draws averaged per signature validation: 7 writers are few
-_SIGNATURE_VAL = "1-reference signature verification, 1 - EER"
 RESUME_STATE = "resume.json"
+_SIGNATURE_DRAWS = 5  # reference draws averaged per signature validation: 7 writers are few
 
 
 @dataclass(frozen=True)
@@ -367,6 +366,8 @@ def train(
         val_set = None
     # Held-out writers with genuine signatures and forgeries are validated on the task itself.
     val_signatures = val_set is not None and has_forgeries(val_set)
+    val_name = "1-reference signature verification, 1 - EER" if val_signatures else f"{val_way}-way {cfg.val_shot}-shot"
+    measure = "validation 1 - EER (1-reference signature verification)" if val_signatures else "validation accuracy"
     sampler = _Sampler(
         train_set.labels,
         len(train_set.classes),
@@ -458,7 +459,7 @@ def train(
                             steps=step,
                             elapsed_s=round(elapsed(), 1),
                             best_val_accuracy=round(best, 5),
-                            val=_SIGNATURE_VAL if val_signatures else f"{val_way}-way {cfg.val_shot}-shot",
+                            val=val_name,
                         ),
                         threshold=round(threshold, 6),
                     )
@@ -487,5 +488,4 @@ def train(
         else:
             fingerprint = json.loads((out / "model.json").read_text())["fingerprint"]
     write_history(out, history)
-    measure = "validation 1 - EER (1-reference signature verification)" if val_signatures else "validation accuracy"
     return TrainResult(out, fingerprint, step, elapsed(), best if best >= 0 else None, history, measure)
