@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -692,6 +693,14 @@ def models_cmd(as_json: bool) -> None:
     help="Strength of random brightness/contrast/saturation changes (photos, faces; 0 = off).",
 )
 @click.option(
+    "--ema",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Validate and keep an exponential moving average of the weights with this decay (e.g. 0.98: about "
+    "the last 50 steps), not the weights of the last step; steadier on small sets such as signatures. 0 = off.",
+)
+@click.option(
     "--crop",
     type=click.FloatRange(0.1, 1.0),
     default=1.0,
@@ -699,8 +708,9 @@ def models_cmd(as_json: bool) -> None:
     help="Keep this centred share of each side before resizing (0.5 on LFW's 250x250 portraits keeps the face).",
 )
 @click.option(
-    "--autocontrast",
-    is_flag=True,
+    "--autocontrast/--no-autocontrast",
+    default=False,
+    show_default=True,
     help="Stretch each image's contrast to the full range inside the encoder, so thin or faint pen lines "
     "(grey once shrunk) look like any other stroke; kept in the model's preprocessing.",
 )
@@ -733,8 +743,9 @@ def models_cmd(as_json: bool) -> None:
     default=None,
     metavar="MODEL",
     help="Fine-tune: start from the weights of a built-in encoder (e.g. photos) or a checkpoint folder. Its "
-    "architecture and preprocessing are kept, so --arch, --channels, --size, --widths, --embedding-dim, "
-    "--invert, --crop and --autocontrast must not be given.",
+    "architecture is kept, so --arch, --channels, --widths and --embedding-dim must not be given; so is its "
+    "preprocessing, except what --size, --invert/--no-invert, --crop or --autocontrast/--no-autocontrast say "
+    "(the networks end in global pooling, so the same weights take any input size).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @DEVICE
@@ -770,6 +781,7 @@ def train_cmd(
     elastic: float,
     flips: bool,
     color_jitter: float,
+    ema: float,
     crop: float,
     autocontrast: bool,
     val_fraction: float,
@@ -815,23 +827,43 @@ def train_cmd(
         widths=width_list,
         embedding_dim=embedding_dim or width_list[-1],
     )
+    # options one kind of run uses and the other would silently ignore
+    labelled_only = "loss margin mining group_batches classes_per_batch per_class shot rotations jitter elastic flips"
+    labelled_only += " color_jitter ema"
+    unlabelled_only = "batch temperature grayscale_views"
+    stray = [
+        n
+        for n in (labelled_only if self_supervised else unlabelled_only).split()
+        if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT
+    ]
+    if stray:
+        kind = "labelled training (without --self-supervised)" if self_supervised else "--self-supervised training"
+        raise click.UsageError(f"{', '.join('--' + n.replace('_', '-') for n in stray)}: only for {kind}")
     init = None
-    shape = ("arch", "channels", "size", "widths", "embedding_dim", "invert", "crop", "autocontrast")
-    given = [n for n in shape if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+    weight_shape = ("arch", "channels", "widths", "embedding_dim")
+    input_opts = ("size", "invert", "crop", "autocontrast")
+    given = [
+        n for n in weight_shape + input_opts if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT
+    ]
     given_opts = ", ".join("--" + n.replace("_", "-") for n in given)
     source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
     if init_model is not None:
         from simsearch.checkpoint import load_checkpoint
 
-        if given:
-            raise click.UsageError(
-                f"--init keeps the starting model's architecture and preprocessing; drop {given_opts}"
-            )
+        refused = [n for n in given if n in weight_shape]
+        if refused:
+            refused_opts = ", ".join("--" + n.replace("_", "-") for n in refused)
+            raise click.UsageError(f"--init keeps the starting model's architecture; drop {refused_opts}")
         if resume:
             raise click.UsageError("--init starts a new run; --resume continues one: give one of them")
         loaded = load_checkpoint(init_model)
-        enc, init = loaded.config, loaded.encoder.state_dict()
-        ch, size, crop = enc.preprocess.channels, enc.preprocess.size, enc.preprocess.crop
+        init = loaded.encoder.state_dict()
+        # the weights fix the architecture; the input options given here replace the starting model's
+        pre = dataclasses.replace(
+            loaded.config.preprocess, **{n: getattr(enc.preprocess, n) for n in given if n in input_opts}
+        )
+        enc = dataclasses.replace(loaded.config, preprocess=pre)
+        ch, size, crop = pre.channels, pre.size, pre.crop
         source += f", fine-tuned from {init_model}"
     elif resume and (out / "model.json").exists():
         # the interrupted run's checkpoint knows its architecture: no need to repeat the options
@@ -884,6 +916,7 @@ def train_cmd(
         elastic=elastic,
         flips=flips,
         color_jitter=color_jitter,
+        ema=ema,
         val_fraction=val_fraction,
         val_every=val_every,
         seed=seed,
@@ -958,10 +991,29 @@ def _report_training(result: Any, as_json: bool) -> None:
 
 
 RAW_PIXELS = "raw-pixels"
+HELD_OUT = "held-out"  # evaluate --fit-classes: the classes the model's training held out
+
+
+def _fit_classes(value: str, model: str | None, dev: Any) -> str | list[str]:
+    """The --fit-classes glob as given, or for 'held-out' the class names --model's training held out."""
+    if value != HELD_OUT:
+        return value
+    from simsearch.checkpoint import DEFAULT_MODEL, load_checkpoint
+
+    if model == RAW_PIXELS:
+        raise click.BadParameter(f"{HELD_OUT!r} needs a trained --model, not raw pixels", param_hint="--fit-classes")
+    held = load_checkpoint(model, device=dev).meta.get("training", {}).get("held_out_classes")
+    if not held:
+        raise click.BadParameter(
+            f"model {model or DEFAULT_MODEL} does not record the classes its training held out (trained before "
+            "simsearch recorded them, or with --val-fraction 0): give a glob",
+            param_hint="--fit-classes",
+        )
+    return [str(c) for c in held]
 
 
 def _embed_labelled(
-    model: str | None, data: Path, classes: str | None, dev: Any, progress: bool, like: Any = None
+    model: str | None, data: Path, classes: str | list[str] | None, dev: Any, progress: bool, like: Any = None
 ) -> tuple[str, Any, Any]:
     """(model name, LabelledSet, embeddings) of DATA under an encoder, or under raw pixels
     (`raw-pixels`: 32x32 at the channels of `like`, another model's preprocessing)."""
@@ -1023,7 +1075,9 @@ def _embed_labelled(
     metavar="GLOB",
     help="Classes the verification threshold is chosen on (the best-accuracy threshold over their pairs), e.g. "
     "'[A-J]*' (LFW's training people); accuracy is then reported on the measured classes at that threshold. "
-    "With --signatures the default is 'train/*' (its EER threshold).",
+    f"With --signatures the default is 'train/*' (its EER threshold). {HELD_OUT!r}: the classes of DATA that "
+    "--model's training run held out for validation (recorded in its model.json): classes it never trained on, "
+    "like the measured ones.",
 )
 @click.option(
     "--compare",
@@ -1090,10 +1144,11 @@ def evaluate_cmd(
         _evaluate_copy_detection(data, model, classes, compare, n_originals, edits, seed, dev, as_json)
         return
     if signatures:
-        _evaluate_signatures(
-            data, model, classes or "test/*", fit_classes or "train/*", refs, compare, seed, dev, as_json
-        )
+        fit_classes = fit_classes or "train/*"
+        fit_sig = _fit_classes(fit_classes, model, dev)
+        _evaluate_signatures(data, model, classes or "test/*", fit_classes, fit_sig, refs, compare, seed, dev, as_json)
         return
+    fit = None if fit_classes is None else _fit_classes(fit_classes, model, dev)
     rows = []
     like = None if model == RAW_PIXELS else load_checkpoint(model, device=dev).config.preprocess
     for m in (model, *compare):
@@ -1104,9 +1159,9 @@ def evaluate_cmd(
         except ValueError as err:
             raise SimSearchError(str(err)) from None
         threshold = None
-        if pairs and fit_classes is not None:
-            _, fit, fit_emb = _embed_labelled(m, data, fit_classes, dev, progress=not as_json, like=like)
-            threshold = best_accuracy_threshold(*pair_scores(fit_emb, fit.labels, pairs, seed=seed))
+        if pairs and fit is not None:
+            _, fitted, fit_emb = _embed_labelled(m, data, fit, dev, progress=not as_json, like=like)
+            threshold = best_accuracy_threshold(*pair_scores(fit_emb, fitted.labels, pairs, seed=seed))
         ver = verification(emb, labelled.labels, n_pairs=pairs, seed=seed, threshold=threshold) if pairs else None
         rows.append((name, labelled, emb, results, ver))
     if as_json:
@@ -1210,6 +1265,7 @@ def _evaluate_signatures(
     model: str | None,
     classes: str,
     fit_classes: str,
+    fit: str | list[str],
     refs: str,
     compare: tuple[str, ...],
     seed: int,
@@ -1228,17 +1284,18 @@ def _evaluate_signatures(
     like = None if model == RAW_PIXELS else load_checkpoint(model, device=dev).config.preprocess
     out: list[dict[str, Any]] = []
     for m in (model, *compare):
-        name, fit, fit_emb = _embed_labelled(m, data, fit_classes, dev, progress=not as_json, like=like)
+        name, fit_set, fit_emb = _embed_labelled(m, data, fit, dev, progress=not as_json, like=like)
         _, test, test_emb = _embed_labelled(m, data, classes, dev, progress=not as_json, like=like)
         for r in ref_counts:
-            fitted = signature_verification(fit_emb, fit, r, seed=seed)
+            fitted = signature_verification(fit_emb, fit_set, r, seed=seed)
             res = signature_verification(test_emb, test, r, threshold=fitted.eer_threshold, seed=seed)
             out.append({"model": name, **res.to_dict(), "fit_eer": fitted.eer})
     if as_json:
         _echo_json({"data": str(data), "classes": classes, "fit_classes": fit_classes, "seed": seed, "results": out})
         return
+    fit_name = repr(fit) if isinstance(fit, str) else f"the {len(fit)} classes the model's training held out"
     click.echo(
-        f"signature verification on {data}: measured on {classes!r}, threshold from {fit_classes!r} (its EER), seed {seed}"
+        f"signature verification on {data}: measured on {classes!r}, threshold from {fit_name} (its EER), seed {seed}"
     )
     click.echo(f"{'model':28s} refs  writers  genuine  forgeries   EER     AUC    accuracy  FAR    FRR    threshold")
     for o in out:

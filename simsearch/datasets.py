@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import zipfile
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -85,12 +86,13 @@ def class_group(name: str) -> str:
 
 
 def gather_images(
-    source: str | os.PathLike[str], classes: str | None = None, need_class: bool = True
+    source: str | os.PathLike[str], classes: str | Collection[str] | None = None, need_class: bool = True
 ) -> list[tuple[str, str, bytes | Path]]:
     """(name, class, bytes or path) of every image in a folder tree or a zip, in a stable order.
 
     The class is the folder holding the image relative to the root ("" at the top, which
-    `need_class` leaves out); `classes` is a glob (fnmatch) that class names must match.
+    `need_class` leaves out); `classes` is a glob (fnmatch) that class names must match, or a
+    collection of the exact class names to keep.
     """
     src = Path(source)
     if not src.exists():
@@ -116,10 +118,16 @@ def gather_images(
         raise DataError(f"{source}: no images {where}")
     if classes is not None:
         found = sorted({c for _, c, _ in items})
-        items = [it for it in items if fnmatch.fnmatchcase(it[1], classes)]
+        if isinstance(classes, str):
+            items = [it for it in items if fnmatch.fnmatchcase(it[1], classes)]
+            wanted = repr(classes)
+        else:
+            names = set(classes)
+            items = [it for it in items if it[1] in names]
+            wanted = f"any of the {len(names)} listed classes"
         if not items:
             examples = ", ".join(found[:3])
-            raise DataError(f"{source}: no class matches {classes!r} (classes look like: {examples})")
+            raise DataError(f"{source}: no class matches {wanted} (classes look like: {examples})")
     return items
 
 
@@ -129,7 +137,7 @@ def load_labelled(
     size: int,
     progress: bool = True,
     strict: bool = False,
-    classes: str | None = None,
+    classes: str | Collection[str] | None = None,
     crop: float = 1.0,
 ) -> LabelledSet:
     """Read a labelled set from a folder-per-class tree or a zip of one (such as Omniglot's).
@@ -137,8 +145,8 @@ def load_labelled(
     The class of an image is the folder that holds it (relative to the root), so both
     `root/cat/x.jpg` and Omniglot's `Alphabet/characterNN/x.png` work; see class_group for
     groups. `classes` is a glob (fnmatch, case-sensitive) that class names must match, e.g.
-    "[A-J]*" or "train/*"; `crop` is the centred share of each side kept (see Preprocess).
-    Unreadable images are skipped (or raise with strict=True).
+    "[A-J]*" or "train/*", or the exact class names to keep; `crop` is the centred share of each
+    side kept (see Preprocess). Unreadable images are skipped (or raise with strict=True).
     """
     items = gather_images(source, classes)
 

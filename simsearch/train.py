@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from index.store import write_file_atomic
@@ -67,6 +68,7 @@ class TrainConfig:
     elastic: float = 0.0  # strength of the random smooth (elastic) warp, as handwriting varies; 0 = off
     flips: bool = False  # random horizontal flips (photos, faces)
     color_jitter: float = 0.0  # strength of random brightness/contrast/saturation changes (photos); 0 = off
+    ema: float = 0.0  # validate and keep an exponential moving average of the weights with this decay; 0 = off
     val_fraction: float = 0.15
     val_every: int = 250
     val_way: int = 20
@@ -88,6 +90,8 @@ class TrainConfig:
             raise ValueError("time budget must be positive")
         if self.lr <= 0:
             raise ValueError("learning rate must be positive")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"the weight average's decay must be in [0, 1), not {self.ema}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -275,10 +279,14 @@ def save_training_state(
     state: dict[str, Any],
     scale: torch.Tensor | None = None,
     gen: torch.Generator | None = None,
+    averaged: AveragedModel | None = None,
 ) -> None:
-    """Everything needed to continue a run: weights, optimizer moments, the loss's learned scale and
-    the torch RNG when there are any, and `state` (JSON); as safetensors + JSON, no pickle."""
+    """Everything needed to continue a run: weights, optimizer moments, the loss's learned scale,
+    the torch RNG and the weight average when there are any, and `state` (JSON); as safetensors +
+    JSON, no pickle."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    if averaged is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in averaged.state_dict().items()})
     if scale is not None:
         tensors["loss.scale"] = scale.detach().cpu().reshape(1)
     if gen is not None:
@@ -304,12 +312,16 @@ def load_training_state(
     opt: torch.optim.Optimizer,
     scale: torch.Tensor | None = None,
     gen: torch.Generator | None = None,
+    averaged: AveragedModel | None = None,
 ) -> dict[str, Any]:
-    """Restore what save_training_state wrote into `encoder`, `opt`, `scale` and `gen`; returns the state."""
+    """Restore what save_training_state wrote into `encoder`, `opt`, `scale`, `gen` and `averaged`;
+    returns the state."""
     try:
         state = json.loads((out / RESUME_STATE).read_text())
         tensors = load_file(str(out / RESUME_WEIGHTS))
         encoder.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if averaged is not None:
+            averaged.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
         if scale is not None:
             with torch.no_grad():
                 scale.copy_(tensors["loss.scale"].reshape(()))
@@ -380,13 +392,16 @@ def train(
         raise DataError("training needs at least two classes with two or more images each")
 
     encoder = training_encoder(encoder_config, device, init)
+    # with --ema, validation and the checkpoint use a moving average of the weights (smoother on small data)
+    averaged = AveragedModel(encoder, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    kept: Encoder = averaged.module if averaged is not None else encoder  # type: ignore[assignment]
     scale = torch.nn.Parameter(torch.tensor(10.0, device=device))
     groups: list[dict[str, Any]] = [{"params": list(encoder.parameters())}, {"params": [scale], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, elapsed_before, best, history = 0, 0.0, -1.0, []
     run_loss: float | None = None  # the running mean the bar and the history show
     if resume:
-        state = load_training_state(out, encoder, opt, scale, gen)
+        state = load_training_state(out, encoder, opt, scale, gen, averaged)
         step, elapsed_before, best, history = state["step"], state["elapsed_s"], state["best"], state["history"]
         run_loss = state.get("run_loss")
     images = torch.from_numpy(train_set.images)
@@ -403,7 +418,7 @@ def train(
         for signatures (balanced accuracy at the equal-error threshold, that threshold) of
         one-reference verification against skilled forgeries, averaged over _SIGNATURE_DRAWS draws."""
         assert val_set is not None
-        emb = embed_arrays_with(encoder, val_set.images, device)
+        emb = embed_arrays_with(kept, val_set.images, device)
         if val_signatures:
             runs = [signature_verification(emb, val_set, 1, seed=cfg.seed + i) for i in range(_SIGNATURE_DRAWS)]
             return 1.0 - float(np.mean([r.eer for r in runs])), float(np.mean([r.eer_threshold for r in runs]))
@@ -415,6 +430,7 @@ def train(
         "train": cfg.to_dict(),
         "train_classes": len(train_set.classes),
         "val_classes": len(val_ids),
+        "held_out_classes": sorted(data.classes[c] for c in val_ids),  # evaluate --fit-classes held-out
     }
     bar = training_bar(cfg.time_budget_s, cfg.steps, elapsed_before, step, progress)
     encoder.train()
@@ -440,6 +456,8 @@ def train(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if averaged is not None:
+            averaged.update_parameters(encoder)
         step += 1
         run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
         advance_bar(bar, elapsed(), cfg.time_budget_s)
@@ -452,7 +470,7 @@ def train(
                 if acc > best:
                     best = acc
                     fingerprint = save_checkpoint(
-                        encoder,
+                        kept,
                         out,
                         dict(
                             summary_base,
@@ -477,6 +495,7 @@ def train(
                 {"step": step, "elapsed_s": elapsed(), "best": best, "history": history, "run_loss": run_loss},
                 scale,
                 gen,
+                averaged,
             )
             encoder.train()
         if on_step is not None:
@@ -484,7 +503,7 @@ def train(
     bar.close()
     if val_set is None or not fingerprint:
         if val_set is None or best < 0:
-            fingerprint = save_checkpoint(encoder, out, dict(summary_base, steps=step, elapsed_s=round(elapsed(), 1)))
+            fingerprint = save_checkpoint(kept, out, dict(summary_base, steps=step, elapsed_s=round(elapsed(), 1)))
         else:
             fingerprint = json.loads((out / "model.json").read_text())["fingerprint"]
     write_history(out, history)

@@ -57,6 +57,12 @@ def test_self_supervised_needs_enough_images(tmp_path: Path) -> None:
     proc = run_cli("train", few, "--self-supervised", "--out", tmp_path / "m", "--channels", "3", "--batch", "32")
     assert proc.returncode == 1 and "fewer than the batch" in proc.stderr
     assert not (tmp_path / "m" / "model.json").exists()
+    # an option the other kind of run uses is refused, not silently ignored
+    proc = run_cli("train", few, "--self-supervised", "--out", tmp_path / "n", "--ema", "0.9", "--flips")
+    assert proc.returncode == 2 and "--ema, --flips: only for labelled training" in proc.stderr
+    proc = run_cli("train", few, "--out", tmp_path / "n", "--temperature", "0.2")
+    assert proc.returncode == 2 and "--temperature: only for --self-supervised" in proc.stderr
+    assert not (tmp_path / "n").exists()
 
 
 def test_copy_detection_benchmark(tmp_path: Path, photos: Path) -> None:
@@ -238,7 +244,15 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path: Path, photos: Path)
     assert meta["config"] == json.loads((tmp_path / "a" / "model.json").read_text())["config"]
     assert "fine-tuned from" in meta["training"]["data"]
     # the starting model fixes the architecture: contradicting it is a usage error, nothing written
-    proc = run_cli("train", photos, "--out", tmp_path / "c", "--init", tmp_path / "a", "--size", "64", *common)
-    assert proc.returncode == 2 and "--size" in proc.stderr and not (tmp_path / "c").exists()
+    proc = run_cli("train", photos, "--out", tmp_path / "c", "--init", tmp_path / "a", "--widths", "8,16,64", *common)
+    assert proc.returncode == 2 and "--widths" in proc.stderr and not (tmp_path / "c").exists()
+    # the input is not the architecture: the same weights fine-tune at another size, the rest kept
+    bigger_input = ["--init", tmp_path / "a", "--size", "48", "--steps", "1"]
+    run_cli("train", photos, "--out", tmp_path / "d", *bigger_input, *common, check=True)
+    bigger = json.loads((tmp_path / "d" / "model.json").read_text())["config"]
+    assert bigger["preprocess"]["size"] == 48 and bigger["widths"] == meta["config"]["widths"]
+    assert {k: v for k, v in bigger["preprocess"].items() if k != "size"} == {
+        k: v for k, v in meta["config"]["preprocess"].items() if k != "size"
+    }
     proc = run_cli("train", photos, "--out", tmp_path / "c", "--init", tmp_path / "nothing", *common)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and not (tmp_path / "c" / "model.json").exists()

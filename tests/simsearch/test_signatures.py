@@ -134,6 +134,8 @@ def test_evaluate_signatures_end_to_end(tmp_path, random_model):
     assert rows[("raw-pixels", 5)]["genuine"] == 2 * 2 and rows[("raw-pixels", 1)]["genuine"] == 2 * 6
     bad = run_cli("evaluate", data, "--signatures", "--refs", "0", "--model", random_model)
     assert bad.returncode == 2 and "--refs" in bad.stderr
+    untrained = run_cli("evaluate", data, "--signatures", "--model", random_model, "--fit-classes", "held-out")
+    assert untrained.returncode == 2 and "does not record" in untrained.stderr
 
 
 def test_training_on_signatures_validates_on_held_out_writers_forgeries(tmp_path):
@@ -163,3 +165,15 @@ def test_training_on_signatures_validates_on_held_out_writers_forgeries(tmp_path
     assert loaded.meta["threshold"] == pytest.approx(np.mean([d.eer_threshold for d in draws]), abs=1e-5)
     assert loaded.meta["training"]["val"] == "1-reference signature verification, 1 - EER"
     assert max(h["val_accuracy"] for h in result.history) == pytest.approx(result.best_val_accuracy, abs=1e-5)
+
+    # the held-out writers are recorded, and evaluate can choose its threshold on them
+    assert loaded.meta["training"]["held_out_classes"] == sorted(val.classes)
+    model = tmp_path / "model"
+    fit_on = ["--signatures", "--model", model, "--refs", "1", "--classes", "train/*", "--fit-classes", "held-out"]
+    out = json.loads(run_cli("evaluate", root, *fit_on, "--json", check=True).stdout)
+    assert out["fit_classes"] == "held-out" and len(out["results"]) == 1
+    assert out["results"][0]["threshold"] == pytest.approx(draws[0].eer_threshold, abs=1e-5)
+    assert out["results"][0]["fit_eer"] == pytest.approx(draws[0].eer, abs=1e-6)
+    assert out["results"][0]["writers"] == 6  # measured on every train writer, fitted on the held-out two
+    raw = run_cli("evaluate", root, *fit_on[:2], "raw-pixels", *fit_on[3:])
+    assert raw.returncode == 2 and "held-out" in raw.stderr and "Traceback" not in raw.stderr

@@ -59,8 +59,10 @@ def test_short_run_lowers_loss_and_raises_validation_accuracy(tmp_path, symbols,
     assert val_accuracy(loaded.encoder, symbols, cfg) == pytest.approx(result.best_val_accuracy, abs=1e-6)
 
 
-def test_resume_continues_exactly_where_it_stopped(tmp_path, symbols):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_continues_exactly_where_it_stopped(tmp_path, symbols, ema):
     cfg = TrainConfig(
+        ema=ema,
         classes_per_batch=5,
         per_class=3,
         steps=30,
@@ -92,6 +94,20 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, symbols):
     assert weights_bytes(a.encoder) == weights_bytes(b.encoder)
 
 
+def test_weight_average_is_what_validation_sees_and_the_checkpoint_keeps(tmp_path, symbols):
+    from safetensors.torch import load_file
+
+    cfg = TrainConfig(classes_per_batch=5, per_class=3, steps=8, val_every=8, val_fraction=0.3, val_way=3, ema=0.8)
+    result = train(symbols, SMALL, cfg, tmp_path, progress=False)
+    saved = load_file(str(tmp_path / "resume.safetensors"))
+    kept = load_checkpoint(str(tmp_path)).encoder.state_dict()
+    for name, w in kept.items():
+        assert torch.equal(w, saved[f"ema.module.{name}"]), name
+    assert any(not torch.equal(w, saved[f"model.{name}"]) for name, w in kept.items() if w.is_floating_point())
+    assert saved["ema.n_averaged"].item() == 8
+    assert result.best_val_accuracy == pytest.approx(val_accuracy(load_checkpoint(str(tmp_path)).encoder, symbols, cfg))
+
+
 def test_group_split_keeps_alphabets_apart(tmp_path):
     for alphabet in ("Greek", "Latin", "Runic", "Braille"):
         write_symbol_set(tmp_path / alphabet, ["circle", "star"], per_class=2, seed=0)
@@ -109,6 +125,8 @@ def test_bad_training_settings_are_refused():
         TrainConfig(per_class=2, shot=2)
     with pytest.raises(ValueError, match="allowed"):
         TrainConfig(loss="arcface")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="decay"):
+        TrainConfig(ema=1.0)
 
 
 def test_elastic_field_is_smooth_seeded_and_scales_with_strength():
