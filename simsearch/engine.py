@@ -8,19 +8,22 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from index.catalog import Record
 from index.store import IndexStore, Manifest, Transaction
-from simsearch.checkpoint import LoadedModel, load_checkpoint
-from simsearch.device import resolve_device
-from simsearch.embed import embed_arrays_with, embed_files, read_and_decode
-from simsearch.encoder import EncoderConfig
 from simsearch.errors import DataError, EncoderMismatchError, ImageError, SimSearchError
 from simsearch.images import Skipped, collect_images, scan_folder
+
+# The modules that load torch (checkpoint, device, embed, encoder) are imported where an encoder is
+# needed, so reading or editing an index without embedding (info, check, remove) starts at once.
+if TYPE_CHECKING:
+    import torch
+
+    from simsearch.checkpoint import LoadedModel
+    from simsearch.encoder import EncoderConfig
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -117,6 +120,8 @@ def _check_model_against(manifest: Manifest, model: LoadedModel, index: Path) ->
 
 def _recorded_config(manifest: Manifest) -> EncoderConfig | None:
     """The encoder configuration the manifest recorded, or None when it has none (or an unreadable one)."""
+    from simsearch.encoder import EncoderConfig
+
     try:
         return EncoderConfig.from_dict(manifest.encoder["config"])
     except (KeyError, TypeError, ValueError):
@@ -125,6 +130,9 @@ def _recorded_config(manifest: Manifest) -> EncoderConfig | None:
 
 def _model_for_index(manifest: Manifest, index: Path, model: str | None, device: str) -> LoadedModel:
     """Load the encoder an index was built with (or check that `model` is that encoder)."""
+    from simsearch.checkpoint import load_checkpoint
+    from simsearch.device import resolve_device
+
     source = model or manifest.encoder.get("source")
     try:
         loaded = load_checkpoint(source, device=resolve_device(device))
@@ -159,6 +167,9 @@ def build_index(
     removed. The index is written as one atomic commit at the end; an interruption leaves the
     previous index as it was. With strict=True any unreadable file aborts before writing.
     """
+    from simsearch.checkpoint import load_checkpoint
+    from simsearch.device import resolve_device
+
     start = time.monotonic()
     root, index_path = Path(folder), Path(index)
     scan = scan_folder(root)
@@ -247,6 +258,7 @@ def _embed_into(
     changed_paths: set[str],
 ) -> None:
     """Embed (path, label) items into the transaction, counting added/updated and skips in `report`."""
+    from simsearch.embed import embed_files
 
     def on_error(pos: int, err: ImageError) -> None:
         report.skipped.append(Skipped(err.path, err.reason))
@@ -303,6 +315,8 @@ def add_files(
                 tx.remove([rec.id])
                 changed.add(path)
             items.append((path, lbl))
+        from simsearch.device import resolve_device
+
         _embed_into(tx, loaded, resolve_device(device), items, report, batch_size, strict, progress, changed)
         report.total = tx.commit().count
     report.elapsed_s = time.monotonic() - start
@@ -395,6 +409,8 @@ class Searcher:
     """An index opened for answering queries, with the encoder that built it loaded once."""
 
     def __init__(self, index: str | os.PathLike[str], model: str | None = None, device: str = "auto") -> None:
+        from simsearch.device import resolve_device
+
         self.path = Path(index)
         self.store = IndexStore.open(self.path)
         try:
@@ -419,6 +435,8 @@ class Searcher:
 
     def embed_paths(self, paths: list[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
         """(M, D) embeddings of the readable images, and (path, reason) for the rest, in order."""
+        from simsearch.embed import embed_arrays_with, read_and_decode
+
         pre = self.model.config.preprocess
         arrays, failed = [], []
         for p in paths:

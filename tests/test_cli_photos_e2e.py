@@ -59,7 +59,7 @@ def test_self_supervised_needs_enough_images(tmp_path: Path) -> None:
     assert not (tmp_path / "m" / "model.json").exists()
     # an option the other kind of run uses is refused, not silently ignored
     proc = run_cli("train", few, "--self-supervised", "--out", tmp_path / "n", "--ema", "0.9", "--flips")
-    assert proc.returncode == 2 and "--ema, --flips: only for labelled training" in proc.stderr
+    assert proc.returncode == 2 and "--flips, --ema: only for labelled training" in proc.stderr
     proc = run_cli("train", few, "--out", tmp_path / "n", "--temperature", "0.2")
     assert proc.returncode == 2 and "--temperature: only for --self-supervised" in proc.stderr
     assert not (tmp_path / "n").exists()

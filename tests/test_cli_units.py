@@ -1,5 +1,7 @@
 import csv
 import json
+import subprocess
+import sys
 
 import click
 import pytest
@@ -7,6 +9,7 @@ import pytest
 from cli import _parse_duration
 from simsearch.errors import SimSearchError
 from simsearch.results import write_rows
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("80m", 4800), ("1.5h", 5400), (None, None)])
@@ -64,3 +67,10 @@ def test_train_option_defaults_are_the_library_defaults():
     assert cli_defaults["widths"] == ",".join(map(str, EncoderConfig().widths))
     assert cli_defaults["arch"] == EncoderConfig().arch.value
     assert compared >= 20
+
+
+def test_reading_or_editing_an_index_does_not_load_torch():
+    """info, check and remove need no encoder: the engine leaves torch unloaded until one is needed."""
+    code = "import sys, cli; from simsearch.engine import open_index, remove_entries; print(sorted(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "'simsearch.engine'" in loaded and "'torch'" not in loaded
