@@ -182,10 +182,12 @@ def load_labelled(
     )
 
 
-def split_by_group(data: LabelledSet, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_by_group(data: LabelledSet, val_fraction: float, seed: int, fold: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Split class ids into (train, validation) so no group (alphabet) is on both sides.
 
-    When every class is its own group this is a plain class split.
+    The groups are shuffled by `seed`; validation takes the `fold`-th block of `val_fraction` of
+    them, so folds 0, 1, ... are disjoint (cross-validation) and fold 0 is the usual split. When
+    every class is its own group this is a plain class split.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError("val_fraction must be between 0 and 1")
@@ -195,7 +197,10 @@ def split_by_group(data: LabelledSet, val_fraction: float, seed: int) -> tuple[n
     n_val = max(1, round(len(groups) * val_fraction))
     if n_val >= len(groups):
         raise DataError("too few classes to hold some out for validation")
-    val_groups = {groups[i] for i in order[:n_val]}
+    folds = len(groups) // n_val
+    if not 0 <= fold < folds:
+        raise DataError(f"validation fold {fold} does not exist: {len(groups)} groups make folds 0 to {folds - 1}")
+    val_groups = {groups[i] for i in order[fold * n_val : (fold + 1) * n_val]}
     class_ids = np.arange(len(data.classes))
     is_val = np.array([g in val_groups for g in data.groups])
     return class_ids[~is_val], class_ids[is_val]

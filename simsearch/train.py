@@ -70,6 +70,7 @@ class TrainConfig:
     color_jitter: float = 0.0  # strength of random brightness/contrast/saturation changes (photos); 0 = off
     ema: float = 0.0  # validate and keep an exponential moving average of the weights with this decay; 0 = off
     val_fraction: float = 0.15
+    val_fold: int = 0  # which disjoint block of held-out groups validates (cross-validation); 0 = the usual
     val_every: int = 250
     val_way: int = 20
     val_shot: int = 1
@@ -90,6 +91,8 @@ class TrainConfig:
             raise ValueError("time budget must be positive")
         if self.lr <= 0:
             raise ValueError("learning rate must be positive")
+        if self.val_fold < 0:
+            raise ValueError("the validation fold must be 0 or more")
         if not 0 <= self.ema < 1:
             raise ValueError(f"the weight average's decay must be in [0, 1), not {self.ema}")
 
@@ -361,16 +364,16 @@ def train(
     """
     if data.images.shape[1] != encoder_config.preprocess.channels:
         raise DataError("the data's channels do not match the encoder's input")
+    train_ids, val_ids = (
+        split_by_group(data, cfg.val_fraction, cfg.seed, cfg.val_fold)
+        if cfg.val_fraction > 0
+        else (np.arange(len(data.classes)), np.array([], dtype=np.int64))
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    train_ids, val_ids = (
-        split_by_group(data, cfg.val_fraction, cfg.seed)
-        if cfg.val_fraction > 0
-        else (np.arange(len(data.classes)), np.array([], dtype=np.int64))
-    )
     train_set = data.subset(train_ids)
     val_set = data.subset(val_ids) if len(val_ids) else None
     val_way = min(cfg.val_way, len(val_ids))

@@ -9,6 +9,7 @@ from simsearch.datasets import load_labelled, split_by_group
 from simsearch.device import resolve_device
 from simsearch.embed import embed_arrays_with
 from simsearch.encoder import EncoderConfig, Preprocess, build_encoder
+from simsearch.errors import DataError
 from simsearch.evaluate import few_shot_accuracy
 from simsearch.symbols import SYMBOLS, write_symbol_set
 from simsearch.train import TrainConfig, _augment, elastic_field, train
@@ -118,6 +119,21 @@ def test_group_split_keeps_alphabets_apart(tmp_path):
     val_groups = {data.groups[i] for i in val_ids}
     assert len(val_groups) == 1 and not train_groups & val_groups and len(train_ids) + len(val_ids) == 8
     assert np.array_equal(split_by_group(data, 0.25, seed=0)[1], val_ids)
+    # the folds are disjoint blocks of whole groups that together cover all of them; fold 0 is the split above
+    folds = [split_by_group(data, 0.25, seed=0, fold=f)[1] for f in range(4)]
+    assert np.array_equal(folds[0], val_ids)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(8))
+    assert all(len({data.groups[i] for i in f}) == 1 for f in folds)
+    with pytest.raises(DataError, match="folds 0 to 3"):
+        split_by_group(data, 0.25, seed=0, fold=4)
+
+
+def test_a_run_validates_on_its_fold_and_records_which_classes_it_held_out(tmp_path, symbols):
+    cfg = TrainConfig(classes_per_batch=4, per_class=3, steps=1, val_every=1, val_fraction=0.3, val_way=3, val_fold=1)
+    train(symbols, SMALL, cfg, tmp_path, progress=False)
+    held = load_checkpoint(str(tmp_path)).meta["training"]["held_out_classes"]
+    fold0, fold1 = (split_by_group(symbols, 0.3, cfg.seed, fold=f)[1] for f in (0, 1))
+    assert held == sorted(symbols.classes[i] for i in fold1) and not set(fold0) & set(fold1)
 
 
 def test_bad_training_settings_are_refused():
@@ -127,6 +143,8 @@ def test_bad_training_settings_are_refused():
         TrainConfig(loss="arcface")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="decay"):
         TrainConfig(ema=1.0)
+    with pytest.raises(ValueError, match="fold"):
+        TrainConfig(val_fold=-1)
 
 
 def test_elastic_field_is_smooth_seeded_and_scales_with_strength():
