@@ -698,7 +698,7 @@ def models_cmd(as_json: bool) -> None:
     default=0.0,
     show_default=True,
     help="Validate and keep an exponential moving average of the weights with this decay (e.g. 0.98: about "
-    "the last 50 steps), not the weights of the last step; steadier on small sets such as signatures. 0 = off.",
+    "the last 50 steps) instead of the last step's weights. 0 = off.",
 )
 @click.option(
     "--crop",

@@ -395,7 +395,7 @@ def train(
         raise DataError("training needs at least two classes with two or more images each")
 
     encoder = training_encoder(encoder_config, device, init)
-    # with --ema, validation and the checkpoint use a moving average of the weights (smoother on small data)
+    # with --ema, validation and the checkpoint use a moving average of the weights, not the last step's
     averaged = AveragedModel(encoder, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     kept: Encoder = averaged.module if averaged is not None else encoder  # type: ignore[assignment]
     scale = torch.nn.Parameter(torch.tensor(10.0, device=device))
