@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -841,29 +842,21 @@ def train_cmd(
     labelled_only = "loss margin mining group_batches classes_per_batch per_class shot rotations jitter elastic flips"
     labelled_only += " color_jitter ema val_fold"
     unlabelled_only = "batch temperature grayscale_views"
-    stray = [
-        n
-        for n in (labelled_only if self_supervised else unlabelled_only).split()
-        if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT
-    ]
+    stray = _given(ctx, (labelled_only if self_supervised else unlabelled_only).split())
     if stray:
         kind = "labelled training (without --self-supervised)" if self_supervised else "--self-supervised training"
-        raise click.UsageError(f"{', '.join('--' + n.replace('_', '-') for n in stray)}: only for {kind}")
+        raise click.UsageError(f"{_flags(stray)}: only for {kind}")
     init = None
     weight_shape = ("arch", "channels", "widths", "embedding_dim")
     input_opts = ("size", "invert", "crop", "autocontrast")
-    given = [
-        n for n in weight_shape + input_opts if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT
-    ]
-    given_opts = ", ".join("--" + n.replace("_", "-") for n in given)
+    given = _given(ctx, weight_shape + input_opts)
     source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
     if init_model is not None:
         from simsearch.checkpoint import load_checkpoint
 
         refused = [n for n in given if n in weight_shape]
         if refused:
-            refused_opts = ", ".join("--" + n.replace("_", "-") for n in refused)
-            raise click.UsageError(f"--init keeps the starting model's architecture; drop {refused_opts}")
+            raise click.UsageError(f"--init keeps the starting model's architecture; drop {_flags(refused)}")
         if resume:
             raise click.UsageError("--init starts a new run; --resume continues one: give one of them")
         loaded = load_checkpoint(init_model)
@@ -882,7 +875,7 @@ def train_cmd(
         saved = load_checkpoint(str(out))
         if given and saved.config != enc:
             raise click.UsageError(
-                f"--resume continues the run in {out} with its own architecture and preprocessing; drop {given_opts}"
+                f"--resume continues the run in {out} with its own architecture and preprocessing; drop {_flags(given)}"
             )
         enc = saved.config
         ch, size, crop = enc.preprocess.channels, enc.preprocess.size, enc.preprocess.crop
@@ -938,6 +931,16 @@ def train_cmd(
     )
     result = train(labelled, enc, cfg, out, resume=resume, progress=not (quiet or as_json), source=source, init=init)
     _report_training(result, as_json)
+
+
+def _given(ctx: click.Context, names: Sequence[str]) -> list[str]:
+    """The parameters among `names` that the command line set (not left at their defaults)."""
+    return [n for n in names if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+
+
+def _flags(names: Sequence[str]) -> str:
+    """Parameter names as the options a user types: 'val_fold' -> '--val-fold'."""
+    return ", ".join("--" + n.replace("_", "-") for n in names)
 
 
 def _train_self_supervised(
@@ -1155,9 +1158,9 @@ def evaluate_cmd(
         _evaluate_copy_detection(data, model, classes, compare, n_originals, edits, seed, dev, as_json)
         return
     if signatures:
-        fit_classes = fit_classes or "train/*"
-        fit_sig = _fit_classes(fit_classes, model, dev)
-        _evaluate_signatures(data, model, classes or "test/*", fit_classes, fit_sig, refs, compare, seed, dev, as_json)
+        _evaluate_signatures(
+            data, model, classes or "test/*", fit_classes or "train/*", refs, compare, seed, dev, as_json
+        )
         return
     fit = None if fit_classes is None else _fit_classes(fit_classes, model, dev)
     rows = []
@@ -1276,7 +1279,6 @@ def _evaluate_signatures(
     model: str | None,
     classes: str,
     fit_classes: str,
-    fit: str | list[str],
     refs: str,
     compare: tuple[str, ...],
     seed: int,
@@ -1292,6 +1294,7 @@ def _evaluate_signatures(
         raise click.BadParameter(f"not a list of integers: {refs!r}", param_hint="--refs") from None
     if not ref_counts or min(ref_counts) < 1:
         raise click.BadParameter("reference counts must be at least 1", param_hint="--refs")
+    fit = _fit_classes(fit_classes, model, dev)
     like = None if model == RAW_PIXELS else load_checkpoint(model, device=dev).config.preprocess
     out: list[dict[str, Any]] = []
     for m in (model, *compare):

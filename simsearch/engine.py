@@ -294,6 +294,8 @@ def add_files(
     Files already in the index (same path) are re-embedded if they changed, else left alone.
     `label` sets the class of every added file (default: none, or the subfolder for folders).
     """
+    from simsearch.device import resolve_device
+
     start = time.monotonic()
     index_path = Path(index)
     with IndexStore.open(index_path) as store:
@@ -315,8 +317,6 @@ def add_files(
                 tx.remove([rec.id])
                 changed.add(path)
             items.append((path, lbl))
-        from simsearch.device import resolve_device
-
         _embed_into(tx, loaded, resolve_device(device), items, report, batch_size, strict, progress, changed)
         report.total = tx.commit().count
     report.elapsed_s = time.monotonic() - start

@@ -101,12 +101,13 @@ def test_weight_average_is_what_validation_sees_and_the_checkpoint_keeps(tmp_pat
     cfg = TrainConfig(classes_per_batch=5, per_class=3, steps=8, val_every=8, val_fraction=0.3, val_way=3, ema=0.8)
     result = train(symbols, SMALL, cfg, tmp_path, progress=False)
     saved = load_file(str(tmp_path / "resume.safetensors"))
-    kept = load_checkpoint(str(tmp_path)).encoder.state_dict()
+    loaded = load_checkpoint(str(tmp_path))
+    kept = loaded.encoder.state_dict()
     for name, w in kept.items():
         assert torch.equal(w, saved[f"ema.module.{name}"]), name
     assert any(not torch.equal(w, saved[f"model.{name}"]) for name, w in kept.items() if w.is_floating_point())
     assert saved["ema.n_averaged"].item() == 8
-    assert result.best_val_accuracy == pytest.approx(val_accuracy(load_checkpoint(str(tmp_path)).encoder, symbols, cfg))
+    assert result.best_val_accuracy == pytest.approx(val_accuracy(loaded.encoder, symbols, cfg))
 
 
 def test_group_split_keeps_alphabets_apart(tmp_path):
