@@ -716,6 +716,14 @@ def models_cmd(as_json: bool) -> None:
     "(grey once shrunk) look like any other stroke; kept in the model's preprocessing.",
 )
 @click.option(
+    "--fit-ink/--no-fit-ink",
+    default=False,
+    show_default=True,
+    help="Drawings (one channel): frame each image by the square around its strokes before resizing, so a "
+    "character drawn small, large or off-centre fills the input alike; the ink is dark unless --no-invert. "
+    "Kept in the model's preprocessing.",
+)
+@click.option(
     "--val-fraction",
     type=click.FloatRange(0, 0.9),
     default=0.15,
@@ -754,7 +762,8 @@ def models_cmd(as_json: bool) -> None:
     metavar="MODEL",
     help="Fine-tune: start from the weights of a built-in encoder (e.g. photos) or a checkpoint folder. Its "
     "architecture is kept, so --arch, --channels, --widths and --embedding-dim must not be given; so is its "
-    "preprocessing, except what --size, --invert/--no-invert, --crop or --autocontrast/--no-autocontrast say "
+    "preprocessing, except what --size, --invert/--no-invert, --crop, --autocontrast/--no-autocontrast or "
+    "--fit-ink/--no-fit-ink say "
     "(the networks end in global pooling, so the same weights take any input size).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -794,6 +803,7 @@ def train_cmd(
     ema: float,
     crop: float,
     autocontrast: bool,
+    fit_ink: bool,
     val_fraction: float,
     val_fold: int,
     val_every: int,
@@ -834,10 +844,12 @@ def train_cmd(
             std=std,
             crop=crop,
             autocontrast=autocontrast,
+            fit_ink=fit_ink,
         ),
         widths=width_list,
         embedding_dim=embedding_dim or width_list[-1],
     )
+    ink = enc.preprocess.ink
     # options one kind of run uses and the other would silently ignore
     labelled_only = "loss margin mining group_batches classes_per_batch per_class shot rotations jitter elastic flips"
     labelled_only += " color_jitter ema val_fold"
@@ -848,7 +860,7 @@ def train_cmd(
         raise click.UsageError(f"{_flags(stray)}: only for {kind}")
     init = None
     weight_shape = ("arch", "channels", "widths", "embedding_dim")
-    input_opts = ("size", "invert", "crop", "autocontrast")
+    input_opts = ("size", "invert", "crop", "autocontrast", "fit_ink")
     given = _given(ctx, weight_shape + input_opts)
     source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
     if init_model is not None:
@@ -866,7 +878,7 @@ def train_cmd(
             loaded.config.preprocess, **{n: getattr(enc.preprocess, n) for n in given if n in input_opts}
         )
         enc = dataclasses.replace(loaded.config, preprocess=pre)
-        ch, size, crop = pre.channels, pre.size, pre.crop
+        ch, size, crop, ink = pre.channels, pre.size, pre.crop, pre.ink
         source += f", fine-tuned from {init_model}"
     elif resume and (out / "model.json").exists():
         # the interrupted run's checkpoint knows its architecture: no need to repeat the options
@@ -878,7 +890,7 @@ def train_cmd(
                 f"--resume continues the run in {out} with its own architecture and preprocessing; drop {_flags(given)}"
             )
         enc = saved.config
-        ch, size, crop = enc.preprocess.channels, enc.preprocess.size, enc.preprocess.crop
+        ch, size, crop, ink = enc.preprocess.channels, enc.preprocess.size, enc.preprocess.crop, enc.preprocess.ink
         source = str(saved.meta.get("training", {}).get("data", source))
     if self_supervised:
         _train_self_supervised(
@@ -927,7 +939,7 @@ def train_cmd(
         device=device,
     )
     labelled = load_labelled(
-        data, channels=ch, size=size, progress=not (quiet or as_json), classes=class_glob, crop=crop
+        data, channels=ch, size=size, progress=not (quiet or as_json), classes=class_glob, crop=crop, ink=ink
     )
     result = train(labelled, enc, cfg, out, resume=resume, progress=not (quiet or as_json), source=source, init=init)
     _report_training(result, as_json)
@@ -1038,13 +1050,15 @@ def _embed_labelled(
 
     if model == RAW_PIXELS:
         channels = like.channels if like is not None else 1
-        crop = like.crop if like is not None else 1.0
-        labelled = load_labelled(data, channels=channels, size=64, progress=progress, classes=classes, crop=crop)
+        crop, ink = (like.crop, like.ink) if like is not None else (1.0, None)
+        labelled = load_labelled(
+            data, channels=channels, size=64, progress=progress, classes=classes, crop=crop, ink=ink
+        )
         return RAW_PIXELS, labelled, raw_pixel_embeddings(labelled.images, 32)
     loaded = load_checkpoint(model, device=dev)
     pre = loaded.config.preprocess
     labelled = load_labelled(
-        data, channels=pre.channels, size=pre.size, progress=progress, classes=classes, crop=pre.crop
+        data, channels=pre.channels, size=pre.size, progress=progress, classes=classes, crop=pre.crop, ink=pre.ink
     )
     return loaded.source, labelled, embed_arrays_with(loaded.encoder, labelled.images, dev)
 

@@ -24,6 +24,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -175,7 +176,7 @@ def bench_indexing(work: Path, sizes: Sizes, out: list[str]) -> None:
         vecs = []
         with torch.inference_mode():
             for f in sample:
-                arr = load_array(f, pre.channels, pre.size, crop=pre.crop)
+                arr = load_array(f, pre.channels, pre.size, crop=pre.crop, ink=pre.ink)
                 vecs.append(model.encoder(torch.from_numpy(arr[None]).float().div(255)).numpy())
         emb = np.concatenate(vecs)
         _ = emb @ emb[:1].T
@@ -185,7 +186,7 @@ def bench_indexing(work: Path, sizes: Sizes, out: list[str]) -> None:
 
         t = time.perf_counter()
         with ThreadPoolExecutor(min(8, (os.cpu_count() or 1) + 1)) as pool:
-            arrays = list(pool.map(lambda f: load_array(f, pre.channels, pre.size, crop=pre.crop), files))
+            arrays = list(pool.map(lambda f: load_array(f, pre.channels, pre.size, crop=pre.crop, ink=pre.ink), files))
         decode = n / (time.perf_counter() - t)
         stacked = np.stack(arrays)
         best = 0.0
@@ -435,7 +436,8 @@ def bench_accuracy(work: Path, sizes: Sizes, out: list[str]) -> None:
 
 def bench_drawn(work: Path, sizes: Sizes, out: list[str]) -> None:
     """One-shot identification of drawn symbols in pens 2-4 px wide, with an 'unknown' for symbols the
-    gallery lacks: the shipped encoder, the same weights with its contrast stretch toggled, raw pixels."""
+    gallery lacks: the shipped encoder, the same weights with each of its drawing-specific input steps
+    (contrast stretch, ink framing) toggled, and raw pixels."""
     from dataclasses import replace
 
     from simsearch.encoder import build_encoder
@@ -446,29 +448,52 @@ def bench_drawn(work: Path, sizes: Sizes, out: list[str]) -> None:
     names = list(SYMBOLS)
     shipped = load_checkpoint(None)
     pre = shipped.config.preprocess
-    toggled = build_encoder(replace(shipped.config, preprocess=replace(pre, autocontrast=not pre.autocontrast)))
-    toggled.load_state_dict(shipped.encoder.state_dict())
-    toggled.eval()
-    stretch = "with" if pre.autocontrast else "without"
-    other = "without" if pre.autocontrast else "with"
     dev = torch.device("cpu")
-    embedders = {
-        f"{shipped.source} (shipped, {stretch} contrast stretch)": lambda a: embed_arrays_with(shipped.encoder, a, dev),
-        f"{shipped.source} weights {other} contrast stretch": lambda a: embed_arrays_with(toggled, a, dev),
-        "raw pixels (28x28, cosine)": lambda a: raw_pixel_embeddings(a, 28),
+
+    def toggled(**change: bool) -> Any:
+        enc = build_encoder(replace(shipped.config, preprocess=replace(pre, **change)))
+        enc.load_state_dict(shipped.encoder.state_dict())
+        return enc.eval()
+
+    def on(flag: bool) -> str:
+        return "with" if flag else "without"
+
+    # name -> (the preprocessing its arrays get, (N, C, S, S) uint8 -> (N, D) unit rows)
+    embedders: dict[str, tuple[Any, Any]] = {
+        f"{shipped.source} (shipped: {on(pre.autocontrast)} contrast stretch, {on(pre.fit_ink)} ink framing)": (
+            pre,
+            lambda a: embed_arrays_with(shipped.encoder, a, dev),
+        )
     }
+    stretchless = toggled(autocontrast=not pre.autocontrast)
+    embedders[f"{shipped.source} weights {on(not pre.autocontrast)} contrast stretch"] = (
+        stretchless.config.preprocess,
+        lambda a: embed_arrays_with(stretchless, a, dev),
+    )
+    if pre.channels == 1 and pre.crop == 1.0:
+        unframed = toggled(fit_ink=not pre.fit_ink)
+        embedders[f"{shipped.source} weights {on(not pre.fit_ink)} ink framing"] = (
+            unframed.config.preprocess,
+            lambda a: embed_arrays_with(unframed, a, dev),
+        )
+    raw_name = f"raw pixels (28x28{', ink framed' if pre.fit_ink else ''}, cosine)"
+    embedders[raw_name] = (replace(pre, size=28), lambda a: raw_pixel_embeddings(a, 28))
     threshold = shipped.meta.get("threshold")
     counts = {k: [0, 0, 0] for k in embedders}  # right, known accepted and right, unknown rejected
     n_known = n_unknown = 0
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         gallery_names = [str(n) for n in rng.choice(names, 6, replace=False)]
-        gallery = np.stack([to_array(draw_symbol(n, rng), pre.size) for n in gallery_names])
-        probes = [(n, to_array(draw_symbol(n, rng), pre.size)) for n in names for _ in range(4)]
+        gallery = [draw_symbol(n, rng) for n in gallery_names]
+        probes = [(n, draw_symbol(n, rng)) for n in names for _ in range(4)]
         known = np.array([n in gallery_names for n, _ in probes])
         n_known, n_unknown = n_known + int(known.sum()), n_unknown + int((~known).sum())
-        for key, embed in embedders.items():
-            scores = embed(np.stack([a for _, a in probes])) @ embed(gallery).T
+        for key, (p, embed) in embedders.items():
+
+            def arrays(images: list[Any], p: Any = p) -> np.ndarray:
+                return np.stack([to_array(img, p.size, p.crop, p.ink) for img in images])
+
+            scores = embed(arrays([img for _, img in probes])) @ embed(arrays(gallery)).T
             best = scores.argmax(1)
             right = np.array([gallery_names[j] == n for j, (n, _) in zip(best, probes, strict=True)])
             top = scores.max(1)

@@ -78,7 +78,7 @@ def embed_pictures(
     with ThreadPoolExecutor() as pool:  # Pillow's convert and resize release the GIL
         for s in range(0, len(images), chunk):
             batch = images[s : s + chunk]
-            arrays = np.stack(list(pool.map(lambda im: to_array(im.convert(mode), pre.size, pre.crop), batch)))
+            arrays = np.stack(list(pool.map(lambda im: to_array(im.convert(mode), pre.size, pre.crop, pre.ink), batch)))
             parts.append(embed_arrays_with(encoder, arrays, device))
     return np.concatenate(parts) if parts else np.zeros((0, encoder.config.embedding_dim), np.float32)
 

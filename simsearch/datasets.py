@@ -15,7 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from simsearch.errors import DataError, ImageError
-from simsearch.images import IMAGE_EXTENSIONS, decode_image, load_array, scan_folder
+from simsearch.images import IMAGE_EXTENSIONS, Ink, decode_image, load_array, scan_folder
 
 __all__ = ["LabelledSet", "class_group", "gather_images", "load_labelled", "load_pictures", "split_by_group"]
 
@@ -139,6 +139,7 @@ def load_labelled(
     strict: bool = False,
     classes: str | Collection[str] | None = None,
     crop: float = 1.0,
+    ink: Ink | None = None,
 ) -> LabelledSet:
     """Read a labelled set from a folder-per-class tree or a zip of one (such as Omniglot's).
 
@@ -146,13 +147,13 @@ def load_labelled(
     `root/cat/x.jpg` and Omniglot's `Alphabet/characterNN/x.png` work; see class_group for
     groups. `classes` is a glob (fnmatch, case-sensitive) that class names must match, e.g.
     "[A-J]*" or "train/*", or the exact class names to keep; `crop` is the centred share of each
-    side kept (see Preprocess). Unreadable images are skipped (or raise with strict=True).
+    side kept, or with `ink` the square around a drawing's strokes (see Preprocess). Unreadable images are skipped (or raise with strict=True).
     """
     items = gather_images(source, classes)
 
     def decode(item: tuple[str, str, bytes | Path]) -> np.ndarray | ImageError:
         try:
-            return load_array(item[2], channels=channels, size=size, crop=crop)
+            return load_array(item[2], channels=channels, size=size, crop=crop, ink=ink)
         except ImageError as err:
             return err
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from simsearch.checkpoint import LoadedModel
 from simsearch.errors import ImageError
-from simsearch.images import DEFAULT_MAX_PIXELS, load_array, read_file
+from simsearch.images import DEFAULT_MAX_PIXELS, Ink, load_array, read_file
 
 __all__ = ["Embedded", "FileFacts", "embed_arrays_with", "embed_files", "read_and_decode"]
 
@@ -40,7 +40,12 @@ class Embedded:
 
 
 def read_and_decode(
-    path: str | os.PathLike[str], channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS, crop: float = 1.0
+    path: str | os.PathLike[str],
+    channels: int,
+    size: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    crop: float = 1.0,
+    ink: Ink | None = None,
 ) -> tuple[np.ndarray, FileFacts]:
     """Read a file once: hash its bytes and decode them. Raises ImageError."""
     data = read_file(path)
@@ -49,7 +54,7 @@ def read_and_decode(
     except OSError as err:
         raise ImageError(str(path), f"cannot read: {err.strerror}") from None
     try:
-        arr = load_array(data, channels=channels, size=size, max_pixels=max_pixels, crop=crop)
+        arr = load_array(data, channels=channels, size=size, max_pixels=max_pixels, crop=crop, ink=ink)
     except ImageError as err:
         raise ImageError(str(path), err.reason) from None
     return arr, FileFacts(size=st.st_size, mtime=st.st_mtime, sha256=hashlib.sha256(data).hexdigest())
@@ -96,7 +101,7 @@ def embed_files(
 
     def work(path: str | os.PathLike[str]) -> tuple[np.ndarray, FileFacts] | ImageError:
         try:
-            return read_and_decode(Path(path), pre.channels, pre.size, max_pixels, pre.crop)
+            return read_and_decode(Path(path), pre.channels, pre.size, max_pixels, pre.crop, pre.ink)
         except ImageError as err:
             return err
 

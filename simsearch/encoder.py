@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simsearch.images import Ink
+
 __all__ = ["Arch", "Encoder", "EncoderConfig", "Preprocess", "build_encoder"]
 
 
@@ -36,7 +38,9 @@ class Preprocess:
     """How an image becomes the encoder's input.
 
     The image is decoded as "L" (channels=1) or "RGB" (channels=3), centre-cropped to `crop` of
-    each side (faces: the middle of an aligned portrait), resized to size x size and scaled to
+    each side (faces: the middle of an aligned portrait) or, with `fit_ink` (drawings), framed by
+    the square around its strokes (images.fit_ink; ink is dark unless `invert` is off, as on
+    white-on-black signatures), resized to size x size and scaled to
     [0, 1]; the network itself then inverts (for dark-on-light drawings), stretches each image's
     contrast to the full range when `autocontrast` is set (so a faint or thin pen line, which
     shrinking turns grey, looks like any other stroke) and normalizes.
@@ -49,6 +53,7 @@ class Preprocess:
     std: tuple[float, ...] = (1.0,)
     crop: float = 1.0
     autocontrast: bool = False
+    fit_ink: bool = False
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -61,6 +66,15 @@ class Preprocess:
             raise ValueError("std values must be positive")
         if not 0.1 <= self.crop <= 1.0:
             raise ValueError(f"crop must be in 0.1..1, not {self.crop}")
+        if self.fit_ink and (self.channels != 1 or self.crop != 1.0):
+            raise ValueError("fit_ink frames the strokes of one-channel drawings: it needs channels 1 and no crop")
+
+    @property
+    def ink(self) -> Ink | None:
+        """The strokes' polarity for images.fit_ink, or None when images are centre-cropped instead."""
+        if not self.fit_ink:
+            return None
+        return Ink.DARK if self.invert else Ink.LIGHT
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,7 @@ class EncoderConfig:
                 std=tuple(float(x) for x in pre["std"]),
                 crop=float(pre.get("crop", 1.0)),
                 autocontrast=bool(pre.get("autocontrast", False)),
+                fit_ink=bool(pre.get("fit_ink", False)),
             ),
             widths=tuple(int(w) for w in d["widths"]),
             embedding_dim=int(d["embedding_dim"]),

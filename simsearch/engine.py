@@ -114,7 +114,7 @@ def _check_model_against(manifest: Manifest, model: LoadedModel, index: Path) ->
     if _recorded_config(manifest) not in (None, model.config):
         raise EncoderMismatchError(
             f"{index} was built with the same weights as {model.source!r} but other preprocessing "
-            "(input size, crop, inversion or contrast); query it with its own encoder, or rebuild with --overwrite"
+            "(input size, crop, ink framing, inversion or contrast); query it with its own encoder, or rebuild with --overwrite"
         )
 
 
@@ -441,7 +441,7 @@ class Searcher:
         arrays, failed = [], []
         for p in paths:
             try:
-                arrays.append(read_and_decode(p, pre.channels, pre.size, crop=pre.crop)[0])
+                arrays.append(read_and_decode(p, pre.channels, pre.size, crop=pre.crop, ink=pre.ink)[0])
             except ImageError as err:
                 failed.append((p, err.reason))
         if not arrays:

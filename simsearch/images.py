@@ -6,6 +6,7 @@ import io
 import os
 import warnings
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,13 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "ImageFile",
+    "Ink",
     "Scan",
     "Skipped",
     "center_crop",
     "collect_images",
     "decode_image",
+    "fit_ink",
     "load_array",
     "read_file",
     "scan_folder",
@@ -220,14 +223,75 @@ def center_crop(img: Image.Image, crop: float) -> Image.Image:
     return img.crop((left, top, left + cw, top + ch))
 
 
-def to_array(img: Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
-    """Keep the centred `crop` of each side, resize to size x size (squashed) and return
-    (C, size, size) uint8."""
+class Ink(str, Enum):
+    """Which pixels are the strokes of a drawing: dark ink on light paper, or light ink on dark."""
+
+    DARK = "dark"
+    LIGHT = "light"
+
+
+INK_MARGIN = 0.08  # share of the ink box's longer side left blank around it, so jitter keeps strokes inside
+_INK_LEVEL = 0.5  # a pixel is ink above this share of the way from the paper's tone to the darkest stroke
+_INK_TAIL = 0.002  # the ink box leaves out this share of ink pixels at each side: stray specks, not strokes
+
+
+def _sorted_value(cumulative: np.ndarray, position: float) -> float:
+    """The value at fractional `position` of the sorted values whose histogram has these cumulative
+    counts, interpolated linearly between neighbours (numpy's default quantile), without sorting."""
+    below = int(position)
+    low = float(np.searchsorted(cumulative, below, side="right"))
+    if position == below:
+        return low
+    high = float(np.searchsorted(cumulative, below + 1, side="right"))
+    return low + (position - below) * (high - low)
+
+
+def fit_ink(img: Image.Image, ink: Ink) -> Image.Image:
+    """The square around the strokes of a one-channel ("L") drawing, centred on them.
+
+    The box spans the ink pixels (all but the farthest 0.2% on each side) plus a margin, on the
+    longer side of the strokes, so a character drawn small, large or off-centre fills the
+    encoder's input the same way and keeps its aspect ratio; what lies outside the image is
+    paper. A page with no contrast (blank) is returned as it is. Counts, not sorts: the paper's
+    tone is the median of the histogram and the box comes from the ink per row and column.
+    """
+    arr = np.asarray(img)
+    levels = np.cumsum(img.histogram()[:256])
+    n = int(levels[-1])
+    # "strength" = how far a pixel is from white (dark ink) or from black (light ink)
+    median = (_sorted_value(levels, (n - 1) // 2) + _sorted_value(levels, n // 2)) / 2
+    if ink is Ink.DARK:
+        paper, darkest = 255.0 - median, 255.0 - float(np.searchsorted(levels, 0, side="right"))
+    else:
+        paper, darkest = median, float(np.searchsorted(levels, n - 1, side="right"))
+    if darkest - paper < 16:  # nothing stands out from the paper: there is no drawing to frame
+        return img
+    level = paper + _INK_LEVEL * (darkest - paper)
+    mask = arr < 255.0 - level if ink is Ink.DARK else arr > level
+    rows, cols = np.cumsum(mask.sum(1)), np.cumsum(mask.sum(0))
+    count = int(rows[-1])
+    last = (count - 1) * (1 - _INK_TAIL)
+    top, bottom = _sorted_value(rows, (count - 1) * _INK_TAIL), _sorted_value(rows, last)
+    left, right = _sorted_value(cols, (count - 1) * _INK_TAIL), _sorted_value(cols, last)
+    side = max(bottom - top + 1, right - left + 1, 0.05 * max(img.size), 2.0) * (1 + 2 * INK_MARGIN)
+    cy, cx = (top + bottom + 1) / 2, (left + right + 1) / 2
+    box = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+    framed = Image.new("L", (box[2] - box[0], box[3] - box[1]), round(255.0 - paper if ink is Ink.DARK else paper))
+    inside = (max(0, box[0]), max(0, box[1]), min(img.size[0], box[2]), min(img.size[1], box[3]))
+    framed.paste(img.crop(inside), (inside[0] - box[0], inside[1] - box[1]))
+    return framed
+
+
+def to_array(img: Image.Image, size: int, crop: float = 1.0, ink: Ink | None = None) -> np.ndarray:
+    """Keep the centred `crop` of each side (or, with `ink`, the square around a drawing's
+    strokes: fit_ink), resize to size x size (squashed) and return (C, size, size) uint8."""
     side = size / crop
-    if img.size[0] > 4 * side and img.size[1] > 4 * side:
-        # a cheap integer pre-shrink (box filter) keeps big photos fast; the same for every caller
-        img = img.reduce(max(1, int(min(img.size) // (2 * side))))
-    img = center_crop(img, crop)
+    # a cheap integer pre-shrink (box filter) keeps big photos fast; the same for every caller (a
+    # drawing keeps more, as its strokes may fill only a part of the page)
+    keep = 16 * side if ink is not None else 2 * side
+    if img.size[0] > 2 * keep and img.size[1] > 2 * keep:
+        img = img.reduce(max(1, int(min(img.size) // keep)))
+    img = fit_ink(img, ink) if ink is not None else center_crop(img, crop)
     resized = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     arr = np.asarray(resized, dtype=np.uint8)
     return arr[None, :, :] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
@@ -239,6 +303,8 @@ def load_array(
     size: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     crop: float = 1.0,
+    ink: Ink | None = None,
 ) -> np.ndarray:
-    """Decode, centre-crop and resize one image: (channels, size, size) uint8. Raises ImageError."""
-    return to_array(decode_image(source, channels=channels, max_pixels=max_pixels), size, crop)
+    """Decode, frame (centre crop or ink box) and resize one image: (channels, size, size) uint8.
+    Raises ImageError."""
+    return to_array(decode_image(source, channels=channels, max_pixels=max_pixels), size, crop, ink)

@@ -121,7 +121,7 @@ def train_self_supervised(
         def one(j: int) -> np.ndarray:
             r = np.random.default_rng([cfg.seed, step, j])
             pic = train_pics[int(idx[j % len(idx)])]
-            return to_array(random_view(pic, r, cfg.grayscale).convert(mode), pre.size, pre.crop)
+            return to_array(random_view(pic, r, cfg.grayscale).convert(mode), pre.size, pre.crop, pre.ink)
 
         return torch.from_numpy(np.stack(list(pool.map(one, range(2 * len(idx))))))
 

@@ -118,7 +118,7 @@ def create_app(
 
         def work() -> dict[str, Any]:
             try:
-                arr = load_array(data, pre.channels, pre.size, crop=pre.crop)
+                arr = load_array(data, pre.channels, pre.size, crop=pre.crop, ink=pre.ink)
             except ImageError as err:
                 raise HTTPException(415, f"{name}: {err.reason}") from None
             with lock:

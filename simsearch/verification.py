@@ -67,7 +67,7 @@ def verify(
         arrays, failed = [], []
         for p in (a, b):
             try:
-                arrays.append(read_and_decode(p, pre.channels, pre.size, crop=pre.crop)[0])
+                arrays.append(read_and_decode(p, pre.channels, pre.size, crop=pre.crop, ink=pre.ink)[0])
             except ImageError as err:
                 failed.append((p, err.reason))
         vecs = embed_arrays_with(loaded.encoder, np.stack(arrays), dev) if not failed else np.zeros((0, 1), np.float32)

@@ -293,3 +293,30 @@ def test_supervised_fine_tuning_keeps_the_starting_weights_at_a_tiny_rate(tmp_pa
     run_cli("train", gallery, "--out", tmp_path / "fresh", *shape, *one_tiny_step, check=True)
     fresh = dict(load_checkpoint(str(tmp_path / "fresh")).encoder.named_parameters())
     assert any(not torch.allclose(fresh[n], w, atol=1e-3) for n, w in start.encoder.named_parameters())
+
+
+def test_a_fit_ink_model_frames_drawings_at_index_and_query_time(tmp_path, gallery):
+    out = tmp_path / "inked"
+    short = ["--widths", "8,16,16,32", "--classes-per-batch", "4", "--per-class", "3", "--val-fraction", "0.25"]
+    run_cli("train", gallery, "--out", out, "--fit-ink", "--autocontrast", *short, "--steps", "2", check=True)
+    pre = json.loads((out / "model.json").read_text())["config"]["preprocess"]
+    assert pre["fit_ink"] is True and pre["invert"] is True
+    idx = tmp_path / "inked.idx"
+    run_cli("index", "build", gallery, "--index", idx, "--model", out, check=True)
+    # the same star drawn a third of the size in a corner of a bigger page: framed, it is the original
+    original = Image.open(gallery / "star" / "star_01.png").convert("L")
+    page = Image.new("L", (315, 315), 255)
+    page.paste(original, (200, 10))
+    probe = tmp_path / "small_star.png"
+    page.save(probe)
+    hit = lines_json(run_cli("query", probe, "--index", idx, "-k", "1", "--json", check=True).stdout)[0]["results"][0]
+    assert hit["path"].endswith("star_01.png") and hit["score"] > 0.97
+    # the same weights without the framing make other vectors: refused against this index
+    meta = json.loads((out / "model.json").read_text())
+    meta["config"]["preprocess"]["fit_ink"] = False
+    (out / "model.json").write_text(json.dumps(meta))
+    proc = run_cli("query", probe, "--index", idx, "--model", out)
+    assert proc.returncode == 1 and "other preprocessing" in proc.stderr
+    # framing is for one-channel drawings: asking it of colour photos is a usage error, nothing written
+    proc = run_cli("train", gallery, "--out", tmp_path / "rgb", "--fit-ink", "--channels", "3", *short)
+    assert proc.returncode == 2 and "fit_ink" in proc.stderr and not (tmp_path / "rgb").exists()

@@ -140,7 +140,8 @@ def test_rgb_resnet_training_with_fitted_threshold(tmp_path: Path) -> None:
     )
     pre = json.loads((out / "model.json").read_text())["config"]["preprocess"]
     assert pre == {
-        "channels": 3, "size": 32, "invert": False, "mean": [0.5] * 3, "std": [0.25] * 3, "crop": 0.8, "autocontrast": False
+        "channels": 3, "size": 32, "invert": False, "mean": [0.5] * 3, "std": [0.25] * 3, "crop": 0.8, "autocontrast": False,
+        "fit_ink": False
     }  # fmt: skip
     # --resume takes the architecture and preprocessing from the run it continues
     config = json.loads((out / "model.json").read_text())["config"]

@@ -155,3 +155,44 @@ def test_centre_crop_keeps_the_middle(tmp_path):
     assert load_array(path, 3, 10, crop=0.5).min() == 255
     with pytest.raises(ValueError, match="crop"):
         center_crop(img, 0.0)
+
+
+def _drawing(canvas: int, left: int, top: int, scale: int, ink: int = 0, paper: int = 255) -> Image.Image:
+    """An 'L' shape (two strokes, 6 x 4 units) drawn at `scale` pixels a unit, placed at (left, top)."""
+    arr = np.full((canvas, canvas), paper, np.uint8)
+    arr[top : top + 6 * scale, left : left + scale] = ink  # the upright
+    arr[top + 5 * scale : top + 6 * scale, left : left + 4 * scale] = ink  # the foot
+    return Image.fromarray(arr, "L")
+
+
+def test_fit_ink_frames_the_strokes_wherever_and_however_large_they_are(tmp_path):
+    from simsearch.images import INK_MARGIN, Ink, fit_ink, to_array
+
+    small_corner = _drawing(200, left=150, top=5, scale=4)  # 24 x 16 pixels in the top-right corner
+    large_centre = _drawing(200, left=60, top=40, scale=20)  # 120 x 80 pixels in the middle
+    framed = fit_ink(small_corner, Ink.DARK)
+    # a square whose side is the strokes' longer side plus the margin on both ends
+    assert framed.size[0] == framed.size[1] == pytest.approx(24 * (1 + 2 * INK_MARGIN), abs=1)
+    # parts of that square lie outside the page (the strokes touch its top): they are paper
+    assert np.asarray(framed)[0].min() == 255
+    a, b = to_array(small_corner, 28, ink=Ink.DARK), to_array(large_centre, 28, ink=Ink.DARK)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 10  # the same picture, resampling aside
+    plain_a, plain_b = to_array(small_corner, 28), to_array(large_centre, 28)
+    assert np.abs(plain_a.astype(int) - plain_b.astype(int)).mean() > 20  # without it: not at all
+    # the ink is centred: as much paper left of the strokes as right of them
+    cols = np.flatnonzero(a[0].min(0) < 128)
+    assert abs(cols[0] - (27 - cols[-1])) <= 1
+    # white ink on black (signatures) when told so; through load_array from a file as well
+    light = save(_drawing(200, left=150, top=5, scale=4, ink=255, paper=0), tmp_path / "light.png")
+    assert np.abs(255 - load_array(light, 1, 28, ink=Ink.LIGHT).astype(int) - a).mean() < 2
+
+
+def test_fit_ink_ignores_a_speck_and_leaves_a_blank_page_alone():
+    from simsearch.images import Ink, fit_ink
+
+    drawing = _drawing(300, left=100, top=100, scale=10)  # 60 x 40 pixels, 1,500 ink pixels
+    specked = np.asarray(drawing).copy()
+    specked[295, 2] = 0  # a speck of dust far from the strokes
+    assert fit_ink(Image.fromarray(specked), Ink.DARK).size == fit_ink(drawing, Ink.DARK).size
+    blank = Image.new("L", (50, 40), 250)
+    assert fit_ink(blank, Ink.DARK) is blank
