@@ -849,7 +849,6 @@ def train_cmd(
         widths=width_list,
         embedding_dim=embedding_dim or width_list[-1],
     )
-    ink = enc.preprocess.ink
     # options one kind of run uses and the other would silently ignore
     labelled_only = "loss margin mining group_batches classes_per_batch per_class shot rotations jitter elastic flips"
     labelled_only += " color_jitter ema val_fold"
@@ -878,7 +877,6 @@ def train_cmd(
             loaded.config.preprocess, **{n: getattr(enc.preprocess, n) for n in given if n in input_opts}
         )
         enc = dataclasses.replace(loaded.config, preprocess=pre)
-        ch, size, crop, ink = pre.channels, pre.size, pre.crop, pre.ink
         source += f", fine-tuned from {init_model}"
     elif resume and (out / "model.json").exists():
         # the interrupted run's checkpoint knows its architecture: no need to repeat the options
@@ -890,7 +888,6 @@ def train_cmd(
                 f"--resume continues the run in {out} with its own architecture and preprocessing; drop {_flags(given)}"
             )
         enc = saved.config
-        ch, size, crop, ink = enc.preprocess.channels, enc.preprocess.size, enc.preprocess.crop, enc.preprocess.ink
         source = str(saved.meta.get("training", {}).get("data", source))
     if self_supervised:
         _train_self_supervised(
@@ -938,8 +935,9 @@ def train_cmd(
         seed=seed,
         device=device,
     )
+    pre = enc.preprocess  # the input the encoder will see, from the options, --init or the resumed run
     labelled = load_labelled(
-        data, channels=ch, size=size, progress=not (quiet or as_json), classes=class_glob, crop=crop, ink=ink
+        data, pre.channels, pre.size, progress=not (quiet or as_json), classes=class_glob, crop=pre.crop, ink=pre.ink
     )
     result = train(labelled, enc, cfg, out, resume=resume, progress=not (quiet or as_json), source=source, init=init)
     _report_training(result, as_json)

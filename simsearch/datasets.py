@@ -147,7 +147,8 @@ def load_labelled(
     `root/cat/x.jpg` and Omniglot's `Alphabet/characterNN/x.png` work; see class_group for
     groups. `classes` is a glob (fnmatch, case-sensitive) that class names must match, e.g.
     "[A-J]*" or "train/*", or the exact class names to keep; `crop` is the centred share of each
-    side kept, or with `ink` the square around a drawing's strokes (see Preprocess). Unreadable images are skipped (or raise with strict=True).
+    side kept, or with `ink` the square around a drawing's strokes (see Preprocess). Unreadable
+    images are skipped (or raise with strict=True).
     """
     items = gather_images(source, classes)
 
