@@ -605,7 +605,18 @@ def models_cmd(as_json: bool) -> None:
 @click.option("--size", type=click.IntRange(8, 512), default=28, show_default=True, help="Input side in pixels.")
 @click.option("--widths", default="64,96,128,256", show_default=True, help="Channels per stage, comma-separated.")
 @click.option(
-    "--embedding-dim", type=click.IntRange(2, 4096), default=None, help="Embedding size (default: the last width)."
+    "--embedding-dim",
+    type=click.IntRange(2, 4096),
+    default=None,
+    help="Embedding size (default: the length of the pooled features, which a linear head then maps to it otherwise).",
+)
+@click.option(
+    "--pool",
+    type=click.Choice(["avg", "flatten"]),
+    default="avg",
+    show_default=True,
+    help="How the last stage's map becomes a vector: averaged over its positions, or flattened so that where "
+    "each part sits counts (last width x positions left, e.g. 256 x 2 x 2 from 32 pixels and 4 stages).",
 )
 @click.option(
     "--invert/--no-invert",
@@ -761,10 +772,10 @@ def models_cmd(as_json: bool) -> None:
     default=None,
     metavar="MODEL",
     help="Fine-tune: start from the weights of a built-in encoder (e.g. photos) or a checkpoint folder. Its "
-    "architecture is kept, so --arch, --channels, --widths and --embedding-dim must not be given; so is its "
+    "architecture is kept, so --arch, --channels, --widths, --embedding-dim and --pool must not be given; so is its "
     "preprocessing, except what --size, --invert/--no-invert, --crop, --autocontrast/--no-autocontrast or "
     "--fit-ink/--no-fit-ink say "
-    "(the networks end in global pooling, so the same weights take any input size).",
+    "(networks that average their last map take any input size; --pool flatten ones keep theirs).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @DEVICE
@@ -784,6 +795,7 @@ def train_cmd(
     size: int,
     widths: str,
     embedding_dim: int | None,
+    pool: str,
     invert: bool | None,
     self_supervised: bool,
     batch: int,
@@ -824,7 +836,7 @@ def train_cmd(
     an existing encoder (fine-tuning).
     """
     from simsearch.datasets import load_labelled
-    from simsearch.encoder import Arch, EncoderConfig, Preprocess
+    from simsearch.encoder import Arch, EncoderConfig, Pool, Preprocess
     from simsearch.losses import Loss, Mining
     from simsearch.train import TrainConfig, train
 
@@ -847,8 +859,11 @@ def train_cmd(
             fit_ink=fit_ink,
         ),
         widths=width_list,
-        embedding_dim=embedding_dim or width_list[-1],
+        embedding_dim=embedding_dim or 1,
+        pool=Pool.parse(pool),
     )
+    if embedding_dim is None:  # no head: the pooled features are the embedding
+        enc = dataclasses.replace(enc, embedding_dim=enc.feature_dim)
     # options one kind of run uses and the other would silently ignore
     labelled_only = "loss margin mining group_batches classes_per_batch per_class shot rotations jitter elastic flips"
     labelled_only += " color_jitter ema val_fold"
@@ -858,7 +873,7 @@ def train_cmd(
         kind = "labelled training (without --self-supervised)" if self_supervised else "--self-supervised training"
         raise click.UsageError(f"{_flags(stray)}: only for {kind}")
     init = None
-    weight_shape = ("arch", "channels", "widths", "embedding_dim")
+    weight_shape = ("arch", "channels", "widths", "embedding_dim", "pool")
     input_opts = ("size", "invert", "crop", "autocontrast", "fit_ink")
     given = _given(ctx, weight_shape + input_opts)
     source = str(data) if class_glob is None else f"{data} (classes {class_glob})"
@@ -877,6 +892,11 @@ def train_cmd(
             loaded.config.preprocess, **{n: getattr(enc.preprocess, n) for n in given if n in input_opts}
         )
         enc = dataclasses.replace(loaded.config, preprocess=pre)
+        if enc.feature_dim != loaded.config.feature_dim:
+            raise click.UsageError(
+                f"{init_model} flattens its last {loaded.config.preprocess.size}-pixel map, so it cannot take "
+                f"--size {enc.preprocess.size}; keep its size {loaded.config.preprocess.size}"
+            )
         source += f", fine-tuned from {init_model}"
     elif resume and (out / "model.json").exists():
         # the interrupted run's checkpoint knows its architecture: no need to repeat the options

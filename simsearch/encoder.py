@@ -33,6 +33,22 @@ class Arch(str, Enum):
 MIN_CONTRAST = 0.05  # autocontrast stretches at most 20x, so a blank page's noise stays noise
 
 
+class Pool(str, Enum):
+    """How the last stage's feature map becomes one vector: averaged over its positions, or flattened
+    (each position keeps its own channels, so where a part of the drawing sits counts)."""
+
+    AVG = "avg"
+    FLATTEN = "flatten"
+
+    @classmethod
+    def parse(cls, value: str) -> Pool:
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(p.value for p in cls)
+            raise ValueError(f"unknown pooling {value!r}; allowed: {allowed}") from None
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """How an image becomes the encoder's input.
@@ -85,9 +101,11 @@ class EncoderConfig:
     preprocess: Preprocess = field(default_factory=Preprocess)
     widths: tuple[int, ...] = (64, 96, 128, 256)
     embedding_dim: int = 256
+    pool: Pool = Pool.AVG
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", Arch.parse(str(getattr(self.arch, "value", self.arch))))
+        object.__setattr__(self, "pool", Pool.parse(str(getattr(self.pool, "value", self.pool))))
         if not self.widths or any(w <= 0 for w in self.widths):
             raise ValueError("widths must be a non-empty list of positive channel counts")
         if self.embedding_dim <= 0:
@@ -95,9 +113,19 @@ class EncoderConfig:
         if self.preprocess.size < 2 ** len(self.widths):
             raise ValueError(f"input size {self.preprocess.size} is too small for {len(self.widths)} stages")
 
+    @property
+    def feature_dim(self) -> int:
+        """Length of the vector the stages hand to the head: the last width, times the final map's
+        positions when it is flattened (each stage halves the side, rounding down)."""
+        side = self.preprocess.size
+        for _ in self.widths:
+            side //= 2
+        return self.widths[-1] * (side * side if self.pool is Pool.FLATTEN else 1)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["arch"] = self.arch.value
+        d["pool"] = self.pool.value
         return d
 
     @classmethod
@@ -117,6 +145,7 @@ class EncoderConfig:
             ),
             widths=tuple(int(w) for w in d["widths"]),
             embedding_dim=int(d["embedding_dim"]),
+            pool=Pool.parse(d.get("pool", Pool.AVG.value)),
         )
 
 
@@ -163,6 +192,7 @@ class Encoder(nn.Module):
             stages.append(_conv_block(c, w) if config.arch is Arch.CONV4 else _ResidualStage(c, w))
             c = w
         self.features = nn.Sequential(*stages)
+        c = config.feature_dim
         self.head: nn.Module = nn.Identity() if c == config.embedding_dim else nn.Linear(c, config.embedding_dim)
         self.mean: torch.Tensor
         self.std: torch.Tensor
@@ -177,7 +207,7 @@ class Encoder(nn.Module):
             x = (x - low) / (x.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(MIN_CONTRAST)
         x = (x - self.mean) / self.std
         x = self.features(x)
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1) if self.config.pool is Pool.AVG else x, 1)
         x = self.head(x)
         return F.normalize(x.float(), dim=1)
 

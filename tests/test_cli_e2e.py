@@ -295,6 +295,26 @@ def test_supervised_fine_tuning_keeps_the_starting_weights_at_a_tiny_rate(tmp_pa
     assert any(not torch.allclose(fresh[n], w, atol=1e-3) for n, w in start.encoder.named_parameters())
 
 
+def test_a_flattening_model_trains_indexes_and_keeps_its_input_size(tmp_path, gallery):
+    out = tmp_path / "flat"
+    short = ["--classes-per-batch", "4", "--steps", "1", "--val-fraction", "0", "-q"]
+    shape = ["--pool", "flatten", "--size", "32", "--widths", "8,16,16,32"]
+    run_cli("train", gallery, "--out", out, *shape, *short, check=True)
+    cfg = json.loads((out / "model.json").read_text())["config"]
+    # 32 pixels halved four times leave a 2 x 2 map of 32 channels: 128 numbers, the embedding by default
+    assert cfg["pool"] == "flatten" and cfg["embedding_dim"] == 128
+    idx = tmp_path / "flat.idx"
+    run_cli("index", "build", gallery, "--index", idx, "--model", out, check=True)
+    star = gallery / "star" / "star_01.png"
+    hit = lines_json(run_cli("query", star, "--index", idx, "-k", "1", "--json", check=True).stdout)[0]["results"][0]
+    assert hit["path"].endswith("star_01.png") and hit["score"] > 0.999
+    # its head was sized for that map: another input size cannot start from these weights
+    proc = run_cli("train", gallery, "--out", tmp_path / "ft", "--init", out, "--size", "48", *short)
+    assert proc.returncode == 2 and "keep its size 32" in proc.stderr and not (tmp_path / "ft").exists()
+    proc = run_cli("train", gallery, "--out", tmp_path / "ft", "--init", out, "--pool", "avg", *short)
+    assert proc.returncode == 2 and "--pool" in proc.stderr
+
+
 def test_a_fit_ink_model_frames_drawings_at_index_and_query_time(tmp_path, gallery):
     out = tmp_path / "inked"
     short = ["--widths", "8,16,16,32", "--classes-per-batch", "4", "--per-class", "3", "--val-fraction", "0.25"]

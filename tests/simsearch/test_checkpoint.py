@@ -4,15 +4,15 @@ import pytest
 import torch
 
 from simsearch.checkpoint import load_checkpoint, save_checkpoint, weights_bytes
-from simsearch.encoder import Arch, EncoderConfig, Preprocess, build_encoder
+from simsearch.encoder import Arch, EncoderConfig, Pool, Preprocess, build_encoder
 from simsearch.errors import ModelError
 
 
-@pytest.mark.parametrize("arch, channels", [("conv4", 1), ("resnet", 3)])
-def test_round_trip_is_bit_for_bit(tmp_path, arch, channels):
+@pytest.mark.parametrize("arch, channels, pool", [("conv4", 1, "avg"), ("resnet", 3, "avg"), ("conv4", 1, "flatten")])
+def test_round_trip_is_bit_for_bit(tmp_path, arch, channels, pool):
     torch.manual_seed(0)
     pre = Preprocess(channels=channels, size=32, invert=channels == 1, mean=(0.5,) * channels, std=(0.25,) * channels)
-    enc = build_encoder(EncoderConfig(arch=Arch(arch), preprocess=pre, widths=(8, 16), embedding_dim=12))
+    enc = build_encoder(EncoderConfig(arch=Arch(arch), preprocess=pre, widths=(8, 16), embedding_dim=12, pool=pool))
     fp = save_checkpoint(enc, tmp_path, {"note": "test"})
     loaded = load_checkpoint(str(tmp_path))
     assert loaded.fingerprint == fp and loaded.config == enc.config
@@ -22,6 +22,46 @@ def test_round_trip_is_bit_for_bit(tmp_path, arch, channels):
     out = loaded.encoder(x)
     assert torch.equal(out, enc(x)) and out.shape == (3, 12)
     assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_flattened_features_keep_where_each_part_sits(tmp_path):
+    # two stages halve 32 pixels twice: an 8 x 8 map of 16 channels, 1,024 numbers once flattened
+    pre = Preprocess(size=32)
+    flat = EncoderConfig(preprocess=pre, widths=(8, 16), embedding_dim=12, pool=Pool.FLATTEN)
+    assert flat.feature_dim == 16 * 8 * 8 and EncoderConfig(preprocess=pre, widths=(8, 16)).feature_dim == 16
+    assert EncoderConfig(preprocess=Preprocess(size=28), widths=(4, 4, 4, 4), pool="flatten").feature_dim == 4
+    head = build_encoder(flat).head
+    assert isinstance(head, torch.nn.Linear) and head.in_features == 1024
+    # a drawing turned upside down has the same values in other places: averaging the map cannot
+    # tell them apart, flattening can
+    torch.manual_seed(0)
+    x = torch.zeros(1, 1, 32, 32)
+    x[..., 4:12, 4:28] = 1.0
+    both = torch.cat([x, x.flip(-1).flip(-2)])
+    for pool, differs in (("avg", False), ("flatten", True)):
+        torch.manual_seed(0)
+        enc = build_encoder(
+            EncoderConfig(preprocess=Preprocess(size=32, invert=False), widths=(8, 8), pool=pool)
+        ).eval()
+        with torch.no_grad():
+            make_kernels_half_turn_symmetric(enc)
+            out = enc(both)
+        assert (not torch.allclose(out[0], out[1], atol=1e-5)) == differs
+    # models written before the option existed are averaged
+    save_checkpoint(build_encoder(flat), tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["config"]["pool"] == "flatten"
+    del meta["config"]["pool"]
+    assert EncoderConfig.from_dict(meta["config"]).pool is Pool.AVG
+    with pytest.raises(ValueError, match="unknown pooling 'max'"):
+        EncoderConfig(pool="max")
+
+
+def make_kernels_half_turn_symmetric(enc: torch.nn.Module) -> None:
+    """Make every kernel symmetric under a half turn, so a half-turned input gives a half-turned map."""
+    for m in enc.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.weight.copy_((m.weight + m.weight.flip(-1).flip(-2)) / 2)
 
 
 def test_tampered_weights_and_bad_names_are_refused(tmp_path):
