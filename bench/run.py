@@ -470,7 +470,7 @@ def bench_drawn(work: Path, sizes: Sizes, out: list[str]) -> None:
         stretchless.config.preprocess,
         lambda a: embed_arrays_with(stretchless, a, dev),
     )
-    if pre.channels == 1 and pre.crop == 1.0:
+    if pre.can_fit_ink:
         unframed = toggled(fit_ink=not pre.fit_ink)
         embedders[f"{shipped.source} weights {on(not pre.fit_ink)} ink framing"] = (
             unframed.config.preprocess,

@@ -82,8 +82,13 @@ class Preprocess:
             raise ValueError("std values must be positive")
         if not 0.1 <= self.crop <= 1.0:
             raise ValueError(f"crop must be in 0.1..1, not {self.crop}")
-        if self.fit_ink and (self.channels != 1 or self.crop != 1.0):
+        if self.fit_ink and not self.can_fit_ink:
             raise ValueError("fit_ink frames the strokes of one-channel drawings: it needs channels 1 and no crop")
+
+    @property
+    def can_fit_ink(self) -> bool:
+        """Whether `fit_ink` may be set: framing by the strokes is for one-channel, uncropped input."""
+        return self.channels == 1 and self.crop == 1.0
 
     @property
     def ink(self) -> Ink | None:
