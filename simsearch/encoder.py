@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simsearch.choices import parse_choice
 from simsearch.images import Ink
 
 __all__ = ["Arch", "Encoder", "EncoderConfig", "Preprocess", "build_encoder"]
@@ -23,11 +24,7 @@ class Arch(str, Enum):
 
     @classmethod
     def parse(cls, value: str) -> Arch:
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(a.value for a in cls)
-            raise ValueError(f"unknown architecture {value!r}; allowed: {allowed}") from None
+        return parse_choice(cls, value, "architecture")
 
 
 MIN_CONTRAST = 0.05  # autocontrast stretches at most 20x, so a blank page's noise stays noise
@@ -42,11 +39,7 @@ class Pool(str, Enum):
 
     @classmethod
     def parse(cls, value: str) -> Pool:
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(p.value for p in cls)
-            raise ValueError(f"unknown pooling {value!r}; allowed: {allowed}") from None
+        return parse_choice(cls, value, "pooling")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from enum import Enum
 import torch
 import torch.nn.functional as F
 
+from simsearch.choices import parse_choice
+
 __all__ = ["Loss", "Mining", "contrastive_loss", "episodic_loss", "ntxent_loss", "triplet_loss"]
 
 
@@ -19,11 +21,7 @@ class Loss(str, Enum):
 
     @classmethod
     def parse(cls, value: str) -> Loss:
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown loss {value!r}; allowed: {allowed}") from None
+        return parse_choice(cls, value, "loss")
 
 
 class Mining(str, Enum):
@@ -35,11 +33,7 @@ class Mining(str, Enum):
 
     @classmethod
     def parse(cls, value: str) -> Mining:
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown mining {value!r}; allowed: {allowed}") from None
+        return parse_choice(cls, value, "mining")
 
 
 def _distances(emb: torch.Tensor) -> torch.Tensor:
