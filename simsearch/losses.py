@@ -103,19 +103,13 @@ def triplet_loss(
 
 
 def episodic_loss(
-    emb: torch.Tensor,
-    labels: torch.Tensor,
-    shot: int = 1,
-    scale: torch.Tensor | float = 10.0,
-    negatives: torch.Tensor | None = None,
+    emb: torch.Tensor, labels: torch.Tensor, shot: int = 1, scale: torch.Tensor | float = 10.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """N-way prototypical loss over a class-balanced batch.
 
     For each class in the batch its first `shot` rows (in batch order) are the support set, whose
     mean is the prototype; every other row is a query, classified by softmax over
-    scale * cosine(query, prototype). `negatives` (M, D), if given, are extra wrong answers every
-    query must score below its prototype (forgeries: never a class of their own). Returns
-    (cross-entropy loss, query accuracy).
+    scale * cosine(query, prototype). Returns (cross-entropy loss, query accuracy).
     """
     classes, inverse = torch.unique(labels, return_inverse=True)
     n_way = len(classes)
@@ -133,8 +127,6 @@ def episodic_loss(
     protos = F.normalize(protos, dim=1)
     q_emb, q_lab = emb[~support], inverse[~support]
     logits = scale * q_emb @ protos.T
-    if negatives is not None and len(negatives):
-        logits = torch.cat([logits, scale * q_emb @ F.normalize(negatives, dim=1).T], 1)
     loss = F.cross_entropy(logits, q_lab)
     acc = (logits.argmax(1) == q_lab).float().mean()
     return loss, acc

@@ -16,7 +16,7 @@ from simsearch.datasets import LabelledSet, class_group
 from simsearch.errors import DataError
 from simsearch.evaluate import equal_error_rate, roc_auc
 
-__all__ = ["SignatureResult", "has_forgeries", "is_forgery_class", "signature_scores", "signature_verification", "writers"]
+__all__ = ["SignatureResult", "has_forgeries", "signature_scores", "signature_verification", "writers"]
 
 _FORGERY = ("forgery", "forgeries", "forged")
 
@@ -37,11 +37,6 @@ class SignatureResult:
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
-
-
-def is_forgery_class(name: str) -> bool:
-    """Whether a class name such as "train/forgery/001" holds a writer's forgeries."""
-    return any(p.lower() in _FORGERY for p in name.split("/"))
 
 
 def writers(data: LabelledSet) -> dict[str, tuple[np.ndarray, np.ndarray]]:

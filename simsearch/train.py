@@ -6,7 +6,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from simsearch.encoder import Encoder, EncoderConfig, build_encoder
 from simsearch.errors import DataError, SimSearchError
 from simsearch.evaluate import few_shot_accuracy, recommended_threshold
 from simsearch.losses import Loss, Mining, contrastive_loss, episodic_loss, triplet_loss
-from simsearch.signatures import has_forgeries, is_forgery_class, signature_verification
+from simsearch.signatures import has_forgeries, signature_verification
 
 __all__ = [
     "TrainConfig",
@@ -68,9 +68,6 @@ class TrainConfig:
     elastic: float = 0.0  # strength of the random smooth (elastic) warp, as handwriting varies; 0 = off
     flips: bool = False  # random horizontal flips (photos, faces)
     color_jitter: float = 0.0  # strength of random brightness/contrast/saturation changes (photos); 0 = off
-    forgery_negatives: bool = False  # forgery classes are only negatives for their writer's queries, not classes
-    synthetic_forgeries: float = 0.0  # strength of the strong warp that turns genuine images into extra negatives
-    patch: int = 0  # train on patch x patch windows centred on random ink pixels; 0 = the whole image
     ema: float = 0.0  # validate and keep an exponential moving average of the weights with this decay; 0 = off
     val_fraction: float = 0.15
     val_fold: int = 0  # which disjoint block of held-out groups validates (cross-validation); 0 = the usual
@@ -201,19 +198,6 @@ def _augment(x: torch.Tensor, turns: torch.Tensor, cfg: TrainConfig, gen: torch.
     if cfg.color_jitter > 0:
         x = color_jitter(x, cfg.color_jitter, gen)
     return x
-
-
-def ink_patches(x: torch.Tensor, patch: int, gen: torch.Generator) -> torch.Tensor:
-    """A patch x patch window of each (N, C, H, W) image, centred on one of its pixels drawn with
-    probability proportional to its brightness (the ink, white on black), kept inside the image."""
-    n, _, h, w = x.shape
-    if patch >= min(h, w):
-        return x
-    weight = x.detach().float().mean(1).flatten(1).cpu() + 1e-6
-    at = torch.multinomial(weight, 1, generator=gen).squeeze(1)
-    top = (at // w - patch // 2).clamp(0, h - patch)
-    left = (at % w - patch // 2).clamp(0, w - patch)
-    return torch.stack([x[i, :, t : t + patch, s : s + patch] for i, (t, s) in enumerate(zip(top.tolist(), left.tolist()))])
 
 
 def elastic_field(n: int, height: int, width: int, strength: float, gen: torch.Generator) -> torch.Tensor:
@@ -424,8 +408,6 @@ def train(
         step, elapsed_before, best, history = state["step"], state["elapsed_s"], state["best"], state["history"]
         run_loss = state.get("run_loss")
     images = torch.from_numpy(train_set.images)
-    forged = np.array([is_forgery_class(c) for c in train_set.classes], bool)
-    strong = replace(cfg, jitter=2.0 * cfg.synthetic_forgeries, elastic=3.0 * cfg.synthetic_forgeries, flips=False)
     margin = cfg.margin if cfg.margin is not None else (0.5 if cfg.loss is Loss.CONTRASTIVE else 0.2)
     amp = device.type == "cuda"
     start = time.monotonic()
@@ -461,23 +443,12 @@ def train(
         idx, labels, turns = sampler.sample(p, cfg.per_class)
         x = images[idx].to(device).float().div_(255.0)
         x = _augment(x, turns, cfg, gen)
-        if cfg.patch:
-            x = ink_patches(x, cfg.patch, gen)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         labels = labels.to(device)
-        neg_rows = forged[train_set.labels[idx.numpy()]] if cfg.forgery_negatives else np.zeros(len(idx), bool)
-        if cfg.synthetic_forgeries > 0:
-            real = x[~torch.from_numpy(neg_rows).to(x.device)][:: cfg.per_class]
-            fake = _augment(real, torch.zeros(len(real), dtype=torch.long), strong, gen)
-            x = torch.cat([x, fake])
-            neg_rows = np.concatenate([neg_rows, np.ones(len(fake), bool)])
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             emb = encoder(x)
-        if neg_rows.any():
-            sel = torch.from_numpy(neg_rows).to(device)
-            loss, _ = episodic_loss(emb[~sel], labels[~sel[: len(labels)]], shot=cfg.shot, scale=scale, negatives=emb[sel])
-        elif cfg.loss is Loss.EPISODIC:
+        if cfg.loss is Loss.EPISODIC:
             loss, _ = episodic_loss(emb, labels, shot=cfg.shot, scale=scale)
         elif cfg.loss is Loss.TRIPLET:
             loss = triplet_loss(emb, labels, margin=margin, mining=cfg.mining)
