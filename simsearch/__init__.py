@@ -1,9 +1,134 @@
-"""simsearch: a Siamese image encoder and the engine that ties it to the index.
+"""simsearch: similarity search for images with a Siamese encoder and a FAISS index.
 
-Importing the package is cheap (no torch); the modules are the API:
-images, datasets, encoder, checkpoint, losses, train, embed, evaluate, engine, demo, symbols.
+The public Python API (see docs/api.md). Importing the package is cheap: names load their module
+(and torch or faiss with it) on first use.
+
+    import simsearch
+    simsearch.build_index("photos/", "photos.idx", model="photos")
+    with simsearch.Searcher("photos.idx") as s:
+        hits = s.query("holiday.jpg", k=5)[0].results
+        who = s.identify(["probe.png"])[0]
 """
 
-from simsearch.errors import DataError, EncoderMismatchError, ImageError, ModelError, SimSearchError
+from __future__ import annotations
 
-__all__ = ["DataError", "EncoderMismatchError", "ImageError", "ModelError", "SimSearchError"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from simsearch.errors import (
+    ConfigError,
+    DataError,
+    EncoderMismatchError,
+    ImageError,
+    ModelError,
+    SimSearchError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> the module that defines it (imported on first use)
+_LAZY = {
+    # the index: build, sync, add, remove, inspect
+    "build_index": "simsearch.engine",
+    "add_files": "simsearch.engine",
+    "remove_entries": "simsearch.engine",
+    "index_info": "simsearch.engine",
+    "BuildReport": "simsearch.engine",
+    # answering: query, identify, verify, calibrate, duplicates
+    "Searcher": "simsearch.engine",
+    "QueryResult": "simsearch.engine",
+    "Hit": "simsearch.engine",
+    "Identification": "simsearch.engine",
+    "verify": "simsearch.engine",
+    "Verdict": "simsearch.engine",
+    "calibrate": "simsearch.engine",
+    "Calibration": "simsearch.engine",
+    "find_duplicates": "simsearch.engine",
+    # encoders: load and embed
+    "Embedder": "simsearch.embed",
+    "load_checkpoint": "simsearch.checkpoint",
+    "builtin_models": "simsearch.checkpoint",
+    "Preprocess": "simsearch.preprocess",
+    # training
+    "TrainConfig": "simsearch.train",
+    "SelfSupConfig": "simsearch.train",
+    "TrainRequest": "simsearch.train",
+    "run_training": "simsearch.train",
+}
+
+__all__ = [
+    "BuildReport",
+    "Calibration",
+    "ConfigError",
+    "DataError",
+    "Embedder",
+    "EncoderMismatchError",
+    "Hit",
+    "Identification",
+    "ImageError",
+    "ModelError",
+    "Preprocess",
+    "QueryResult",
+    "Searcher",
+    "SelfSupConfig",
+    "SimSearchError",
+    "TrainConfig",
+    "TrainRequest",
+    "Verdict",
+    "__version__",
+    "add_files",
+    "build_index",
+    "builtin_models",
+    "calibrate",
+    "find_duplicates",
+    "index_info",
+    "load_checkpoint",
+    "load_encoder",
+    "remove_entries",
+    "run_training",
+    "verify",
+]
+
+if TYPE_CHECKING:
+    from simsearch.checkpoint import builtin_models, load_checkpoint
+    from simsearch.embed import Embedder
+    from simsearch.engine import (
+        BuildReport,
+        Calibration,
+        Hit,
+        Identification,
+        QueryResult,
+        Searcher,
+        Verdict,
+        add_files,
+        build_index,
+        calibrate,
+        find_duplicates,
+        index_info,
+        remove_entries,
+        verify,
+    )
+    from simsearch.preprocess import Preprocess
+    from simsearch.train import SelfSupConfig, TrainConfig, TrainRequest, run_training
+
+
+def load_encoder(model: str | None = None, device: str = "auto") -> Embedder:
+    """An Embedder for a built-in encoder name ("characters", "photos", "faces", "signatures") or a
+    checkpoint folder; None loads the default. embed_paths / embed_images / embed_arrays give
+    (N, D) float32 unit rows."""
+    from simsearch.embed import Embedder
+
+    return Embedder.load(model, device)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'simsearch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

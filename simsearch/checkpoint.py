@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from index.store import write_file_atomic
 from simsearch.encoder import Encoder, EncoderConfig, build_encoder
 from simsearch.errors import ModelError
+from simsearch.files import write_atomic
 
 __all__ = [
     "CONFIG_FILE",
@@ -26,6 +26,7 @@ __all__ = [
     "builtin_models",
     "fingerprint_of",
     "load_checkpoint",
+    "model_summaries",
     "resolve_model",
     "save_checkpoint",
     "weights_bytes",
@@ -85,8 +86,8 @@ def save_checkpoint(
         "description": description,
         "training": summary or {},
     }
-    write_file_atomic(out / WEIGHTS_FILE, data)
-    write_file_atomic(out / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    write_atomic(out / WEIGHTS_FILE, data)
+    write_atomic(out / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     return fp
 
 
@@ -139,3 +140,25 @@ def load_checkpoint(name_or_path: str | None = None, device: str | torch.device 
         raise ModelError(f"{folder}: checkpoint does not fit its config ({err})") from None
     encoder.eval().to(device)
     return LoadedModel(encoder=encoder, config=config, fingerprint=fp, source=source, meta=meta)
+
+
+def model_summaries() -> list[dict[str, Any]]:
+    """One row per built-in encoder, read from its model.json alone (no weights loaded): name,
+    default, arch, input (CxSxS), dim, parameters, fingerprint (12 hex digits), description."""
+    rows = []
+    for name, folder in builtin_models().items():
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+        cfg = meta["config"]
+        rows.append(
+            {
+                "name": name,
+                "default": name == DEFAULT_MODEL,
+                "arch": cfg["arch"],
+                "input": f"{cfg['preprocess']['channels']}x{cfg['preprocess']['size']}x{cfg['preprocess']['size']}",
+                "dim": cfg["embedding_dim"],
+                "parameters": meta.get("parameters"),
+                "fingerprint": meta["fingerprint"][:12],
+                "description": meta.get("description", ""),
+            }
+        )
+    return rows

@@ -15,7 +15,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from simsearch.errors import DataError, ImageError
-from simsearch.images import IMAGE_EXTENSIONS, Ink, decode_image, load_array, scan_folder
+from simsearch.images import IMAGE_EXTENSIONS, decode_image, load_array, scan_folder
+from simsearch.preprocess import Preprocess
 
 __all__ = ["LabelledSet", "class_group", "gather_images", "load_labelled", "load_pictures", "split_by_group"]
 
@@ -133,28 +134,25 @@ def gather_images(
 
 def load_labelled(
     source: str | os.PathLike[str],
-    channels: int,
-    size: int,
+    pre: Preprocess,
     progress: bool = True,
     strict: bool = False,
     classes: str | Collection[str] | None = None,
-    crop: float = 1.0,
-    ink: Ink | None = None,
 ) -> LabelledSet:
     """Read a labelled set from a folder-per-class tree or a zip of one (such as Omniglot's).
 
     The class of an image is the folder that holds it (relative to the root), so both
     `root/cat/x.jpg` and Omniglot's `Alphabet/characterNN/x.png` work; see class_group for
     groups. `classes` is a glob (fnmatch, case-sensitive) that class names must match, e.g.
-    "[A-J]*" or "train/*", or the exact class names to keep; `crop` is the centred share of each
-    side kept, or with `ink` the square around a drawing's strokes (see Preprocess). Unreadable
-    images are skipped (or raise with strict=True).
+    "[A-J]*" or "train/*", or the exact class names to keep. Each image becomes the input `pre`
+    describes (channels, size, centre crop or ink framing). Unreadable images are skipped (or
+    raise with strict=True).
     """
     items = gather_images(source, classes)
 
     def decode(item: tuple[str, str, bytes | Path]) -> np.ndarray | ImageError:
         try:
-            return load_array(item[2], channels=channels, size=size, crop=crop, ink=ink)
+            return load_array(item[2], pre)
         except ImageError as err:
             return err
 

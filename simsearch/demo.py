@@ -58,11 +58,6 @@ def run_demo(
         probes = [labelled[0].path if labelled else files[0].path]
     build = build_index(gallery, index, device=device, overwrite=True, progress=progress)
     with Searcher(index, device=device) as searcher:
-        vecs, _ = searcher.embed_paths([str(p) for p in probes])
-        query = searcher.search_vectors(vecs[:1], [str(probes[0])], k=5)[0]
-        idents = (
-            searcher.identify_vectors(vecs, [str(p) for p in probes])
-            if any(f.label for f in scan_folder(gallery).files)
-            else []
-        )
+        query = searcher.query(str(probes[0]), k=5)[0]
+        idents = searcher.identify([str(p) for p in probes]) if searcher.classes() else []
     return DemoReport(workdir=work, gallery=gallery, index=index, build=build, query=query, identifications=idents)

@@ -1,4 +1,5 @@
-"""Files to embeddings: decode in worker threads while the encoder embeds, batch by batch (the torch/numpy seam)."""
+"""Embedder: one encoder on one device turning arrays, PIL images, paths or streams of files into
+(N, D) float32 unit rows. Every path that embeds goes through it (the torch/numpy seam)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,23 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from simsearch.checkpoint import LoadedModel
 from simsearch.errors import ImageError
-from simsearch.images import DEFAULT_MAX_PIXELS, Ink, load_array, read_file
+from simsearch.images import DEFAULT_MAX_PIXELS, load_array, read_file, to_array
+from simsearch.preprocess import Preprocess
 
-__all__ = ["Embedded", "FileFacts", "embed_arrays_with", "embed_files", "read_and_decode"]
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from simsearch.checkpoint import LoadedModel
+    from simsearch.encoder import Encoder
+
+__all__ = ["Embedded", "Embedder", "FileFacts", "read_and_decode"]
 
 
 @dataclass(frozen=True)
@@ -40,101 +48,153 @@ class Embedded:
 
 
 def read_and_decode(
-    path: str | os.PathLike[str],
-    channels: int,
-    size: int,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    crop: float = 1.0,
-    ink: Ink | None = None,
+    path: str | os.PathLike[str], pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[np.ndarray, FileFacts]:
-    """Read a file once: hash its bytes and decode them. Raises ImageError."""
+    """Read a file once: hash its bytes and decode them as `pre` says. Raises ImageError."""
     data = read_file(path)
     try:
         st = os.stat(path)
     except OSError as err:
         raise ImageError(str(path), f"cannot read: {err.strerror}") from None
     try:
-        arr = load_array(data, channels=channels, size=size, max_pixels=max_pixels, crop=crop, ink=ink)
+        arr = load_array(data, pre, max_pixels=max_pixels)
     except ImageError as err:
         raise ImageError(str(path), err.reason) from None
     return arr, FileFacts(size=st.st_size, mtime=st.st_mtime, sha256=hashlib.sha256(data).hexdigest())
 
 
-def embed_arrays_with(
-    encoder: torch.nn.Module, arrays: np.ndarray, device: torch.device, batch_size: int = 512
-) -> np.ndarray:
-    """(N, C, S, S) uint8 -> (N, D) float32 C-contiguous unit rows, in eval mode, batch by batch."""
-    was_training = encoder.training
-    encoder.eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(arrays), batch_size):
-            x = torch.from_numpy(arrays[i : i + batch_size]).to(device, non_blocking=True).float().div_(255.0)
-            if device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                out.append(encoder(x).float().cpu().numpy())
-    encoder.train(was_training)
-    dim = getattr(getattr(encoder, "config", None), "embedding_dim", 0)
-    return np.ascontiguousarray(np.concatenate(out) if out else np.zeros((0, dim)), dtype=np.float32)
+class Embedder:
+    """An encoder on a device, with its preprocessing: the one way images become embeddings.
 
-
-def embed_files(
-    model: LoadedModel,
-    files: Sequence[str | os.PathLike[str]],
-    device: torch.device,
-    batch_size: int = 256,
-    workers: int | None = None,
-    on_error: Callable[[int, ImageError], None] | None = None,
-    progress: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Iterator[Embedded]:
-    """Embed files batch by batch, streaming: memory is bounded by the batch size and look-ahead.
-
-    Decoding runs in `workers` threads (Pillow releases the GIL), up to two batches ahead of the
-    encoder. Files that cannot be read go to `on_error(position, error)` and are left out.
+    Every method returns float32, C-contiguous (N, D) rows of unit L2 norm. The encoder runs in
+    eval mode and inference mode (its training mode is restored afterwards, so training can
+    validate with the weights it is training); bfloat16 autocast on CUDA.
     """
-    pre = model.config.preprocess
-    workers = workers or min(8, (os.cpu_count() or 1) + 1)
-    model.encoder.to(device).eval()
-    bar = tqdm(total=len(files), desc="embedding", unit="img", disable=not progress, dynamic_ncols=True)
 
-    def work(path: str | os.PathLike[str]) -> tuple[np.ndarray, FileFacts] | ImageError:
+    def __init__(self, encoder: Encoder, device: str | torch.device = "cpu", model: LoadedModel | None = None) -> None:
+        from simsearch.device import resolve_device
+
+        self.encoder = encoder
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = model  # where the encoder came from (source, fingerprint, meta), when loaded from a checkpoint
+        encoder.to(self.device)
+
+    @classmethod
+    def load(cls, model: str | None = None, device: str | torch.device = "auto") -> Embedder:
+        """The encoder named `model` (a built-in name or checkpoint folder; None: the default)."""
+        from simsearch.checkpoint import load_checkpoint
+        from simsearch.device import resolve_device
+
+        dev = resolve_device(device) if isinstance(device, str) else device
+        loaded = load_checkpoint(model, device=dev)
+        return cls(loaded.encoder, dev, loaded)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self.encoder.config.preprocess
+
+    @property
+    def dim(self) -> int:
+        return int(self.encoder.config.embedding_dim)
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, self.dim), np.float32)
+
+    def embed_arrays(self, arrays: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """(N, C, S, S) uint8 arrays already framed as `preprocess` says -> (N, D) unit rows."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        out = []
+        dev = self.device
+        with torch.inference_mode():
+            for i in range(0, len(arrays), batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(arrays[i : i + batch_size]))
+                x = x.to(dev, non_blocking=True).float().div_(255.0)
+                if dev.type == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                    out.append(self.encoder(x).float().cpu().numpy())
+        self.encoder.train(was_training)
+        return np.ascontiguousarray(np.concatenate(out) if out else self._empty(), dtype=np.float32)
+
+    def embed_images(self, images: Sequence[Image.Image], chunk: int = 2048) -> np.ndarray:
+        """PIL images (any mode) -> (N, D) unit rows, framed in worker threads (Pillow releases the GIL)."""
+        pre = self.preprocess
+        parts = []
+        with ThreadPoolExecutor() as pool:
+            for s in range(0, len(images), chunk):
+                arrays = np.stack(list(pool.map(lambda im: to_array(im, pre), images[s : s + chunk])))
+                parts.append(self.embed_arrays(arrays))
+        return np.concatenate(parts) if parts else self._empty()
+
+    def embed_paths(self, paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """(M, D) rows of the readable images in order, and (path, reason) for the others."""
+        arrays, failed = [], []
+        for p in paths:
+            try:
+                arrays.append(read_and_decode(p, self.preprocess)[0])
+            except ImageError as err:
+                failed.append((str(p), err.reason))
+        return (self.embed_arrays(np.stack(arrays)) if arrays else self._empty()), failed
+
+    def embed_bytes(self, data: bytes) -> np.ndarray:
+        """One encoded image (its file's bytes) -> (1, D). Raises ImageError."""
+        return self.embed_arrays(load_array(data, self.preprocess)[None])
+
+    def stream(
+        self,
+        files: Sequence[str | os.PathLike[str]],
+        batch_size: int = 256,
+        workers: int | None = None,
+        on_error: Callable[[int, ImageError], None] | None = None,
+        progress: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> Iterator[Embedded]:
+        """Embed files batch by batch, streaming: memory is bounded by the batch size and look-ahead.
+
+        Decoding runs in `workers` threads (Pillow releases the GIL), up to three batches ahead of
+        the encoder. Files that cannot be read go to `on_error(position, error)` and are left out.
+        """
+        pre = self.preprocess
+        workers = workers or min(8, (os.cpu_count() or 1) + 1)
+        bar = tqdm(total=len(files), desc="embedding", unit="img", disable=not progress, dynamic_ncols=True)
+
+        def work(path: str | os.PathLike[str]) -> tuple[np.ndarray, FileFacts] | ImageError:
+            try:
+                return read_and_decode(Path(path), pre, max_pixels)
+            except ImageError as err:
+                return err
+
+        pool = ThreadPoolExecutor(max_workers=workers)
         try:
-            return read_and_decode(Path(path), pre.channels, pre.size, max_pixels, pre.crop, pre.ink)
-        except ImageError as err:
-            return err
-
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        pending: deque[tuple[int, Future[tuple[np.ndarray, FileFacts] | ImageError]]] = deque()
-        submitted = 0
-        lookahead = 3 * batch_size
-        while submitted < len(files) or pending:
-            while submitted < len(files) and len(pending) < lookahead:
-                pending.append((submitted, pool.submit(work, files[submitted])))
-                submitted += 1
-            positions: list[int] = []
-            arrays: list[np.ndarray] = []
-            facts: list[FileFacts] = []
-            while pending and len(positions) < batch_size:
-                pos, fut = pending.popleft()
-                res = fut.result()
-                bar.update(1)
-                if isinstance(res, ImageError):
-                    if on_error is not None:
-                        on_error(pos, res)
-                    continue
-                positions.append(pos)
-                arrays.append(res[0])
-                facts.append(res[1])
-                # keep the decoders busy while this batch fills
-                if submitted < len(files):
+            pending: deque[tuple[int, Future[tuple[np.ndarray, FileFacts] | ImageError]]] = deque()
+            submitted = 0
+            lookahead = 3 * batch_size
+            while submitted < len(files) or pending:
+                while submitted < len(files) and len(pending) < lookahead:
                     pending.append((submitted, pool.submit(work, files[submitted])))
                     submitted += 1
-            if positions:
-                yield Embedded(positions, embed_arrays_with(model.encoder, np.stack(arrays), device), facts)
-    finally:
-        # On an interruption, drop the decodes still queued instead of finishing them.
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
+                positions: list[int] = []
+                arrays: list[np.ndarray] = []
+                facts: list[FileFacts] = []
+                while pending and len(positions) < batch_size:
+                    pos, fut = pending.popleft()
+                    res = fut.result()
+                    bar.update(1)
+                    if isinstance(res, ImageError):
+                        if on_error is not None:
+                            on_error(pos, res)
+                        continue
+                    positions.append(pos)
+                    arrays.append(res[0])
+                    facts.append(res[1])
+                    # keep the decoders busy while this batch fills
+                    if submitted < len(files):
+                        pending.append((submitted, pool.submit(work, files[submitted])))
+                        submitted += 1
+                if positions:
+                    yield Embedded(positions, self.embed_arrays(np.stack(arrays)), facts)
+        finally:
+            # On an interruption, drop the decodes still queued instead of finishing them.
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()

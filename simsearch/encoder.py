@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from simsearch.choices import parse_choice
-from simsearch.images import Ink
+from simsearch.preprocess import Preprocess
 
-__all__ = ["Arch", "Encoder", "EncoderConfig", "Preprocess", "build_encoder"]
+__all__ = ["Arch", "Encoder", "EncoderConfig", "Pool", "build_encoder"]
 
 
 class Arch(str, Enum):
@@ -40,55 +40,6 @@ class Pool(str, Enum):
     @classmethod
     def parse(cls, value: str) -> Pool:
         return parse_choice(cls, value, "pooling")
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """How an image becomes the encoder's input.
-
-    The image is decoded as "L" (channels=1) or "RGB" (channels=3), centre-cropped to `crop` of
-    each side (faces: the middle of an aligned portrait) or, with `fit_ink` (drawings), framed by
-    the square around its strokes (images.fit_ink; ink is dark unless `invert` is off, as on
-    white-on-black signatures), resized to size x size and scaled to
-    [0, 1]; the network itself then inverts (for dark-on-light drawings), stretches each image's
-    contrast to the full range when `autocontrast` is set (so a faint or thin pen line, which
-    shrinking turns grey, looks like any other stroke) and normalizes.
-    """
-
-    channels: int = 1
-    size: int = 28
-    invert: bool = True
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-    crop: float = 1.0
-    autocontrast: bool = False
-    fit_ink: bool = False
-
-    def __post_init__(self) -> None:
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
-        if not 8 <= self.size <= 512:
-            raise ValueError(f"input size must be in 8..512, not {self.size}")
-        if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError("mean and std need one value per channel")
-        if any(s <= 0 for s in self.std):
-            raise ValueError("std values must be positive")
-        if not 0.1 <= self.crop <= 1.0:
-            raise ValueError(f"crop must be in 0.1..1, not {self.crop}")
-        if self.fit_ink and not self.can_fit_ink:
-            raise ValueError("fit_ink frames the strokes of one-channel drawings: it needs channels 1 and no crop")
-
-    @property
-    def can_fit_ink(self) -> bool:
-        """Whether `fit_ink` may be set: framing by the strokes is for one-channel, uncropped input."""
-        return self.channels == 1 and self.crop == 1.0
-
-    @property
-    def ink(self) -> Ink | None:
-        """The strokes' polarity for images.fit_ink, or None when images are centre-cropped instead."""
-        if not self.fit_ink:
-            return None
-        return Ink.DARK if self.invert else Ink.LIGHT
 
 
 @dataclass(frozen=True)
@@ -128,19 +79,9 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
-        pre = d.get("preprocess", {})
         return cls(
             arch=Arch.parse(d["arch"]),
-            preprocess=Preprocess(
-                channels=int(pre["channels"]),
-                size=int(pre["size"]),
-                invert=bool(pre["invert"]),
-                mean=tuple(float(x) for x in pre["mean"]),
-                std=tuple(float(x) for x in pre["std"]),
-                crop=float(pre.get("crop", 1.0)),
-                autocontrast=bool(pre.get("autocontrast", False)),
-                fit_ink=bool(pre.get("fit_ink", False)),
-            ),
+            preprocess=Preprocess.from_dict(d.get("preprocess", {})),
             widths=tuple(int(w) for w in d["widths"]),
             embedding_dim=int(d["embedding_dim"]),
             pool=Pool.parse(d.get("pool", Pool.AVG.value)),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 __all__ = [
+    "ConfigError",
     "DataError",
     "EncoderMismatchError",
     "ImageError",
@@ -34,3 +37,27 @@ class ModelError(SimSearchError):
 
 class EncoderMismatchError(SimSearchError):
     """An index was made by one encoder and is being used with another."""
+
+
+class ConfigError(SimSearchError, ValueError):
+    """Settings that do not go together, naming the fields at fault.
+
+    `template` holds "{fields}" where the names of `fields` go, and "{key}" for each other field
+    named by keyword (`init="init_model"`); str() shows the library's field names ("val_fold"),
+    `render(flag)` whatever a front end calls them (the CLI: "--val-fold").
+    """
+
+    def __init__(self, template: str, fields: Sequence[str] = (), **named: str) -> None:
+        self.template = template
+        self.fields = tuple(fields)
+        self.named = named
+        super().__init__(self.render(str))
+
+    @property
+    def all_fields(self) -> tuple[str, ...]:
+        return (*self.fields, *self.named.values())
+
+    def render(self, name: Callable[[str], str]) -> str:
+        return self.template.format(
+            fields=", ".join(name(f) for f in self.fields), **{k: name(v) for k, v in self.named.items()}
+        )

@@ -6,13 +6,13 @@ import io
 import os
 import warnings
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from simsearch.errors import DataError, ImageError
+from simsearch.preprocess import Ink, Preprocess
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -25,6 +25,7 @@ __all__ = [
     "collect_images",
     "decode_image",
     "fit_ink",
+    "frame",
     "load_array",
     "read_file",
     "scan_folder",
@@ -223,13 +224,6 @@ def center_crop(img: Image.Image, crop: float) -> Image.Image:
     return img.crop((left, top, left + cw, top + ch))
 
 
-class Ink(str, Enum):
-    """Which pixels are the strokes of a drawing: dark ink on light paper, or light ink on dark."""
-
-    DARK = "dark"
-    LIGHT = "light"
-
-
 INK_MARGIN = 0.08  # share of the ink box's longer side left blank around it, so jitter keeps strokes inside
 _INK_LEVEL = 0.5  # a pixel is ink above this share of the way from the paper's tone to the darkest stroke
 _INK_TAIL = 0.002  # the ink box leaves out this share of ink pixels at each side: stray specks, not strokes
@@ -282,9 +276,10 @@ def fit_ink(img: Image.Image, ink: Ink) -> Image.Image:
     return framed
 
 
-def to_array(img: Image.Image, size: int, crop: float = 1.0, ink: Ink | None = None) -> np.ndarray:
+def frame(img: Image.Image, size: int, crop: float = 1.0, ink: Ink | None = None) -> np.ndarray:
     """Keep the centred `crop` of each side (or, with `ink`, the square around a drawing's
-    strokes: fit_ink), resize to size x size (squashed) and return (C, size, size) uint8."""
+    strokes: fit_ink), resize to size x size (squashed) and return (C, size, size) uint8.
+    The image must already be in its final mode ("L" or "RGB"); to_array does that first."""
     side = size / crop
     # a cheap integer pre-shrink (box filter) keeps big photos fast; the same for every caller (a
     # drawing keeps more, as its strokes may fill only a part of the page)
@@ -297,14 +292,14 @@ def to_array(img: Image.Image, size: int, crop: float = 1.0, ink: Ink | None = N
     return arr[None, :, :] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
+def to_array(img: Image.Image, pre: Preprocess) -> np.ndarray:
+    """A decoded PIL image as the encoder input `pre` describes: (channels, size, size) uint8."""
+    return frame(_normalize_mode(img, pre.channels), pre.size, pre.crop, pre.ink)
+
+
 def load_array(
-    source: str | os.PathLike[str] | bytes,
-    channels: int,
-    size: int,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    crop: float = 1.0,
-    ink: Ink | None = None,
+    source: str | os.PathLike[str] | bytes, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
-    """Decode, frame (centre crop or ink box) and resize one image: (channels, size, size) uint8.
-    Raises ImageError."""
-    return to_array(decode_image(source, channels=channels, max_pixels=max_pixels), size, crop, ink)
+    """Decode, frame (centre crop or ink box) and resize one image as `pre` says:
+    (channels, size, size) uint8. Raises ImageError."""
+    return frame(decode_image(source, channels=pre.channels, max_pixels=max_pixels), pre.size, pre.crop, pre.ink)

@@ -139,3 +139,13 @@ def identify_sheet(results: Sequence[Any], out: str | os.PathLike[str], classes:
             row.append(Tile(r.match, f"{answer} {r.score:+.3f}", f"margin {r.margin:.3f}", colour))
         rows.append(row)
     return contact_sheet(rows, out)
+
+
+def group_sheets(rows: Sequence[dict[str, Any]], folder: str | os.PathLike[str], per_group: int = 12) -> list[Path]:
+    """One contact sheet per duplicate group (engine.duplicate_rows' rows): group-0001.png, ...;
+    the first `per_group` members, each captioned with its best score."""
+    out = []
+    for row in rows:
+        tiles = [Tile(m["path"], f"{m['best_score']:+.3f}", m["label"] or "") for m in row["members"][:per_group]]
+        out.append(contact_sheet([tiles], Path(folder) / f"group-{row['group']:04d}.png"))
+    return out

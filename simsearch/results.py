@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from index.store import write_file_atomic
 from simsearch.errors import SimSearchError
+from simsearch.files import write_atomic
 
 __all__ = ["write_rows"]
 
@@ -45,5 +45,5 @@ def write_rows(rows: list[dict[str, Any]], out: str | os.PathLike[str], flatten:
     else:
         raise SimSearchError(f"{out}: unknown result format {ext!r}; use .jsonl or .csv")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(path, data.encode())
+    write_atomic(path, data.encode())
     return path

@@ -24,7 +24,6 @@ from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from simsearch.embed import embed_arrays_with
 from simsearch.engine import Searcher
 from simsearch.errors import DataError, ImageError
 from simsearch.images import decode_image, load_array
@@ -81,7 +80,7 @@ def create_app(
     lock = threading.Lock()
     stats = _Stats()
     thumbs: OrderedDict[int, bytes] = OrderedDict()
-    pre = searcher.model.config.preprocess
+    embedder = searcher.embedder
     page = resources.files("simsearch").joinpath("web/index.html").read_text(encoding="utf-8")
 
     @contextlib.asynccontextmanager
@@ -118,11 +117,11 @@ def create_app(
 
         def work() -> dict[str, Any]:
             try:
-                arr = load_array(data, pre.channels, pre.size, crop=pre.crop, ink=pre.ink)
+                arr = load_array(data, embedder.preprocess)
             except ImageError as err:
                 raise HTTPException(415, f"{name}: {err.reason}") from None
             with lock:
-                return respond(embed_arrays_with(searcher.model.encoder, arr[None], searcher.device), name)
+                return respond(embedder.embed_arrays(arr[None]), name)
 
         t = time.perf_counter()
         try:

@@ -46,9 +46,10 @@ def test_train_option_defaults_are_the_library_defaults():
     """The CLI declares its defaults without importing torch; they must not drift from the configs'."""
     from dataclasses import fields
 
+    from simsearch.selfsup import SelfSupConfig
+
     from cli import train_cmd
     from simsearch.encoder import EncoderConfig, Preprocess
-    from simsearch.selfsup import SelfSupConfig
     from simsearch.train import TrainConfig
 
     ctx = click.Context(train_cmd)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-
 from simsearch.copydetect import copy_detection_table, make_copy_queries, ranks_of_truth, represent
+
 from simsearch.symbols import write_photos
 
 

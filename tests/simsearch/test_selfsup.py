@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from simsearch.selfsup import SelfSupConfig, train_self_supervised
 
 from simsearch.checkpoint import load_checkpoint, weights_bytes
 from simsearch.datasets import load_pictures
 from simsearch.encoder import Arch, EncoderConfig, Preprocess
 from simsearch.errors import SimSearchError
-from simsearch.selfsup import SelfSupConfig, train_self_supervised
 from simsearch.symbols import write_photos
 
 TINY = EncoderConfig(

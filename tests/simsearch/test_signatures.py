@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from simsearch.signatures import has_forgeries, signature_scores, signature_verification, writers
 
 from simsearch.checkpoint import load_checkpoint
 from simsearch.datasets import LabelledSet, class_group, load_labelled, split_by_group
@@ -16,7 +17,6 @@ from simsearch.embed import embed_arrays_with
 from simsearch.encoder import EncoderConfig, Preprocess
 from simsearch.errors import DataError
 from simsearch.evaluate import raw_pixel_embeddings
-from simsearch.signatures import has_forgeries, signature_scores, signature_verification, writers
 from simsearch.symbols import write_symbol_set
 from simsearch.train import TrainConfig, _Sampler, train
 from tests.conftest import run_cli, unit_rows

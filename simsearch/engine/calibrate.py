@@ -1,4 +1,4 @@
-"""Verification and calibration: same/different decisions, and thresholds measured on labelled images."""
+"""Calibration: genuine and impostor scores measured on labelled images, and the threshold saved into an index."""
 
 from __future__ import annotations
 
@@ -11,74 +11,17 @@ from typing import Any
 import numpy as np
 
 from index.store import Transaction
-from simsearch.checkpoint import load_checkpoint
-from simsearch.device import resolve_device
-from simsearch.embed import embed_arrays_with, embed_files, read_and_decode
-from simsearch.engine import DEFAULT_THRESHOLD, Searcher
+from simsearch.engine.search import Searcher
 from simsearch.errors import DataError, ImageError
-from simsearch.evaluate import equal_error_rate, roc_auc, roc_curve, threshold_at_far
+from simsearch.evaluate.metrics import equal_error_rate, roc_auc, roc_curve, threshold_at_far
 from simsearch.images import Skipped, scan_folder
 from simsearch.pictures import roc_picture
 
-__all__ = ["Calibration", "Verdict", "calibrate", "verify"]
+__all__ = ["Calibration", "calibrate"]
 
 # Beyond this many images, calibration samples pairs instead of scoring all of them.
 _MAX_ALL_PAIRS = 3000
 _SAMPLED_PAIRS = 2_000_000
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A same/different answer: cosine `score` of the two images against `threshold`."""
-
-    a: str
-    b: str
-    score: float
-    same: bool
-    threshold: float
-    encoder: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def verify(
-    a: str,
-    b: str,
-    index: str | None = None,
-    model: str | None = None,
-    threshold: float | None = None,
-    device: str = "auto",
-) -> Verdict:
-    """Embed two images with one encoder and compare them.
-
-    With `index`, the index's encoder and its calibrated threshold are used; without, `model` (or
-    the default encoder) and its recommended threshold. An explicit `threshold` wins over both.
-    """
-    if index is not None:
-        with Searcher(index, model=model, device=device) as searcher:
-            vecs, failed = searcher.embed_paths([a, b])
-            thr = searcher.threshold(threshold)
-            source = searcher.model.source
-    else:
-        dev = resolve_device(device)
-        loaded = load_checkpoint(model, device=dev)
-        pre = loaded.config.preprocess
-        arrays, failed = [], []
-        for p in (a, b):
-            try:
-                arrays.append(read_and_decode(p, pre.channels, pre.size, crop=pre.crop, ink=pre.ink)[0])
-            except ImageError as err:
-                failed.append((p, err.reason))
-        vecs = embed_arrays_with(loaded.encoder, np.stack(arrays), dev) if not failed else np.zeros((0, 1), np.float32)
-        t = loaded.meta.get("threshold")
-        thr = threshold if threshold is not None else (float(t) if t is not None else DEFAULT_THRESHOLD)
-        source = loaded.source
-    if failed:
-        path, reason = failed[0]
-        raise ImageError(path, reason)
-    score = float(vecs[0] @ vecs[1])
-    return Verdict(a=a, b=b, score=score, same=score >= thr, threshold=thr, encoder=source)
 
 
 @dataclass(frozen=True)
@@ -156,9 +99,7 @@ def calibrate(
         def on_error(pos: int, err: ImageError) -> None:
             skipped.append(Skipped(err.path, err.reason))
 
-        for batch in embed_files(
-            searcher.model, [f.path for f in files], searcher.device, on_error=on_error, progress=progress
-        ):
+        for batch in searcher.embedder.stream([f.path for f in files], on_error=on_error, progress=progress):
             chunks.append(batch.vectors)
             keep.extend(batch.positions)
         fingerprint = searcher.manifest.encoder.get("fingerprint")

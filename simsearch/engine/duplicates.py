@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
 from index.catalog import Record
 from index.store import IndexStore
 
-__all__ = ["find_duplicates"]
+__all__ = ["duplicate_rows", "find_duplicates"]
 
 
 def _components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
@@ -59,3 +60,15 @@ def find_duplicates(
         for g in groups
     ]
     return sorted(out, key=lambda g: (-len(g), g[0][0].path))
+
+
+def duplicate_rows(groups: list[list[tuple[Record, float]]]) -> list[dict[str, Any]]:
+    """find_duplicates' groups as JSON-ready rows: {"group": 1.., "size", "members": [{id, path, label, best_score}]}."""
+    return [
+        {
+            "group": g,
+            "size": len(members),
+            "members": [{"id": r.id, "path": r.path, "label": r.label, "best_score": round(s, 6)} for r, s in members],
+        }
+        for g, members in enumerate(groups, 1)
+    ]

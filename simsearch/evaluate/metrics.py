@@ -13,7 +13,6 @@ __all__ = [
     "equal_error_rate",
     "few_shot_accuracy",
     "pair_scores",
-    "raw_pixel_embeddings",
     "recommended_threshold",
     "roc_auc",
     "roc_curve",
@@ -181,20 +180,3 @@ def recommended_threshold(
     """The cosine threshold that accepts a fraction `far` of random different-class pairs of `emb`."""
     _, imp = sample_pairs(labels, n_pairs, seed)
     return threshold_at_far(np.einsum("ij,ij->i", emb[imp[:, 0]], emb[imp[:, 1]]), far)
-
-
-def raw_pixel_embeddings(images: np.ndarray, size: int = 32) -> np.ndarray:
-    """The baseline a user might try first: each image area-downscaled to size x size, flattened,
-    mean-centred and L2-normalized, so cosine compares raw pixels. images: (N, C, S, S) uint8."""
-    n, c, s, _ = images.shape
-    x = images.astype(np.float32) / 255.0
-    if s != size:
-        if s % size == 0:
-            f = s // size
-            x = x.reshape(n, c, size, f, size, f).mean(axis=(3, 5))
-        else:  # nearest rows and columns, for sizes that do not divide
-            idx = (np.arange(size) * s / size).astype(int)
-            x = x[:, :, idx][:, :, :, idx]
-    v = x.reshape(n, -1)
-    v = v - v.mean(axis=1, keepdims=True)
-    return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)

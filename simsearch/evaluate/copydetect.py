@@ -1,6 +1,5 @@
-"""Copy detection: find the original of an edited copy in a gallery. Seeded query sets, the
-measures (recall@k per edit type, mean average precision) and the baselines users try instead
-(perceptual hashes, raw pixels)."""
+"""Copy detection: find the original of an edited copy in a gallery. Seeded query sets and the
+measures (recall@k per edit type, mean average precision); the baselines are in baselines.py."""
 
 from __future__ import annotations
 
@@ -9,30 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 
 from simsearch.edits import EDITS, apply_edit
-from simsearch.embed import embed_arrays_with
-from simsearch.encoder import Encoder
-from simsearch.errors import SimSearchError
-from simsearch.evaluate import raw_pixel_embeddings
-from simsearch.images import to_array
 
-__all__ = [
-    "HASHES",
-    "RAW_PIXELS",
-    "CopyQueries",
-    "copy_detection_table",
-    "embed_pictures",
-    "hash_codes",
-    "make_copy_queries",
-    "ranks_of_truth",
-    "represent",
-]
-
-RAW_PIXELS = "raw-pixels"
-HASHES = ("phash", "dhash")
+__all__ = ["CopyQueries", "copy_detection_table", "make_copy_queries", "ranks_of_truth"]
 
 
 @dataclass(frozen=True)
@@ -66,46 +46,6 @@ def make_copy_queries(
     with ThreadPoolExecutor() as pool:
         images = list(pool.map(one, jobs))
     return CopyQueries(images=images, truth=np.array([j[0] for j in jobs]), edits=[j[1] for j in jobs])
-
-
-def embed_pictures(
-    encoder: Encoder, images: Sequence[Image.Image], device: torch.device, chunk: int = 2048
-) -> np.ndarray:
-    """(N, D) unit rows of PIL images under an encoder's own preprocessing (crop, size, channels)."""
-    pre = encoder.config.preprocess
-    mode = "L" if pre.channels == 1 else "RGB"
-    parts = []
-    with ThreadPoolExecutor() as pool:  # Pillow's convert and resize release the GIL
-        for s in range(0, len(images), chunk):
-            batch = images[s : s + chunk]
-            arrays = np.stack(list(pool.map(lambda im: to_array(im.convert(mode), pre.size, pre.crop, pre.ink), batch)))
-            parts.append(embed_arrays_with(encoder, arrays, device))
-    return np.concatenate(parts) if parts else np.zeros((0, encoder.config.embedding_dim), np.float32)
-
-
-def hash_codes(images: Sequence[Image.Image], kind: str) -> np.ndarray:
-    """(N, 64) bool perceptual hashes from the imagehash library (pHash or dHash, 8x8)."""
-    try:
-        import imagehash
-    except ImportError:
-        raise SimSearchError(
-            "the perceptual-hash baselines need the imagehash library: pip install 'simsearch[bench]'"
-        ) from None
-    fn = {"phash": imagehash.phash, "dhash": imagehash.dhash}[kind]
-    with ThreadPoolExecutor() as pool:
-        return np.stack(list(pool.map(lambda im: np.asarray(fn(im).hash, dtype=bool).reshape(-1), images)))
-
-
-def represent(method: str | Encoder, images: Sequence[Image.Image], device: torch.device) -> tuple[np.ndarray, str]:
-    """(codes, how to compare them): unit embeddings ("cosine") or hash bits ("hamming")."""
-    if isinstance(method, Encoder):
-        return embed_pictures(method, images, device), "cosine"
-    if method == RAW_PIXELS:
-        arrays = np.stack([to_array(im.convert("RGB"), 64) for im in images])
-        return raw_pixel_embeddings(arrays, 32), "cosine"
-    if method in HASHES:
-        return hash_codes(images, method), "hamming"
-    raise ValueError(f"unknown method {method!r}")
 
 
 def ranks_of_truth(

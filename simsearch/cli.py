@@ -1,0 +1,1052 @@
+"""The `simsearch` command: click only. Each command builds a config, calls one library function and
+prints; main() is the one place that turns errors into a line and an exit code."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from simsearch import __version__
+
+# ---------------------------------------------------------------- option types and shared options
+
+
+class _Duration(click.ParamType):
+    """'90' / '90s' / '80m' / '1.5h' -> seconds."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return _parse_duration(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+def _parse_duration(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration like 300, 300s, 80m or 1.5h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+class _IntList(click.ParamType):
+    """'64,96,128' -> (64, 96, 128)."""
+
+    name = "integers"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(int(v) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
+
+
+_DURATION, _INT_LIST = _Duration(), _IntList()
+
+DEVICE = click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the encoder runs: a CUDA GPU when present (auto), or as chosen. Search always runs on the CPU.",
+)
+INDEX = click.option(
+    "--index", "index_path", required=True, type=click.Path(path_type=Path), help="The index directory."
+)
+JSON = click.option(
+    "--json", "as_json", is_flag=True, help="Print machine-readable JSON (one object per line for queries)."
+)
+QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+MODEL_FOR_INDEX = click.option(
+    "--model",
+    default=None,
+    help="Encoder to check against the index (a built-in name or checkpoint folder). By default the index's own encoder is used; a different one is refused.",
+)
+OUT = click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write all answers to this file: .jsonl (one JSON object per query) or .csv.",
+)
+MONTAGE = click.option(
+    "--montage",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Draw a contact sheet PNG: one row per query (first 50). Frames are green/red when the query's folder name is a gallery class.",
+)
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+class _SectionedCommand(click.Command):
+    """A command whose --help lists its options under headings (train has forty of them)."""
+
+    def __init__(self, *args: Any, sections: Sequence[tuple[str, Sequence[str]]] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sections = sections
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)}
+        placed: set[str | None] = set()
+        for title, names in self.sections:
+            records = [rows[n] for n in names if rows.get(n)]
+            placed.update(names)
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)  # type: ignore[arg-type]
+        rest = [r for n, r in rows.items() if n not in placed and r]
+        if rest:
+            with formatter.section("Other options"):
+                formatter.write_dl(rest)  # type: ignore[arg-type]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, package_name="simsearch")
+def cli() -> None:
+    """Similarity search for images with a Siamese encoder and a FAISS index.
+
+    \b
+    Typical use:
+      simsearch index build PHOTOS/ --index my.idx    embed a folder into an index
+      simsearch query some.jpg --index my.idx -k 5    nearest gallery images
+      simsearch identify probe.png --index my.idx     which class, or "unknown"
+      simsearch demo                                  everything above on a drawn gallery, offline
+    """
+
+
+# ---------------------------------------------------------------- index
+@cli.group("index")
+def index_group() -> None:
+    """Build, sync and inspect index directories."""
+
+
+@index_group.command("build")
+@click.argument("folder", type=click.Path(path_type=Path))
+@INDEX
+@click.option(
+    "--model",
+    default=None,
+    help="Encoder: a built-in name (see `simsearch models`) or a checkpoint folder. Default: the shipped character encoder.",
+)
+@DEVICE
+@click.option(
+    "--batch-size",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 65536),
+    help="Images embedded per forward pass.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Fail (exit 1, nothing written) if any file cannot be read, instead of skipping it."
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing index instead of syncing it (needed to change encoder)."
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "flat", "hnsw", "ivfpq"]),
+    default=None,
+    help="Index structure: flat (exact), hnsw (fast, approximate), ivfpq (16x smaller in memory; exact vectors stay on disk for re-ranking), or auto: flat below 50,000 images, hnsw above. Default: auto for a new index, unchanged for an existing one.",
+)
+@QUIET
+@JSON
+def index_build(folder: Path, index_path: Path, quiet: bool, as_json: bool, **opts: Any) -> None:
+    """Embed every image under FOLDER into the index (labels = first-level subfolders).
+
+    Run again on the same index, it syncs: new and changed files are embedded, deleted ones
+    removed, moved ones re-pathed. Unreadable files are skipped with their reason and listed at
+    the end. The index is replaced in one atomic step: interrupting a build loses nothing.
+    """
+    from simsearch.engine import StrictModeError, build_index
+
+    try:
+        report = build_index(folder, index_path, progress=not (quiet or as_json), **opts)
+    except StrictModeError as err:
+        _print_skipped(err.skipped)
+        raise
+    _print_report(report, as_json)
+
+
+def _print_skipped(skipped: Sequence[Any]) -> None:
+    for s in skipped:
+        click.echo(f"skipped: {s.path}: {s.reason}", err=True)
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    """A BuildReport as JSON, or as the skipped list (stderr) and the "N indexed, M skipped" summary."""
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    _print_skipped(report.skipped)
+    parts = [f"{report.indexed:,} indexed", f"{len(report.skipped):,} skipped"]
+    if not report.created:
+        parts += [f"{report.unchanged:,} unchanged", f"{report.moved:,} moved", f"{report.removed:,} removed"]
+    click.echo(f"{', '.join(parts)}; {report.total:,} images in {report.index} ({report.elapsed_s:.1f}s)")
+
+
+@index_group.command("add")
+@click.argument("images", nargs=-1, required=True)
+@INDEX
+@click.option(
+    "--label",
+    default=None,
+    help="Class of the added images (default: their first-level subfolder for folders, none for files).",
+)
+@DEVICE
+@click.option("--strict", is_flag=True, help="Fail with nothing written if any file cannot be read.")
+@QUIET
+@JSON
+def index_add(images: tuple[str, ...], index_path: Path, quiet: bool, as_json: bool, **opts: Any) -> None:
+    """Add image files or folders to an existing index (with the index's own encoder)."""
+    from simsearch.engine import add_files
+
+    _print_report(add_files(index_path, list(images), progress=not (quiet or as_json), **opts), as_json)
+
+
+@index_group.command("remove")
+@click.argument("targets", nargs=-1, required=True)
+@INDEX
+@JSON
+def index_remove(targets: tuple[str, ...], index_path: Path, as_json: bool) -> int:
+    """Remove entries by path (a file, or everything under a folder) or by id. Files are not touched.
+
+    Exit 1 if some target matched nothing (the others are still removed).
+    """
+    from simsearch.engine import remove_entries
+
+    removed, unmatched = remove_entries(index_path, list(targets))
+    if as_json:
+        _echo_json({"removed": removed, "unmatched": unmatched})
+    else:
+        click.echo(f"{removed:,} removed from {index_path}")
+        for t in unmatched:
+            click.echo(f"Error: {t}: not in the index", err=True)
+    return 1 if unmatched else 0
+
+
+@index_group.command("info")
+@INDEX
+@JSON
+def index_info(index_path: Path, as_json: bool) -> None:
+    """Counts, classes, encoder, index kind, size on disk and threshold of an index."""
+    from simsearch.engine import index_info
+
+    info = index_info(index_path)
+    if as_json:
+        _echo_json(info)
+    else:
+        for k, v in info.items():
+            click.echo(f"{k:12s} {v}")
+
+
+@index_group.command("check")
+@INDEX
+def index_check(index_path: Path) -> int:
+    """Check that catalog, vectors and manifest agree (exit 1 if not)."""
+    from simsearch.engine import open_index
+
+    with open_index(index_path) as store:
+        report = store.check()
+    if report.ok:
+        click.echo(f"ok: {report.count:,} images, catalog and vectors agree")
+        return 0
+    for p in report.problems:
+        click.echo(f"problem: {p}", err=True)
+    return 1
+
+
+# ---------------------------------------------------------------- query / identify / verify
+def _answer(
+    images: tuple[str, ...],
+    index_path: Path,
+    model: str | None,
+    device: str,
+    ask: str,
+    out: Path | None,
+    montage: Path | None,
+    as_json: bool,
+    show: Any,
+    **how: Any,
+) -> int:
+    """query and identify: expand the arguments, answer every readable image, print each answer
+    (JSON or `show(answer)`), write --out and --montage, list the unreadable; exit 1 if any was."""
+    from simsearch.engine import Searcher, expand_queries
+    from simsearch.pictures import identify_sheet, query_sheet
+    from simsearch.results import write_rows
+
+    paths, failed = expand_queries(list(images))
+    if not paths and not failed:
+        raise click.UsageError("no query images found in the given paths")
+    with Searcher(index_path, model=model, device=device) as searcher:
+        answers, unreadable = getattr(searcher, f"{ask}_paths")(paths, **how)
+        classes = searcher.classes()
+    for a in answers:
+        if as_json:
+            _echo_json(a.to_dict())
+        else:
+            click.echo(show(a))
+    if out is not None:
+        flatten = "results" if ask == "query" else None
+        click.echo(f"wrote {write_rows([a.to_dict() for a in answers], out, flatten=flatten)}", err=True)
+    if montage is not None and answers:
+        sheet = query_sheet if ask == "query" else identify_sheet
+        click.echo(f"wrote {sheet(answers, montage, classes)}", err=True)
+    for path, reason in failed + unreadable:
+        if as_json:
+            _echo_json({"query": path, "error": reason})
+        click.echo(f"Error: cannot read query {path}: {reason}", err=True)
+    return 1 if failed or unreadable else 0
+
+
+def _show_hits(res: Any) -> str:
+    hits = [f"  {h.rank:3d}  {h.score:+.4f}  {h.label or '-':20s}  {h.path}" for h in res.results]
+    return "\n".join([f"query: {res.query}", *hits])
+
+
+def _show_identification(r: Any) -> str:
+    if r.known:
+        return f"{r.query}: {r.label}  (score {r.score:+.4f}, margin {r.margin:.4f} over {r.runner_up or '-'}; match {r.match})"
+    return f"{r.query}: unknown  (closest {r.label or '-'} at {r.score:+.4f} < threshold {r.threshold:.4f})"
+
+
+@cli.command("query")
+@click.argument("images", nargs=-1, required=True)
+@INDEX
+@click.option(
+    "-k",
+    "k",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 10000),
+    help="How many nearest gallery images to list.",
+)
+@MODEL_FOR_INDEX
+@DEVICE
+@OUT
+@MONTAGE
+@JSON
+def query_cmd(images: tuple[str, ...], index_path: Path, k: int, **opts: Any) -> int:
+    """Find the gallery images most similar to each query image (files or folders), best first.
+
+    Scores are cosine similarities in [-1, 1]. Exit 1 if any query image could not be read.
+    """
+    return _answer(images, index_path, ask="query", show=_show_hits, k=k, **opts)
+
+
+@cli.command("identify")
+@click.argument("images", nargs=-1, required=True)
+@INDEX
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1.0, 1.0),
+    default=None,
+    help="Cosine score below which the answer is \"unknown\". Default: the index's calibrated threshold, else the encoder's.",
+)
+@MODEL_FOR_INDEX
+@DEVICE
+@OUT
+@MONTAGE
+@JSON
+def identify_cmd(images: tuple[str, ...], index_path: Path, threshold: float | None, **opts: Any) -> int:
+    """Say which gallery class (first-level subfolder) each image shows, or "unknown".
+
+    Classes are scored as wholes: the best match in the class decides, the mean of its best
+    three and the margin over the runner-up class are reported with it. Exit 1 if any image
+    could not be read.
+    """
+    return _answer(images, index_path, ask="identify", show=_show_identification, threshold=threshold, **opts)
+
+
+@cli.command("verify")
+@click.argument("a")
+@click.argument("b")
+@click.option(
+    "--index",
+    "index_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Use this index's encoder and calibrated threshold.",
+)
+@click.option("--model", default=None, help="Encoder (built-in name or checkpoint folder) when no --index is given.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1.0, 1.0),
+    default=None,
+    help="Cosine score at or above which the two are the same.",
+)
+@DEVICE
+@JSON
+@click.pass_obj
+def verify_cmd(state: dict[str, Any], a: str, b: str, index_path: Path | None, as_json: bool, **opts: Any) -> int:
+    """Are images A and B the same (person, character, signature, object)?
+
+    Exit code 0 = same, 1 = different, 2 or more = error, for scripts.
+    """
+    from simsearch.engine import verify
+
+    state["error_exit"] = 2  # 1 means "different" here
+    v = verify(a, b, index=index_path, **opts)
+    if as_json:
+        _echo_json(v.to_dict())
+    else:
+        click.echo(
+            f"{'same' if v.same else 'different'}  (score {v.score:+.4f}, threshold {v.threshold:.4f}, encoder {v.encoder})"
+        )
+    return 0 if v.same else 1
+
+
+@cli.command("calibrate")
+@click.argument("labelled", type=click.Path(path_type=Path))
+@INDEX
+@click.option(
+    "--far",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=0.01,
+    show_default=True,
+    help="False-accept rate the threshold should allow.",
+)
+@click.option(
+    "--roc", "roc_png", type=click.Path(path_type=Path), default=None, help="Write the ROC curve as a PNG here."
+)
+@click.option("--dry-run", is_flag=True, help="Measure and report, but do not save the threshold into the index.")
+@DEVICE
+@JSON
+def calibrate_cmd(labelled: Path, index_path: Path, dry_run: bool, as_json: bool, **opts: Any) -> None:
+    """Measure genuine and impostor scores on LABELLED (a folder-per-class set, ideally not the
+    gallery itself) and save the threshold at the requested false-accept rate into the index;
+    identify and verify then use it by default."""
+    from simsearch.engine import calibrate
+
+    c = calibrate(labelled, index_path, save=not dry_run, progress=not as_json, **opts)
+    if as_json:
+        _echo_json(c.to_dict())
+        return
+    _print_skipped(c.skipped)
+    click.echo(
+        f"{c.images:,} images, {c.classes:,} classes: {c.genuine_pairs:,} genuine and {c.impostor_pairs:,} impostor pairs"
+    )
+    click.echo(f"ROC AUC {c.auc:.4f}; EER {c.eer:.4f} at threshold {c.eer_threshold:.4f}")
+    click.echo(f"threshold {c.threshold:.4f} at FAR {c.far:g} accepts {100 * c.tar_at_threshold:.1f}% of genuine pairs")
+    click.echo(
+        ("not saved (--dry-run)" if dry_run else f"saved into {index_path}")
+        + (f"; ROC curve: {c.roc_png}" if c.roc_png else "")
+    )
+
+
+@cli.command("duplicates")
+@INDEX
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1.0, 1.0),
+    required=True,
+    help="Cosine score at or above which two images count as near-duplicates.",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the groups to .jsonl or .csv.")
+@click.option(
+    "--montage-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write one contact sheet PNG per group into this folder.",
+)
+@JSON
+def duplicates_cmd(
+    index_path: Path, threshold: float, out: Path | None, montage_dir: Path | None, as_json: bool
+) -> None:
+    """Groups of near-duplicate gallery images: connected components of "score >= threshold"."""
+    from simsearch.engine import duplicate_rows, find_duplicates
+    from simsearch.pictures import group_sheets
+    from simsearch.results import write_rows
+
+    rows = duplicate_rows(find_duplicates(index_path, threshold))
+    for row in rows:
+        if as_json:
+            _echo_json(row)
+        else:
+            click.echo(f"group {row['group']} ({row['size']} images)")
+            for m in row["members"]:
+                click.echo(f"  {m['best_score']:+.4f}  {m['path']}")
+    if not as_json:
+        click.echo(f"{len(rows)} group(s) at threshold {threshold}")
+    if out is not None:
+        click.echo(f"wrote {write_rows(rows, out, flatten='members')}", err=True)
+    if montage_dir is not None:
+        group_sheets(rows, montage_dir)
+
+
+# ---------------------------------------------------------------- models / train / evaluate
+@cli.command("models")
+@JSON
+def models_cmd(as_json: bool) -> None:
+    """List the built-in encoders."""
+    from simsearch.checkpoint import model_summaries
+
+    rows = model_summaries()
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        click.echo(
+            f"{r['name']:12s} {'(default) ' if r['default'] else ''}{r['arch']} {r['input']} -> {r['dim']}-d, {r['parameters']:,} params, {r['fingerprint']}  {r['description']}"
+        )
+
+
+_TRAIN_SECTIONS = (
+    ("Data and output", ("out", "classes", "group_batches", "resume", "init_model")),
+    ("Encoder", ("arch", "channels", "size", "widths", "embedding_dim", "pool")),
+    ("Input framing (kept in the model's preprocessing)", ("invert", "crop", "autocontrast", "fit_ink")),
+    ("Labelled objective", ("loss", "margin", "mining", "classes_per_batch", "per_class", "shot")),
+    ("Augmentation (labelled)", ("rotations", "jitter", "elastic", "flips", "color_jitter")),
+    ("Self-supervised (no labels)", ("self_supervised", "batch", "temperature", "grayscale")),
+    ("Schedule", ("steps", "time_budget_s", "lr", "ema", "seed")),
+    ("Validation", ("val_fraction", "val_fold", "val_every")),
+)
+
+
+@cli.command("train", cls=_SectionedCommand, sections=_TRAIN_SECTIONS)
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for model.safetensors + model.json (and resume state).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["episodic", "triplet", "contrastive"]),
+    default="episodic",
+    show_default=True,
+    help="Training objective.",
+)
+@click.option(
+    "--margin", type=float, default=None, help="Margin for contrastive (default 0.5) or triplet (default 0.2) loss."
+)
+@click.option(
+    "--mining",
+    type=click.Choice(["batch-hard", "semi-hard", "all"]),
+    default="batch-hard",
+    show_default=True,
+    help="Triplet mining.",
+)
+@click.option(
+    "--classes",
+    "classes",
+    default=None,
+    metavar="GLOB",
+    help="Train only on classes whose name matches, e.g. '[A-J]*' (LFW people A to J) or 'train/*'.",
+)
+@click.option(
+    "--group-batches",
+    is_flag=True,
+    help="Fill each batch with whole groups (an alphabet's characters; a writer's genuine signatures and "
+    "forgeries) so that classes meet their hardest negatives.",
+)
+@click.option(
+    "--arch", type=click.Choice(["conv4", "resnet"]), default="conv4", show_default=True, help="Encoder architecture."
+)
+@click.option(
+    "--channels", type=click.Choice(["1", "3"]), default="1", show_default=True, help="1 = grayscale input, 3 = RGB."
+)
+@click.option("--size", type=click.IntRange(8, 512), default=28, show_default=True, help="Input side in pixels.")
+@click.option(
+    "--widths", type=_INT_LIST, default="64,96,128,256", show_default=True, help="Channels per stage, comma-separated."
+)
+@click.option(
+    "--embedding-dim",
+    type=click.IntRange(2, 4096),
+    default=None,
+    help="Embedding size (default: the length of the pooled features, which a linear head then maps to it otherwise).",
+)
+@click.option(
+    "--pool",
+    type=click.Choice(["avg", "flatten"]),
+    default="avg",
+    show_default=True,
+    help="How the last stage's map becomes a vector: averaged over its positions, or flattened so that where "
+    "each part sits counts (last width x positions left, e.g. 256 x 2 x 2 from 32 pixels and 4 stages).",
+)
+@click.option(
+    "--invert/--no-invert",
+    default=None,
+    help="Invert intensities (dark strokes on light paper become the signal). Default: on for grayscale, off for RGB.",
+)
+@click.option(
+    "--self-supervised",
+    is_flag=True,
+    help="No labels: DATA is any folder (or zip) of images; two random edits of each image (crop, flip, colour, "
+    "grayscale, blur, JPEG, rotation, text, border) are pulled together, other images pushed apart (NT-Xent). "
+    "Validation searches edited copies of held-out images (recall@1).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(2),
+    default=128,
+    show_default=True,
+    help="Self-supervised: images per step (each gives two views).",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(0.01, 10),
+    default=0.1,
+    show_default=True,
+    help="Self-supervised: NT-Xent softmax temperature.",
+)
+@click.option(
+    "--grayscale-views",
+    "grayscale",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Self-supervised: chance that a view loses its colour (lower lets the encoder lean on colour and miss "
+    "grayscale copies).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=2000,
+    show_default=True,
+    help="Optimizer steps (an upper bound when --time-budget is given).",
+)
+@click.option(
+    "--time-budget",
+    "time_budget_s",
+    type=_DURATION,
+    default=None,
+    help="Stop after this long, e.g. 80m; the learning-rate schedule follows the clock.",
+)
+@click.option(
+    "--classes-per-batch", type=click.IntRange(2), default=60, show_default=True, help="P: classes per batch."
+)
+@click.option(
+    "--per-class", type=click.IntRange(2), default=6, show_default=True, help="K: images per class per batch."
+)
+@click.option(
+    "--shot",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Episodic loss: support images per class (the rest are queries).",
+)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate (AdamW, cosine schedule).")
+@click.option(
+    "--rotations",
+    is_flag=True,
+    help="Add 90/180/270-degree rotations of each class as new classes (usual on Omniglot).",
+)
+@click.option(
+    "--jitter",
+    type=click.FloatRange(0, 3),
+    default=1.0,
+    show_default=True,
+    help="Strength of random affine jitter (0 = off).",
+)
+@click.option(
+    "--elastic",
+    type=click.FloatRange(0, 3),
+    default=0.0,
+    show_default=True,
+    help="Strength of a random smooth local warp that bends strokes as handwriting varies "
+    "(characters, signatures; 0 = off).",
+)
+@click.option("--flips", is_flag=True, help="Random horizontal flips.")
+@click.option(
+    "--color-jitter",
+    type=click.FloatRange(0, 2),
+    default=0.0,
+    show_default=True,
+    help="Strength of random brightness/contrast/saturation changes (photos, faces; 0 = off).",
+)
+@click.option(
+    "--ema",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Validate and keep an exponential moving average of the weights with this decay (e.g. 0.98: about "
+    "the last 50 steps) instead of the last step's weights. 0 = off.",
+)
+@click.option(
+    "--crop",
+    type=click.FloatRange(0.1, 1.0),
+    default=1.0,
+    show_default=True,
+    help="Keep this centred share of each side before resizing (0.5 on LFW's 250x250 portraits keeps the face).",
+)
+@click.option(
+    "--autocontrast/--no-autocontrast",
+    default=False,
+    show_default=True,
+    help="Stretch each image's contrast to the full range inside the encoder, so thin or faint pen lines "
+    "(grey once shrunk) look like any other stroke; kept in the model's preprocessing.",
+)
+@click.option(
+    "--fit-ink/--no-fit-ink",
+    default=False,
+    show_default=True,
+    help="Drawings (one channel): frame each image by the square around its strokes before resizing, so a "
+    "character drawn small, large or off-centre fills the input alike; the ink is dark unless --no-invert. "
+    "Kept in the model's preprocessing.",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 0.9),
+    default=0.15,
+    show_default=True,
+    help="Share of groups (alphabets) held out for validation; 0 = none.",
+)
+@click.option(
+    "--val-fold",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Which block of --val-fraction of the (seeded, shuffled) groups to hold out: folds 0, 1, ... are "
+    "disjoint, so running one command with each fold cross-validates a recipe on few classes (45 signature "
+    "writers make folds 0 to 5 at 0.15). The held-out classes are recorded in model.json.",
+)
+@click.option(
+    "--val-every",
+    type=click.IntRange(1),
+    default=250,
+    show_default=True,
+    help="Validate (and keep the best checkpoint) every N steps.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for sampling, augmentation and initialization."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run (labelled or --self-supervised) from the state saved in --out at its last "
+    "validation; the architecture comes from there, the other options must be the run's own.",
+)
+@click.option(
+    "--init",
+    "init_model",
+    default=None,
+    metavar="MODEL",
+    help="Fine-tune: start from the weights of a built-in encoder (e.g. photos) or a checkpoint folder. Its "
+    "architecture is kept, so --arch, --channels, --widths, --embedding-dim and --pool must not be given; so is its "
+    "preprocessing, except what --size, --invert/--no-invert, --crop, --autocontrast/--no-autocontrast or "
+    "--fit-ink/--no-fit-ink say "
+    "(networks that average their last map take any input size; --pool flatten ones keep theirs).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@DEVICE
+@JSON
+@click.pass_context
+def train_cmd(ctx: click.Context, data: Path, out: Path, quiet: bool, as_json: bool, **opts: Any) -> None:
+    """Train a Siamese encoder on DATA: a folder-per-class tree or a zip of one (Omniglot's zips work as they are).
+
+    Classes are the folders holding the images; whole top-level groups (alphabets) are held out
+    for validation, and the checkpoint with the best validation accuracy is kept (N-way K-shot;
+    for signature data laid out as genuine/<writer> and forgery/<writer>: one-reference
+    verification against the held-out writers' forgeries, 1 - EER). With --self-supervised DATA
+    is any folder of images, no labels (see that option); with --init MODEL training starts from
+    an existing encoder (fine-tuning).
+    """
+    from simsearch.train import TrainRequest, run_training
+
+    given = [n for n in opts if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+    result = run_training(TrainRequest.from_options(data, out, opts, given), progress=not (quiet or as_json))
+    summary = {
+        "out": str(result.out_dir),
+        "fingerprint": result.fingerprint,
+        "steps": result.steps,
+        "elapsed_s": round(result.elapsed_s, 1),
+        "best_val_accuracy": result.best_val_accuracy,
+    }
+    if as_json:
+        _echo_json(summary)
+        return
+    best = f"{result.best_val_accuracy:.4f}" if result.best_val_accuracy is not None else "n/a"
+    click.echo(
+        f"trained {result.steps} steps in {result.elapsed_s:.0f}s; best {result.val_measure} {best}; checkpoint in {result.out_dir}"
+    )
+
+
+@cli.command("evaluate")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    default=None,
+    help="Encoder: built-in name or checkpoint folder (default: the shipped one), or 'raw-pixels'.",
+)
+@click.option("--way", type=click.IntRange(2), default=20, show_default=True)
+@click.option("--shot", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--episodes", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--table", is_flag=True, help="Report 5- and 20-way, 1- and 5-shot in one table (ignores --way/--shot).")
+@click.option(
+    "--pairs",
+    type=click.IntRange(0),
+    default=3000,
+    show_default=True,
+    help="Same/different pairs of each kind for verification AUC/EER (0 = skip).",
+)
+@click.option(
+    "--classes",
+    default=None,
+    metavar="GLOB",
+    help="Only classes whose name matches, e.g. '[K-Z]*' (LFW people K to Z) or 'test/*'. "
+    "With --signatures the default is 'test/*'.",
+)
+@click.option(
+    "--signatures",
+    is_flag=True,
+    help="Signature verification with skilled forgeries (classes genuine/<writer>, forgery/<writer>): per writer, "
+    "--refs genuine references against the writer's other genuine signatures and its forgeries; the threshold "
+    "is chosen at the EER on the --fit-classes writers and applied to the measured ones.",
+)
+@click.option(
+    "--refs", type=_INT_LIST, default="1,5", show_default=True, help="With --signatures: reference counts to measure."
+)
+@click.option(
+    "--fit-classes",
+    default=None,
+    metavar="GLOB",
+    help="Classes the verification threshold is chosen on (the best-accuracy threshold over their pairs), e.g. "
+    "'[A-J]*' (LFW's training people); accuracy is then reported on the measured classes at that threshold. "
+    "With --signatures the default is 'train/*' (its EER threshold). 'held-out': the classes of DATA that "
+    "--model's training run held out for validation (recorded in its model.json): classes it never trained on, "
+    "like the measured ones.",
+)
+@click.option(
+    "--compare",
+    multiple=True,
+    metavar="MODEL",
+    help="Also measure this encoder (or 'raw-pixels'; with --copy-detection also 'phash' or 'dhash') in the "
+    "same run; repeatable.",
+)
+@click.option(
+    "--copy-detection",
+    is_flag=True,
+    help="Reverse image search: DATA (every image in it) is the gallery; edited copies of --queries of its images "
+    "(each --edits type, seeded) are searched for their original. Reports recall@1, recall@10 and mAP per edit.",
+)
+@click.option(
+    "--queries",
+    "n_originals",
+    type=click.IntRange(1),
+    default=300,
+    show_default=True,
+    help="With --copy-detection: originals that get edited copies (the other images are distractors).",
+)
+@click.option(
+    "--edits",
+    default="all",
+    show_default=True,
+    help="With --copy-detection: comma-separated edit types (crop, resize, jpeg, rotate, flip, color, grayscale, "
+    "blur, text, border, combined).",
+)
+@DEVICE
+@JSON
+def evaluate_cmd(
+    data: Path,
+    model: str | None,
+    compare: tuple[str, ...],
+    copy_detection: bool,
+    signatures: bool,
+    device: str,
+    as_json: bool,
+    **opts: Any,
+) -> None:
+    """Measure an encoder on DATA: N-way K-shot accuracy with a 95% interval, and verification ROC AUC / EER.
+
+    \b
+    simsearch evaluate ../shared/data/omniglot/images_evaluation.zip --table --episodes 2000 --seed 0
+    simsearch evaluate sigcomp2011-processed.zip --signatures --model signatures --compare raw-pixels
+    """
+    from simsearch.evaluate import reports
+
+    progress = not as_json
+    baselines = ("raw-pixels", "phash", "dhash") if copy_detection else ("raw-pixels",)
+    models = reports.candidates(model, compare, device, baselines)
+    report: Any
+    if copy_detection:
+        edits = opts["edits"].strip()
+        names = None if edits == "all" else [e.strip() for e in edits.split(",") if e.strip()]
+        from simsearch.edits import EDITS
+
+        report = reports.copy_detection_report(
+            data,
+            models,
+            list(EDITS) if names is None else names,
+            opts["n_originals"],
+            opts["classes"],
+            opts["seed"],
+            progress,
+        )
+    elif signatures:
+        report = reports.signature_report(
+            data,
+            models,
+            opts["classes"] or "test/*",
+            opts["fit_classes"] or "train/*",
+            opts["refs"],
+            opts["seed"],
+            progress,
+        )
+    else:
+        keys = ("way", "shot", "episodes", "seed", "table", "pairs", "classes", "fit_classes")
+        report = reports.few_shot_report(data, models, progress=progress, **{k: opts[k] for k in keys})
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        for line in report.lines():
+            click.echo(line)
+
+
+@cli.command("demo")
+@click.option(
+    "--out",
+    "workdir",
+    default="simsearch-demo",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the demo's gallery, queries and index.",
+)
+@click.option(
+    "--data",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Use this folder-per-class set as the gallery instead of drawing one.",
+)
+@DEVICE
+def demo_cmd(workdir: Path, data: Path | None, device: str) -> None:
+    """Run the whole path offline: draw a small gallery of symbols, index it, query, identify."""
+    from simsearch.demo import run_demo
+
+    r = run_demo(workdir, data=data, device=device, progress=False)
+    click.echo(f"gallery:  {r.gallery} ({r.build.total} images)")
+    click.echo(
+        f"index:    {r.index}  ({r.build.indexed} indexed, {len(r.build.skipped)} skipped, {r.build.elapsed_s:.1f}s)"
+    )
+    click.echo(f"\nquery {r.query.query}: top {len(r.query.results)}")
+    for h in r.query.results:
+        click.echo(f"  {h.rank}  {h.score:+.4f}  {h.label or '-':10s} {h.path}")
+    if r.identifications:
+        click.echo("\nidentify:")
+    from simsearch.demo import GALLERY_CLASSES
+
+    for ident in r.identifications:
+        answer = ident.label if ident.known else "unknown"
+        stem = Path(ident.query).stem
+        verdict = ""
+        if data is None and stem.startswith("new_"):  # drawn probes: say what the right answer was
+            expected = stem[4:] if stem[4:] in GALLERY_CLASSES else "unknown"
+            verdict = "  right" if answer == expected else f"  WRONG (expected {expected})"
+        click.echo(
+            f"  {ident.query}: {answer}  (best {ident.label} at {ident.score:+.4f}, threshold {ident.threshold:.4f}){verdict}"
+        )
+    click.echo(
+        f"\nTry it yourself:\n  simsearch query {r.query.query} --index {r.index} -k 3\n  simsearch identify {r.workdir / 'queries'} --index {r.index}"
+    )
+
+
+@cli.command("serve")
+@click.option("--index", "index_path", required=True, type=click.Path(path_type=Path), help="Index directory to serve.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless you say otherwise)."
+)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option(
+    "--max-upload-mb",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Largest accepted upload, in MiB (413 above it).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a query may take before it is answered 504.",
+)
+@DEVICE
+def serve_cmd(index_path: Path, host: str, port: int, max_upload_mb: float, timeout_s: float, device: str) -> None:
+    """Serve an index over HTTP, with a web page at / for drag-and-drop search.
+
+    \b
+    POST /search?k=5    multipart field `file`: the same JSON as `query --json`
+    POST /identify      multipart field `file`: the same JSON as `identify --json`
+    GET  /images/ID, /thumbnails/ID   gallery images by catalog id only
+    GET  /health, /stats, /docs (OpenAPI)
+    The encoder loads once; queries never write to the index or the gallery.
+    """
+    import uvicorn
+
+    from simsearch.service import create_app
+
+    app = create_app(index_path, device=device, max_upload=int(max_upload_mb * 2**20), timeout_s=timeout_s)
+    click.echo(
+        f"serving {index_path} ({len(app.state.searcher.store.vectors):,} images) on http://{host}:{port}/", err=True
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+def _flag_names() -> dict[str, str]:
+    """Every option's parameter name -> the flag a user types (its longest spelling)."""
+    names: dict[str, str] = {}
+
+    def walk(cmd: click.Command) -> None:
+        for p in cmd.params:
+            if isinstance(p, click.Option) and p.name:
+                names.setdefault(p.name, max(p.opts, key=len))
+        for sub in getattr(cmd, "commands", {}).values():
+            walk(sub)
+
+    walk(cli)
+    return names
+
+
+def _flag(field: str) -> str:
+    return _flag_names().get(field, "--" + field.replace("_", "-"))
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point: runs the click group and turns errors into one line and an exit code:
+    1 bad input or data (2 for verify, whose 1 means "different"), 2 usage, 130 interrupted."""
+    from index.errors import IndexStoreError
+    from simsearch.errors import ConfigError, SimSearchError
+
+    state: dict[str, Any] = {"error_exit": 1}
+    try:
+        rv = cli.main(args=argv, prog_name="simsearch", standalone_mode=False, obj=state)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("\nInterrupted: nothing was changed.", err=True)
+        sys.exit(130)
+    except ConfigError as e:  # settings that do not go together: a usage error, in flags
+        click.echo(f"Error: {e.render(_flag)}", err=True)
+        sys.exit(2)
+    except (SimSearchError, IndexStoreError) as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(state["error_exit"])
+    except ValueError as e:  # configuration values validated in dataclasses
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(2)
+    except OSError as e:
+        click.echo(f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
+        sys.exit(state["error_exit"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The engine: the only part that joins the encoder side to index/ (sync, search, identify, calibrate,
+duplicates, encoder-index compatibility). Importing it loads faiss but not torch; the encoder loads
+when a command needs one."""
+
+from simsearch.engine.calibrate import Calibration, calibrate
+from simsearch.engine.compat import encoder_record
+from simsearch.engine.duplicates import duplicate_rows, find_duplicates
+from simsearch.engine.search import DEFAULT_THRESHOLD, Hit, Identification, QueryResult, Searcher, expand_queries
+from simsearch.engine.sync import (
+    BuildReport,
+    StrictModeError,
+    add_files,
+    build_index,
+    index_info,
+    open_index,
+    remove_entries,
+)
+from simsearch.engine.verify import Verdict, verify
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "BuildReport",
+    "Calibration",
+    "Hit",
+    "Identification",
+    "QueryResult",
+    "Searcher",
+    "StrictModeError",
+    "Verdict",
+    "add_files",
+    "build_index",
+    "calibrate",
+    "duplicate_rows",
+    "encoder_record",
+    "expand_queries",
+    "find_duplicates",
+    "index_info",
+    "open_index",
+    "remove_entries",
+    "verify",
+]

@@ -1,0 +1,236 @@
+"""Answering queries over an index: nearest gallery images, per-class open-set identification, thresholds."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from index.store import IndexStore, Manifest
+from simsearch.engine.compat import model_for_index
+from simsearch.errors import DataError
+from simsearch.images import collect_images
+
+__all__ = ["DEFAULT_THRESHOLD", "Hit", "Identification", "QueryResult", "Searcher", "expand_queries"]
+
+DEFAULT_THRESHOLD = 0.5
+# How many neighbours identify looks at to score classes, and how many best matches a class's mean uses.
+_IDENTIFY_POOL = 100
+_CLASS_TOP = 3
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    id: int
+    score: float
+    label: str | None
+    path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "id": self.id, "score": round(self.score, 6), "label": self.label, "path": self.path}
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    query: str
+    results: list[Hit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "results": [h.to_dict() for h in self.results]}
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Per-class decision: the best class, its best score, the mean of its best few, and the margin
+    over the runner-up class; known is score >= threshold."""
+
+    query: str
+    label: str | None
+    known: bool
+    score: float
+    match: str | None
+    mean_score: float
+    margin: float
+    runner_up: str | None
+    threshold: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "label": self.label if self.known else None,
+            "known": self.known,
+            "score": round(self.score, 6),
+            "match": self.match,
+            "best_class": self.label,
+            "mean_score": round(self.mean_score, 6),
+            "margin": round(self.margin, 6),
+            "runner_up": self.runner_up,
+            "threshold": round(self.threshold, 6),
+        }
+
+
+class Searcher:
+    """An index opened for answering queries, with the encoder that built it loaded once.
+
+    `query` and `identify` take image paths, PIL images or decoded images as numpy arrays
+    ((H, W) or (H, W, 3) uint8), one or a list; `*_vectors` take embeddings; `*_paths` go on past
+    unreadable files and report them, as the command line does.
+    """
+
+    def __init__(self, index: str | os.PathLike[str], model: str | None = None, device: str = "auto") -> None:
+        self.path = Path(index)
+        self.store = IndexStore.open(self.path)
+        try:
+            self.embedder = model_for_index(self.store.manifest, self.path, model, device)
+        except BaseException:
+            self.store.close()
+            raise
+        assert self.embedder.model is not None
+        self.model = self.embedder.model
+        self.device = self.embedder.device
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.store.manifest
+
+    def classes(self) -> set[str]:
+        """The gallery's class names (first-level subfolders)."""
+        return {c for c in self.store.catalog.labels() if c is not None}
+
+    def embed_paths(self, paths: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """(M, D) embeddings of the readable images, and (path, reason) for the rest, in order."""
+        return self.embedder.embed_paths(paths)
+
+    def embed(self, images: Any) -> tuple[np.ndarray, list[str]]:
+        """(N, D) embeddings of query images and a name for each (the path, or "<image i>").
+        Raises ImageError for an unreadable file."""
+        from PIL import Image
+
+        from simsearch.errors import ImageError
+
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        names, rows = [], []
+        for i, item in enumerate(items):
+            if isinstance(item, (str, os.PathLike)):
+                vecs, failed = self.embedder.embed_paths([item])
+                if failed:
+                    raise ImageError(*failed[0])
+                names.append(str(item))
+            else:
+                pic = Image.fromarray(np.asarray(item)) if isinstance(item, np.ndarray) else item
+                vecs = self.embedder.embed_images([pic])
+                names.append(f"<image {i}>")
+            rows.append(vecs)
+        return (np.concatenate(rows) if rows else np.zeros((0, self.manifest.dim), np.float32)), names
+
+    def query(self, images: Any, k: int = 5) -> list[QueryResult]:
+        """The `k` nearest gallery images to each query image, best first."""
+        vecs, names = self.embed(images)
+        return self.search_vectors(vecs, names, k)
+
+    def identify(self, images: Any, threshold: float | None = None) -> list[Identification]:
+        """Which gallery class each query image shows, or unknown below the threshold."""
+        vecs, names = self.embed(images)
+        return self.identify_vectors(vecs, names, threshold)
+
+    def query_paths(self, paths: Sequence[str], k: int = 5) -> tuple[list[QueryResult], list[tuple[str, str]]]:
+        """query() over files, going on past unreadable ones: (answers, (path, reason) for the others)."""
+        return self._over_paths(paths, lambda v, n: self.search_vectors(v, n, k))
+
+    def identify_paths(
+        self, paths: Sequence[str], threshold: float | None = None
+    ) -> tuple[list[Identification], list[tuple[str, str]]]:
+        """identify() over files, going on past unreadable ones: (answers, (path, reason) for the others)."""
+        return self._over_paths(paths, lambda v, n: self.identify_vectors(v, n, threshold))
+
+    def _over_paths(
+        self, paths: Sequence[str], answer: Callable[[np.ndarray, list[str]], list[T]]
+    ) -> tuple[list[T], list[tuple[str, str]]]:
+        vecs, failed = self.embedder.embed_paths(paths)
+        bad = {p for p, _ in failed}
+        return answer(vecs, [str(p) for p in paths if str(p) not in bad]), failed
+
+    def search_vectors(self, queries: np.ndarray, names: list[str], k: int) -> list[QueryResult]:
+        """Nearest gallery images to (N, D) unit query rows, one QueryResult per name."""
+        scores, ids = self.store.vectors.search(queries, k)
+        records = self.store.catalog.get(ids.ravel().tolist())
+        out = []
+        for name, row_s, row_i in zip(names, scores, ids, strict=True):
+            hits = [
+                Hit(rank=r + 1, id=int(i), score=float(s), label=records[int(i)].label, path=records[int(i)].path)
+                for r, (s, i) in enumerate(zip(row_s, row_i, strict=True))
+                if i >= 0 and int(i) in records
+            ]
+            out.append(QueryResult(name, hits))
+        return out
+
+    def threshold(self, override: float | None = None) -> float:
+        """The acceptance threshold: given > calibrated for this index > the encoder's > default."""
+        if override is not None:
+            return override
+        if self.manifest.threshold is not None:
+            return float(self.manifest.threshold)
+        t = self.model.meta.get("threshold")
+        return float(t) if t is not None else DEFAULT_THRESHOLD
+
+    def identify_vectors(
+        self, queries: np.ndarray, names: list[str], threshold: float | None = None
+    ) -> list[Identification]:
+        """Per-class decisions for (N, D) unit query rows, one Identification per name."""
+        labels = self.store.catalog.labels()
+        if not any(lbl is not None for lbl in labels):
+            raise DataError(f"{self.path}: the gallery has no classes (identify needs images in class subfolders)")
+        thr = self.threshold(threshold)
+        pool = min(len(self.store.vectors), _IDENTIFY_POOL)
+        scores, ids = self.store.vectors.search(queries, pool)
+        records = self.store.catalog.get(ids.ravel().tolist())
+        out = []
+        for name, row_s, row_i in zip(names, scores, ids, strict=True):
+            per_class: dict[str, list[tuple[float, str]]] = defaultdict(list)
+            for s, i in zip(row_s, row_i, strict=True):
+                rec = records.get(int(i))
+                if rec is not None and rec.label is not None:
+                    per_class[rec.label].append((float(s), rec.path))
+            if not per_class:
+                out.append(Identification(name, None, False, float("-inf"), None, float("-inf"), 0.0, None, thr))
+                continue
+            ranked = sorted(per_class.items(), key=lambda kv: kv[1][0][0], reverse=True)
+            best_label, best = ranked[0]
+            second = ranked[1][1][0][0] if len(ranked) > 1 else -1.0
+            mean = float(np.mean([s for s, _ in best[:_CLASS_TOP]]))
+            out.append(
+                Identification(
+                    query=name,
+                    label=best_label,
+                    known=best[0][0] >= thr,
+                    score=best[0][0],
+                    match=best[0][1],
+                    mean_score=mean,
+                    margin=best[0][0] - second,
+                    runner_up=ranked[1][0] if len(ranked) > 1 else None,
+                    threshold=thr,
+                )
+            )
+        return out
+
+
+def expand_queries(paths: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Query arguments (files or folders) -> (image paths, (path, reason) for unusable folders)."""
+    scan = collect_images(paths)
+    return [str(f.path) for f in scan.files], [(s.path, s.reason) for s in scan.skipped]

@@ -1,0 +1,295 @@
+"""Build, sync, add to and remove from an index: the files on one side, the catalog and vectors on the other."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from index.catalog import Record
+from index.store import IndexStore, Transaction
+from simsearch.engine.compat import encoder_record, model_for_index
+from simsearch.errors import DataError, ImageError, SimSearchError
+from simsearch.images import Skipped, collect_images, scan_folder
+
+if TYPE_CHECKING:
+    from simsearch.embed import Embedder
+
+__all__ = ["BuildReport", "StrictModeError", "add_files", "build_index", "index_info", "open_index", "remove_entries"]
+
+
+class StrictModeError(SimSearchError):
+    """--strict was given and some files had to be skipped; nothing was written."""
+
+    def __init__(self, skipped: list[Skipped]) -> None:
+        super().__init__(f"{len(skipped)} file(s) could not be indexed (--strict): nothing was written")
+        self.skipped = skipped
+
+
+@dataclass
+class BuildReport:
+    """What a build or sync did. `added` were embedded; `moved` were re-pathed without embedding."""
+
+    index: str
+    total: int = 0
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    created: bool = False
+
+    @property
+    def indexed(self) -> int:
+        return self.added + self.updated
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "total": self.total,
+            "added": self.added,
+            "updated": self.updated,
+            "moved": self.moved,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "elapsed_s": round(self.elapsed_s, 3),
+            "created": self.created,
+        }
+
+
+def _hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_index(
+    folder: str | os.PathLike[str],
+    index: str | os.PathLike[str],
+    model: str | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    strict: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    kind: str | None = None,
+) -> BuildReport:
+    """Embed every image under `folder` into the index at `index`, or sync an existing index.
+
+    `kind` is 'auto' (exact below 50,000 images, HNSW above), 'flat', 'hnsw' or 'ivfpq'; on an
+    existing index it converts the index at commit (None keeps what the index has).
+
+    Sync: unchanged files (same path, size, mtime) are kept, changed ones re-embedded, files whose
+    content hash matches a vanished entry are re-pathed without embedding, and vanished files are
+    removed. The index is written as one atomic commit at the end; an interruption leaves the
+    previous index as it was. With strict=True any unreadable file aborts before writing.
+    """
+    from simsearch.embed import Embedder
+
+    start = time.monotonic()
+    root, index_path = Path(folder), Path(index)
+    scan = scan_folder(root)
+    report = BuildReport(index=str(index_path), skipped=list(scan.skipped))
+    existing = IndexStore.exists(index_path) and not overwrite
+    if existing:
+        with IndexStore.open(index_path) as store:
+            embedder = model_for_index(store.manifest, index_path, model, device)
+        tx = Transaction.begin(index_path)
+        if kind is not None:
+            tx.request_kind(kind)
+    else:
+        embedder = Embedder.load(model, device)
+        assert embedder.model is not None
+        tx = Transaction.create(index_path, embedder.dim, encoder_record(embedder.model), kind=kind or "auto")
+        report.created = True
+    with tx:
+        by_path = {r.path: r for r in tx.catalog.all()}
+        wanted = {os.path.abspath(f.path): f for f in scan.files}
+        to_embed: list[tuple[str, str | None]] = []
+        changed_ids: list[int] = []
+        changed_paths: set[str] = set()
+        for path, f in wanted.items():
+            rec = by_path.get(path)
+            if rec is None:
+                to_embed.append((path, f.label))
+                continue
+            try:
+                st = os.stat(path)
+            except OSError as err:
+                report.skipped.append(Skipped(path, f"cannot read: {err.strerror}"))
+                continue
+            if st.st_size == rec.size and st.st_mtime == rec.mtime and rec.label == f.label:
+                report.unchanged += 1
+            elif st.st_size == rec.size and st.st_mtime == rec.mtime:
+                tx.catalog.repath(rec.id, path, f.label, rec.mtime)  # folder renamed: same file, new label
+                report.moved += 1
+            else:
+                changed_ids.append(rec.id)
+                changed_paths.add(path)
+                to_embed.append((path, f.label))
+        vanished = {rec.sha256: rec for path, rec in by_path.items() if path not in wanted}
+        # New files whose bytes match a vanished entry are moves: re-path, no embedding.
+        if vanished:
+            still_new = []
+            for path, label in to_embed:
+                rec = by_path.get(path)
+                if rec is None:
+                    try:
+                        digest = _hash_file(Path(path))
+                    except OSError:
+                        digest = ""
+                    old = vanished.pop(digest, None)
+                    if old is not None:
+                        tx.catalog.repath(old.id, path, label, os.stat(path).st_mtime)
+                        report.moved += 1
+                        continue
+                still_new.append((path, label))
+            to_embed = still_new
+        removed_ids = [rec.id for rec in vanished.values()]
+        report.removed = len(removed_ids)
+        tx.remove(removed_ids + changed_ids)
+
+        _embed_into(tx, embedder, to_embed, report, batch_size, strict, progress, changed_paths)
+        if report.created and not len(tx.vectors) and not report.skipped:
+            raise DataError(f"{root}: no image files found (looked for .jpg, .png, .gif, .bmp, .tif, .webp ...)")
+        unchanged = not (report.created or report.added or report.updated or report.moved or report.removed)
+        if unchanged and tx.base.requested_kind == (kind or tx.base.requested_kind):
+            report.total = tx.base.count  # nothing to write: the current generation stays
+        else:
+            report.total = tx.commit().count
+    report.elapsed_s = time.monotonic() - start
+    return report
+
+
+def _embed_into(
+    tx: Transaction,
+    embedder: Embedder,
+    items: list[tuple[str, str | None]],
+    report: BuildReport,
+    batch_size: int,
+    strict: bool,
+    progress: bool,
+    changed_paths: set[str],
+) -> None:
+    """Embed (path, label) items into the transaction, counting added/updated and skips in `report`."""
+
+    def on_error(pos: int, err: ImageError) -> None:
+        report.skipped.append(Skipped(err.path, err.reason))
+
+    paths = [p for p, _ in items]
+    for batch in embedder.stream(paths, batch_size=batch_size, on_error=on_error, progress=progress):
+        if strict and report.skipped:
+            break
+        ids = tx.new_ids(len(batch.positions))
+        records = [
+            Record(int(i), items[pos][0], items[pos][1], fact.size, fact.mtime, fact.sha256)
+            for i, pos, fact in zip(ids, batch.positions, batch.facts, strict=True)
+        ]
+        tx.add(batch.vectors, records)
+        updated = sum(1 for r in records if r.path in changed_paths)
+        report.updated += updated
+        report.added += len(records) - updated
+    if strict and report.skipped:
+        raise StrictModeError(report.skipped)
+
+
+def add_files(
+    index: str | os.PathLike[str],
+    files: list[str],
+    label: str | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    strict: bool = False,
+    progress: bool = True,
+) -> BuildReport:
+    """Add image files (or folders of them) to an existing index with the index's own encoder.
+
+    Files already in the index (same path) are re-embedded if they changed, else left alone.
+    `label` sets the class of every added file (default: none, or the subfolder for folders).
+    """
+    start = time.monotonic()
+    index_path = Path(index)
+    with IndexStore.open(index_path) as store:
+        embedder = model_for_index(store.manifest, index_path, None, device)
+    scan = collect_images(files)
+    report = BuildReport(index=str(index_path), skipped=list(scan.skipped))
+    with Transaction.begin(index_path) as tx:
+        by_path = {r.path: r for r in tx.catalog.all()}
+        items, changed = [], set()
+        for f in scan.files:
+            path = os.path.abspath(f.path)
+            rec = by_path.get(path)
+            lbl = label if label is not None else f.label
+            if rec is not None:
+                st = os.stat(path)
+                if st.st_size == rec.size and st.st_mtime == rec.mtime:
+                    report.unchanged += 1
+                    continue
+                tx.remove([rec.id])
+                changed.add(path)
+            items.append((path, lbl))
+        _embed_into(tx, embedder, items, report, batch_size, strict, progress, changed)
+        report.total = tx.commit().count
+    report.elapsed_s = time.monotonic() - start
+    return report
+
+
+def remove_entries(index: str | os.PathLike[str], targets: list[str]) -> tuple[int, list[str]]:
+    """Remove gallery entries by path (a file, or every entry under a folder) or by numeric id.
+
+    Returns (how many were removed, the targets that matched nothing). The files themselves are
+    not touched.
+    """
+    with Transaction.begin(index) as tx:
+        records = tx.catalog.all()
+        doomed: set[int] = set()
+        unmatched = []
+        for t in targets:
+            hits = set()
+            if t.isdigit():
+                hits = {r.id for r in records if r.id == int(t)}
+            if not hits:
+                path = os.path.abspath(t)
+                hits = {r.id for r in records if r.path == path or r.path.startswith(path.rstrip(os.sep) + os.sep)}
+            if not hits:
+                unmatched.append(t)
+            doomed |= hits
+        if doomed:
+            tx.remove(sorted(doomed))
+            tx.commit()
+    return len(doomed), unmatched
+
+
+def open_index(index: str | os.PathLike[str]) -> IndexStore:
+    """Open an index directory for reading (errors are the index layer's, made user-facing by the CLI)."""
+    return IndexStore.open(index)
+
+
+def index_info(index: str | os.PathLike[str]) -> dict[str, Any]:
+    """What `simsearch index info` shows: counts, classes, encoder, kind, threshold, size on disk."""
+    with IndexStore.open(index) as store:
+        m = store.manifest
+        labels = store.catalog.labels()
+        return {
+            "index": str(index),
+            "count": m.count,
+            "classes": len([k for k in labels if k is not None]),
+            "unlabelled": labels.get(None, 0),
+            "dim": m.dim,
+            "metric": m.metric.value,
+            "kind": m.kind.value,
+            "encoder": m.encoder.get("source"),
+            "fingerprint": m.encoder.get("fingerprint"),
+            "threshold": m.threshold,
+            "size_bytes": store.size_on_disk(),
+            "generation": m.generation,
+            "updated": m.updated,
+        }

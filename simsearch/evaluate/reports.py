@@ -1,0 +1,351 @@
+"""The measurements `simsearch evaluate` runs: few-shot and verification, signature verification, copy
+detection. Each loads every encoder it compares once, measures them on the same data in one run, and
+returns a report with to_dict() (the --json output) and lines() (the text output)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from simsearch.datasets import LabelledSet, load_labelled, load_pictures
+from simsearch.errors import ConfigError, SimSearchError
+from simsearch.evaluate.baselines import (
+    RAW_DECODE,
+    RAW_PIXELS,
+    RAW_SIZE,
+    hash_codes,
+    raw_pixel_embeddings,
+    raw_pixel_pictures,
+)
+from simsearch.evaluate.copydetect import copy_detection_table, make_copy_queries, ranks_of_truth
+from simsearch.evaluate.metrics import (
+    FewShotResult,
+    VerificationResult,
+    best_accuracy_threshold,
+    few_shot_accuracy,
+    pair_scores,
+    verification,
+)
+from simsearch.evaluate.signatures import signature_verification
+from simsearch.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from simsearch.embed import Embedder
+
+__all__ = [
+    "HELD_OUT",
+    "Candidate",
+    "CopyDetectionReport",
+    "FewShotReport",
+    "SignatureReport",
+    "candidates",
+    "copy_detection_report",
+    "few_shot_report",
+    "signature_report",
+]
+
+HELD_OUT = "held-out"  # fit_classes: the classes the model's training held out (recorded in its model.json)
+
+
+@dataclass
+class Candidate:
+    """One encoder (or baseline) under measurement, loaded once for the whole run."""
+
+    name: str
+    embedder: Embedder | None = None  # None for a baseline (raw pixels, a hash)
+    _cache: dict[Any, tuple[LabelledSet, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @property
+    def preprocess(self) -> Preprocess | None:
+        return self.embedder.preprocess if self.embedder is not None else None
+
+    def labelled(
+        self, data: str | os.PathLike[str], classes: str | Sequence[str] | None, like: Preprocess | None, progress: bool
+    ) -> tuple[LabelledSet, np.ndarray]:
+        """(images of DATA's matching classes, their (N, D) embeddings). Raw pixels decode at the
+        channels and framing of `like` (the measured model's input), at 64 pixels, compared at 32."""
+        key = (str(data), classes if isinstance(classes, (str, type(None))) else tuple(classes))
+        if key not in self._cache:
+            if self.embedder is None:
+                pre = (
+                    Preprocess.plain(like.channels, RAW_DECODE, like.crop, like.ink)
+                    if like
+                    else Preprocess.plain(1, RAW_DECODE)
+                )
+                found = load_labelled(data, pre, progress=progress, classes=classes)
+                self._cache[key] = (found, raw_pixel_embeddings(found.images, RAW_SIZE))
+            else:
+                found = load_labelled(data, self.embedder.preprocess, progress=progress, classes=classes)
+                self._cache[key] = (found, self.embedder.embed_arrays(found.images))
+        return self._cache[key]
+
+    def pictures(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, str]:
+        """(codes, how to compare them) for PIL images: unit embeddings ("cosine") or hash bits ("hamming")."""
+        if self.embedder is not None:
+            return self.embedder.embed_images(images), "cosine"
+        if self.name == RAW_PIXELS:
+            return raw_pixel_pictures(images), "cosine"
+        return hash_codes(images, self.name), "hamming"
+
+    def held_out_classes(self) -> list[str]:
+        """The classes this model's training held out for validation (recorded in its model.json)."""
+        if self.embedder is None or self.embedder.model is None:
+            raise ConfigError(
+                f"{HELD_OUT!r} needs a trained model, not raw pixels: give {{fields}} a glob", ["fit_classes"]
+            )
+        held = self.embedder.model.meta.get("training", {}).get("held_out_classes")
+        if not held:
+            raise ConfigError(
+                f"model {self.name} does not record the classes its training held out (trained before simsearch "
+                "recorded them, or with --val-fraction 0): give {fields} a glob",
+                ["fit_classes"],
+            )
+        return [str(c) for c in held]
+
+
+def candidates(
+    model: str | None, compare: Sequence[str], device: str = "auto", baselines: Sequence[str] = (RAW_PIXELS,)
+) -> list[Candidate]:
+    """The measured model and the ones compared with it, each loaded once; names in `baselines`
+    are baselines, anything else a built-in encoder or checkpoint folder."""
+    from simsearch.embed import Embedder
+
+    out = []
+    for m in (model, *compare):
+        if m in baselines:
+            out.append(Candidate(str(m)))
+        else:
+            embedder = Embedder.load(m, device)
+            assert embedder.model is not None
+            out.append(Candidate(embedder.model.source, embedder))
+    return out
+
+
+def _fit_classes(value: str | None, measured: Candidate) -> str | list[str] | None:
+    return measured.held_out_classes() if value == HELD_OUT else value
+
+
+@dataclass(frozen=True)
+class _FewShotRow:
+    name: str
+    images: int
+    classes: int
+    results: list[FewShotResult]
+    verification: VerificationResult | None
+
+
+@dataclass(frozen=True)
+class FewShotReport:
+    """N-way K-shot accuracy and verification per candidate (`evaluate` without a task flag)."""
+
+    data: str
+    seed: int
+    table: bool
+    compared: bool
+    fit_classes: str | None
+    rows: list[_FewShotRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        objs = []
+        for r in self.rows:
+            obj: dict[str, Any] = (
+                dict(r.results[0].to_dict()) if not self.table else {"results": [x.to_dict() for x in r.results]}
+            )
+            obj.update({"model": r.name, "images": r.images, "classes": r.classes})
+            if r.verification:
+                obj["verification"] = r.verification.to_dict()
+            objs.append(obj)
+        return objs[0] if not self.compared else {"models": objs}
+
+    def lines(self) -> list[str]:
+        out = []
+        for r in self.rows:
+            out.append(f"{r.name} on {self.data}: {r.images:,} images, {r.classes:,} classes, seed {self.seed}")
+            for x in r.results:
+                out.append(
+                    f"{x.way:3d}-way {x.shot}-shot: {100 * x.accuracy:6.2f}% ± {100 * x.ci95:.2f}  ({x.episodes} episodes)"
+                )
+            ver = r.verification
+            if ver:
+                out.append(
+                    f"verification: ROC AUC {ver.auc:.4f}, EER {ver.eer:.4f} (threshold {ver.eer_threshold:.4f}), "
+                    f"{ver.pairs:,} pairs"
+                )
+                if self.fit_classes is not None:
+                    out.append(
+                        f"verification accuracy {ver.accuracy:.4f} at threshold {ver.threshold:.4f} "
+                        f"(the best on {self.fit_classes!r})"
+                    )
+        return out
+
+
+def few_shot_report(
+    data: str | os.PathLike[str],
+    models: list[Candidate],
+    way: int = 20,
+    shot: int = 1,
+    episodes: int = 2000,
+    seed: int = 0,
+    table: bool = False,
+    pairs: int = 3000,
+    classes: str | None = None,
+    fit_classes: str | None = None,
+    progress: bool = True,
+) -> FewShotReport:
+    """Few-shot accuracy (one setting, or 5/20-way 1/5-shot with `table`) with a 95% interval, and
+    verification ROC AUC / EER over `pairs` pairs; with `fit_classes`, verification accuracy at the
+    threshold that is best on those classes. models[0] is the measured one, the rest compared."""
+    fit = _fit_classes(fit_classes, models[0])
+    like = models[0].preprocess
+    settings = [(w, s) for w in (5, 20) for s in (1, 5)] if table else [(way, shot)]
+    rows = []
+    for cand in models:
+        labelled, emb = cand.labelled(data, classes, like, progress)
+        try:
+            results = [few_shot_accuracy(emb, labelled.labels, w, s, episodes, seed=seed) for w, s in settings]
+        except ValueError as err:
+            raise SimSearchError(str(err)) from None
+        threshold = None
+        if pairs and fit is not None:
+            fitted, fit_emb = cand.labelled(data, fit, like, progress)
+            threshold = best_accuracy_threshold(*pair_scores(fit_emb, fitted.labels, pairs, seed=seed))
+        ver = verification(emb, labelled.labels, n_pairs=pairs, seed=seed, threshold=threshold) if pairs else None
+        rows.append(_FewShotRow(cand.name, len(emb), len(labelled.classes), results, ver))
+    return FewShotReport(str(data), seed, table, len(models) > 1, fit_classes, rows)
+
+
+@dataclass(frozen=True)
+class SignatureReport:
+    """Writer-dependent signature verification against skilled forgeries, per candidate and reference count."""
+
+    data: str
+    classes: str
+    fit_classes: str
+    fit_name: str
+    seed: int
+    results: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data": self.data,
+            "classes": self.classes,
+            "fit_classes": self.fit_classes,
+            "seed": self.seed,
+            "results": self.results,
+        }
+
+    def lines(self) -> list[str]:
+        out = [
+            f"signature verification on {self.data}: measured on {self.classes!r}, threshold from {self.fit_name} "
+            f"(its EER), seed {self.seed}",
+            f"{'model':28s} refs  writers  genuine  forgeries   EER     AUC    accuracy  FAR    FRR    threshold",
+        ]
+        for o in self.results:
+            out.append(
+                f"{str(o['model'])[:28]:28s} {o['refs']:4d}  {o['writers']:7d}  {o['genuine']:7d}  {o['forgeries']:9d}  "
+                f"{o['eer']:.4f}  {o['auc']:.4f}  {o['accuracy']:.4f}    {o['false_accept']:.3f}  "
+                f"{o['false_reject']:.3f}  {o['threshold']:.4f}"
+            )
+        return out
+
+
+def signature_report(
+    data: str | os.PathLike[str],
+    models: list[Candidate],
+    classes: str = "test/*",
+    fit_classes: str = "train/*",
+    refs: Sequence[int] = (1, 5),
+    seed: int = 0,
+    progress: bool = True,
+) -> SignatureReport:
+    """Per writer of `classes`, `refs` genuine references (their mean) against the writer's other
+    genuine signatures and its forgeries, at the EER threshold of the `fit_classes` writers."""
+    ref_counts = sorted(set(refs))
+    if not ref_counts or min(ref_counts) < 1:
+        raise ConfigError("reference counts ({fields}) must be at least 1", ["refs"])
+    fit = _fit_classes(fit_classes, models[0])
+    like = models[0].preprocess
+    out: list[dict[str, Any]] = []
+    for cand in models:
+        fit_set, fit_emb = cand.labelled(data, fit, like, progress)
+        test, test_emb = cand.labelled(data, classes, like, progress)
+        for r in ref_counts:
+            fitted = signature_verification(fit_emb, fit_set, r, seed=seed)
+            res = signature_verification(test_emb, test, r, threshold=fitted.eer_threshold, seed=seed)
+            out.append({"model": cand.name, **res.to_dict(), "fit_eer": fitted.eer})
+    fit_name = repr(fit) if isinstance(fit, str) else f"the {len(fit or [])} classes the model's training held out"
+    return SignatureReport(str(data), classes, fit_classes, fit_name, seed, out)
+
+
+@dataclass(frozen=True)
+class CopyDetectionReport:
+    """Reverse image search under edits: recall@1, recall@10 and mAP per edit type, per candidate."""
+
+    data: str
+    gallery: int
+    originals: int
+    queries: int
+    seed: int
+    results: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data": self.data,
+            "gallery": self.gallery,
+            "originals_queried": self.originals,
+            "queries": self.queries,
+            "seed": self.seed,
+            "results": self.results,
+        }
+
+    def lines(self) -> list[str]:
+        out = [
+            f"copy detection on {self.data}: gallery {self.gallery:,} images, {self.queries:,} edited copies of "
+            f"{self.originals:,} of them, seed {self.seed}",
+            "recall@1 / recall@10 / mAP",
+            f"{'edit':10s}" + "".join(f" {str(r['model'])[:22]:>22s}" for r in self.results),
+        ]
+        for i, row in enumerate(self.results[0]["rows"]):
+            cells = []
+            for r in self.results:
+                x = r["rows"][i]
+                cells.append(f" {x['recall@1']:.3f} / {x['recall@10']:.3f} / {x['mAP']:.3f}".rjust(23))
+            out.append(f"{row['edit']:10s}" + "".join(cells))
+        return out
+
+
+def copy_detection_report(
+    data: str | os.PathLike[str],
+    models: list[Candidate],
+    edits: Sequence[str],
+    n_originals: int = 300,
+    classes: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> CopyDetectionReport:
+    """Every image of DATA is the gallery; `edits` of `n_originals` of them (seeded) are searched
+    for their original. Baselines: raw pixels, pHash, dHash (models named so)."""
+    from simsearch.edits import EDITS
+
+    unknown = [e for e in edits if e not in EDITS]
+    if unknown or not edits:
+        raise ConfigError(
+            f"unknown edit {unknown[0] if unknown else ''!r} in {{fields}}; known: {', '.join(EDITS)}", ["edits"]
+        )
+    gallery, _ = load_pictures(data, classes=classes, progress=progress)
+    queries = make_copy_queries(gallery, n_originals, list(edits), seed=seed)
+    results: list[dict[str, Any]] = []
+    for cand in models:
+        g, metric = cand.pictures(gallery)
+        q, _ = cand.pictures(queries.images)
+        ranks = ranks_of_truth(g, q, queries.truth, metric, seed=seed)
+        results.append({"model": cand.name, "metric": metric, "rows": copy_detection_table(ranks, queries.edits)})
+    return CopyDetectionReport(
+        str(data), len(gallery), len(set(queries.truth.tolist())), len(queries.images), seed, results
+    )

@@ -1,0 +1,100 @@
+"""How an image becomes an encoder's input (Preprocess), as data: torch-free, passed whole to images.py."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+__all__ = ["Ink", "Preprocess"]
+
+
+class Ink(str, Enum):
+    """Which pixels are the strokes of a drawing: dark ink on light paper, or light ink on dark."""
+
+    DARK = "dark"
+    LIGHT = "light"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes the encoder's input.
+
+    The image is decoded as "L" (channels=1) or "RGB" (channels=3), centre-cropped to `crop` of
+    each side (faces: the middle of an aligned portrait) or, with `fit_ink` (drawings), framed by
+    the square around its strokes (images.fit_ink; ink is dark unless `invert` is off, as on
+    white-on-black signatures), resized to size x size and scaled to
+    [0, 1]; the network itself then inverts (for dark-on-light drawings), stretches each image's
+    contrast to the full range when `autocontrast` is set (so a faint or thin pen line, which
+    shrinking turns grey, looks like any other stroke) and normalizes.
+    """
+
+    channels: int = 1
+    size: int = 28
+    invert: bool = True
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    crop: float = 1.0
+    autocontrast: bool = False
+    fit_ink: bool = False
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        if not 8 <= self.size <= 512:
+            raise ValueError(f"input size must be in 8..512, not {self.size}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError("mean and std need one value per channel")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be positive")
+        if not 0.1 <= self.crop <= 1.0:
+            raise ValueError(f"crop must be in 0.1..1, not {self.crop}")
+        if self.fit_ink and not self.can_fit_ink:
+            raise ValueError("fit_ink frames the strokes of one-channel drawings: it needs channels 1 and no crop")
+
+    @property
+    def can_fit_ink(self) -> bool:
+        """Whether `fit_ink` may be set: framing by the strokes is for one-channel, uncropped input."""
+        return self.channels == 1 and self.crop == 1.0
+
+    @property
+    def ink(self) -> Ink | None:
+        """The strokes' polarity for images.fit_ink, or None when images are centre-cropped instead."""
+        if not self.fit_ink:
+            return None
+        return Ink.DARK if self.invert else Ink.LIGHT
+
+    @property
+    def mode(self) -> str:
+        """The Pillow mode images are decoded to: "L" for one channel, "RGB" for three."""
+        return "L" if self.channels == 1 else "RGB"
+
+    @classmethod
+    def plain(cls, channels: int, size: int, crop: float = 1.0, ink: Ink | None = None) -> Preprocess:
+        """Framing without a network's normalization: what a baseline (raw pixels) decodes images to."""
+        return cls(
+            channels=channels,
+            size=size,
+            invert=ink is not Ink.LIGHT,
+            mean=(0.0,) * channels,
+            std=(1.0,) * channels,
+            crop=crop,
+            fit_ink=ink is not None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        """The inverse of to_dict; fields that older model.json files lack take their defaults."""
+        return cls(
+            channels=int(d["channels"]),
+            size=int(d["size"]),
+            invert=bool(d["invert"]),
+            mean=tuple(float(x) for x in d["mean"]),
+            std=tuple(float(x) for x in d["std"]),
+            crop=float(d.get("crop", 1.0)),
+            autocontrast=bool(d.get("autocontrast", False)),
+            fit_ink=bool(d.get("fit_ink", False)),
+        )
