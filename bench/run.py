@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from index.vector_index import IndexKind, VectorIndex  # noqa: E402
 from simsearch.checkpoint import builtin_models, load_checkpoint  # noqa: E402
 from simsearch.device import resolve_device  # noqa: E402
-from simsearch.embed import embed_arrays_with  # noqa: E402
+from simsearch.embed import Embedder  # noqa: E402
 from simsearch.engine import Searcher, build_index  # noqa: E402
 from simsearch.images import load_array, scan_folder  # noqa: E402
 from simsearch.symbols import SYMBOLS, draw_symbol, write_photos  # noqa: E402
@@ -176,7 +176,7 @@ def bench_indexing(work: Path, sizes: Sizes, out: list[str]) -> None:
         vecs = []
         with torch.inference_mode():
             for f in sample:
-                arr = load_array(f, pre.channels, pre.size, crop=pre.crop, ink=pre.ink)
+                arr = load_array(f, pre)
                 vecs.append(model.encoder(torch.from_numpy(arr[None]).float().div(255)).numpy())
         emb = np.concatenate(vecs)
         _ = emb @ emb[:1].T
@@ -186,13 +186,13 @@ def bench_indexing(work: Path, sizes: Sizes, out: list[str]) -> None:
 
         t = time.perf_counter()
         with ThreadPoolExecutor(min(8, (os.cpu_count() or 1) + 1)) as pool:
-            arrays = list(pool.map(lambda f: load_array(f, pre.channels, pre.size, crop=pre.crop, ink=pre.ink), files))
+            arrays = list(pool.map(lambda f: load_array(f, pre), files))
         decode = n / (time.perf_counter() - t)
         stacked = np.stack(arrays)
         best = 0.0
         for bs in (64, 256, 1024):
             t = time.perf_counter()
-            embed_arrays_with(model.encoder, stacked, dev, batch_size=bs)
+            Embedder(model.encoder, dev).embed_arrays(stacked, batch_size=bs)
             best = max(best, n / (time.perf_counter() - t))
         serial_limit = 1 / (1 / decode + 1 / best)
         rows.append(
@@ -441,7 +441,7 @@ def bench_drawn(work: Path, sizes: Sizes, out: list[str]) -> None:
     from dataclasses import replace
 
     from simsearch.encoder import build_encoder
-    from simsearch.evaluate import raw_pixel_embeddings
+    from simsearch.evaluate.baselines import raw_pixel_embeddings
     from simsearch.images import to_array
 
     seeds = 100 if sizes.omniglot else 10
@@ -462,19 +462,19 @@ def bench_drawn(work: Path, sizes: Sizes, out: list[str]) -> None:
     embedders: dict[str, tuple[Any, Any]] = {
         f"{shipped.source} (shipped: {on(pre.autocontrast)} contrast stretch, {on(pre.fit_ink)} ink framing)": (
             pre,
-            lambda a: embed_arrays_with(shipped.encoder, a, dev),
+            Embedder(shipped.encoder, dev).embed_arrays,
         )
     }
     stretchless = toggled(autocontrast=not pre.autocontrast)
     embedders[f"{shipped.source} weights {on(not pre.autocontrast)} contrast stretch"] = (
         stretchless.config.preprocess,
-        lambda a: embed_arrays_with(stretchless, a, dev),
+        Embedder(stretchless, dev).embed_arrays,
     )
     if pre.can_fit_ink:
         unframed = toggled(fit_ink=not pre.fit_ink)
         embedders[f"{shipped.source} weights {on(not pre.fit_ink)} ink framing"] = (
             unframed.config.preprocess,
-            lambda a: embed_arrays_with(unframed, a, dev),
+            Embedder(unframed, dev).embed_arrays,
         )
     raw_name = f"raw pixels (28x28{', ink framed' if pre.fit_ink else ''}, cosine)"
     embedders[raw_name] = (replace(pre, size=28), lambda a: raw_pixel_embeddings(a, 28))
@@ -495,8 +495,8 @@ def bench_drawn(work: Path, sizes: Sizes, out: list[str]) -> None:
             frame = (p.size, p.crop, p.ink)
             if frame not in framed:
                 framed[frame] = (
-                    np.stack([to_array(img, *frame) for img in probe_images]),
-                    np.stack([to_array(img, *frame) for img in gallery]),
+                    np.stack([to_array(img, p) for img in probe_images]),
+                    np.stack([to_array(img, p) for img in gallery]),
                 )
             scores = embed(framed[frame][0]) @ embed(framed[frame][1]).T
             best = scores.argmax(1)

@@ -851,55 +851,16 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, quiet: bool, as_json: b
 )
 @DEVICE
 @JSON
-def evaluate_cmd(
-    data: Path,
-    model: str | None,
-    compare: tuple[str, ...],
-    copy_detection: bool,
-    signatures: bool,
-    device: str,
-    as_json: bool,
-    **opts: Any,
-) -> None:
+def evaluate_cmd(data: Path, model: str | None, compare: tuple[str, ...], as_json: bool, **opts: Any) -> None:
     """Measure an encoder on DATA: N-way K-shot accuracy with a 95% interval, and verification ROC AUC / EER.
 
     \b
     simsearch evaluate ../shared/data/omniglot/images_evaluation.zip --table --episodes 2000 --seed 0
     simsearch evaluate sigcomp2011-processed.zip --signatures --model signatures --compare raw-pixels
     """
-    from simsearch.evaluate import reports
+    from simsearch.evaluate.reports import evaluate
 
-    progress = not as_json
-    baselines = ("raw-pixels", "phash", "dhash") if copy_detection else ("raw-pixels",)
-    models = reports.candidates(model, compare, device, baselines)
-    report: Any
-    if copy_detection:
-        edits = opts["edits"].strip()
-        names = None if edits == "all" else [e.strip() for e in edits.split(",") if e.strip()]
-        from simsearch.edits import EDITS
-
-        report = reports.copy_detection_report(
-            data,
-            models,
-            list(EDITS) if names is None else names,
-            opts["n_originals"],
-            opts["classes"],
-            opts["seed"],
-            progress,
-        )
-    elif signatures:
-        report = reports.signature_report(
-            data,
-            models,
-            opts["classes"] or "test/*",
-            opts["fit_classes"] or "train/*",
-            opts["refs"],
-            opts["seed"],
-            progress,
-        )
-    else:
-        keys = ("way", "shot", "episodes", "seed", "table", "pairs", "classes", "fit_classes")
-        report = reports.few_shot_report(data, models, progress=progress, **{k: opts[k] for k in keys})
+    report = evaluate(data, model, compare, progress=not as_json, **opts)
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -927,31 +888,8 @@ def demo_cmd(workdir: Path, data: Path | None, device: str) -> None:
     """Run the whole path offline: draw a small gallery of symbols, index it, query, identify."""
     from simsearch.demo import run_demo
 
-    r = run_demo(workdir, data=data, device=device, progress=False)
-    click.echo(f"gallery:  {r.gallery} ({r.build.total} images)")
-    click.echo(
-        f"index:    {r.index}  ({r.build.indexed} indexed, {len(r.build.skipped)} skipped, {r.build.elapsed_s:.1f}s)"
-    )
-    click.echo(f"\nquery {r.query.query}: top {len(r.query.results)}")
-    for h in r.query.results:
-        click.echo(f"  {h.rank}  {h.score:+.4f}  {h.label or '-':10s} {h.path}")
-    if r.identifications:
-        click.echo("\nidentify:")
-    from simsearch.demo import GALLERY_CLASSES
-
-    for ident in r.identifications:
-        answer = ident.label if ident.known else "unknown"
-        stem = Path(ident.query).stem
-        verdict = ""
-        if data is None and stem.startswith("new_"):  # drawn probes: say what the right answer was
-            expected = stem[4:] if stem[4:] in GALLERY_CLASSES else "unknown"
-            verdict = "  right" if answer == expected else f"  WRONG (expected {expected})"
-        click.echo(
-            f"  {ident.query}: {answer}  (best {ident.label} at {ident.score:+.4f}, threshold {ident.threshold:.4f}){verdict}"
-        )
-    click.echo(
-        f"\nTry it yourself:\n  simsearch query {r.query.query} --index {r.index} -k 3\n  simsearch identify {r.workdir / 'queries'} --index {r.index}"
-    )
+    for line in run_demo(workdir, data=data, device=device, progress=False).lines():
+        click.echo(line)
 
 
 @cli.command("serve")
@@ -1019,7 +957,6 @@ def _flag(field: str) -> str:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: runs the click group and turns errors into one line and an exit code:
     1 bad input or data (2 for verify, whose 1 means "different"), 2 usage, 130 interrupted."""
-    from index.errors import IndexStoreError
     from simsearch.errors import ConfigError, SimSearchError
 
     state: dict[str, Any] = {"error_exit": 1}
@@ -1037,7 +974,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except ConfigError as e:  # settings that do not go together: a usage error, in flags
         click.echo(f"Error: {e.render(_flag)}", err=True)
         sys.exit(2)
-    except (SimSearchError, IndexStoreError) as e:
+    except SimSearchError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(state["error_exit"])
     except ValueError as e:  # configuration values validated in dataclasses
@@ -1046,6 +983,14 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except OSError as e:
         click.echo(f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
         sys.exit(state["error_exit"])
+    except Exception as e:
+        if "simsearch.engine" in sys.modules:  # an index's own errors (missing, locked, corrupt) come through it
+            from simsearch.engine import IndexStoreError
+
+            if isinstance(e, IndexStoreError):
+                click.echo(f"Error: {e}", err=True)
+                sys.exit(state["error_exit"])
+        raise
 
 
 if __name__ == "__main__":

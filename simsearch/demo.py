@@ -27,6 +27,39 @@ class DemoReport:
     build: BuildReport
     query: QueryResult
     identifications: list[Identification]
+    drawn: bool = True  # the gallery and probes were drawn here, so the right answers are known
+
+    def lines(self) -> list[str]:
+        """What `simsearch demo` prints: the build, the query's top matches, each identification
+        (with "right" or "WRONG" for the drawn probes), and the commands to try next."""
+        b, q = self.build, self.query
+        out = [
+            f"gallery:  {self.gallery} ({b.total} images)",
+            f"index:    {self.index}  ({b.indexed} indexed, {len(b.skipped)} skipped, {b.elapsed_s:.1f}s)",
+            "",
+            f"query {q.query}: top {len(q.results)}",
+            *(f"  {h.rank}  {h.score:+.4f}  {h.label or '-':10s} {h.path}" for h in q.results),
+        ]
+        if self.identifications:
+            out += ["", "identify:"]
+        for ident in self.identifications:
+            answer = ident.label if ident.known else "unknown"
+            stem = Path(ident.query).stem
+            verdict = ""
+            if self.drawn and stem.startswith("new_"):  # drawn probes: say what the right answer was
+                expected = stem[4:] if stem[4:] in GALLERY_CLASSES else "unknown"
+                verdict = "  right" if answer == expected else f"  WRONG (expected {expected})"
+            out.append(
+                f"  {ident.query}: {answer}  (best {ident.label} at {ident.score:+.4f}, "
+                f"threshold {ident.threshold:.4f}){verdict}"
+            )
+        out += [
+            "",
+            "Try it yourself:",
+            f"  simsearch query {q.query} --index {self.index} -k 3",
+            f"  simsearch identify {self.workdir / 'queries'} --index {self.index}",
+        ]
+        return out
 
 
 def run_demo(
@@ -60,4 +93,4 @@ def run_demo(
     with Searcher(index, device=device) as searcher:
         query = searcher.query(str(probes[0]), k=5)[0]
         idents = searcher.identify([str(p) for p in probes]) if searcher.classes() else []
-    return DemoReport(workdir=work, gallery=gallery, index=index, build=build, query=query, identifications=idents)
+    return DemoReport(work, gallery, index, build, query, idents, drawn=data is None)

@@ -108,7 +108,7 @@ class Embedder:
         dev = self.device
         with torch.inference_mode():
             for i in range(0, len(arrays), batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(arrays[i : i + batch_size]))
+                x = torch.from_numpy(np.require(arrays[i : i + batch_size], requirements=["C", "W"]))
                 x = x.to(dev, non_blocking=True).float().div_(255.0)
                 if dev.type == "cpu":
                     x = x.contiguous(memory_format=torch.channels_last)

@@ -23,7 +23,7 @@ def simsearch_cmd() -> list[str]:
     found = shutil.which("simsearch")
     if found:
         return [found]
-    return [sys.executable, "-m", "cli"]
+    return [sys.executable, "-m", "simsearch"]
 
 
 def run_cli(

@@ -2,6 +2,7 @@
 duplicates, encoder-index compatibility). Importing it loads faiss but not torch; the encoder loads
 when a command needs one."""
 
+from index.errors import IndexStoreError
 from simsearch.engine.calibrate import Calibration, calibrate
 from simsearch.engine.compat import encoder_record
 from simsearch.engine.duplicates import duplicate_rows, find_duplicates
@@ -23,6 +24,7 @@ __all__ = [
     "Calibration",
     "Hit",
     "Identification",
+    "IndexStoreError",
     "QueryResult",
     "Searcher",
     "StrictModeError",

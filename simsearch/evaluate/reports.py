@@ -14,6 +14,7 @@ import numpy as np
 from simsearch.datasets import LabelledSet, load_labelled, load_pictures
 from simsearch.errors import ConfigError, SimSearchError
 from simsearch.evaluate.baselines import (
+    HASHES,
     RAW_DECODE,
     RAW_PIXELS,
     RAW_SIZE,
@@ -46,6 +47,7 @@ __all__ = [
     "SignatureReport",
     "candidates",
     "copy_detection_report",
+    "evaluate",
     "few_shot_report",
     "signature_report",
 ]
@@ -349,3 +351,40 @@ def copy_detection_report(
     return CopyDetectionReport(
         str(data), len(gallery), len(set(queries.truth.tolist())), len(queries.images), seed, results
     )
+
+
+def evaluate(
+    data: str | os.PathLike[str],
+    model: str | None = None,
+    compare: Sequence[str] = (),
+    copy_detection: bool = False,
+    signatures: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    way: int = 20,
+    shot: int = 1,
+    episodes: int = 2000,
+    seed: int = 0,
+    table: bool = False,
+    pairs: int = 3000,
+    classes: str | None = None,
+    fit_classes: str | None = None,
+    refs: Sequence[int] = (1, 5),
+    n_originals: int = 300,
+    edits: str | Sequence[str] = "all",
+) -> FewShotReport | SignatureReport | CopyDetectionReport:
+    """`simsearch evaluate`: `model` and every `compare` (each loaded once) measured on DATA in one
+    run: copy detection (with `copy_detection`; "raw-pixels", "phash", "dhash" are baselines),
+    signature verification (with `signatures`; classes default to test/*, the threshold's to
+    train/*), else few-shot accuracy and verification ("raw-pixels" is the baseline)."""
+    from simsearch.edits import EDITS
+
+    baselines = (RAW_PIXELS, *HASHES) if copy_detection else (RAW_PIXELS,)
+    models = candidates(model, compare, device, baselines)
+    if copy_detection:
+        if isinstance(edits, str):
+            edits = list(EDITS) if edits.strip() == "all" else [e.strip() for e in edits.split(",") if e.strip()]
+        return copy_detection_report(data, models, edits, n_originals, classes, seed, progress)
+    if signatures:
+        return signature_report(data, models, classes or "test/*", fit_classes or "train/*", refs, seed, progress)
+    return few_shot_report(data, models, way, shot, episodes, seed, table, pairs, classes, fit_classes, progress)

@@ -138,7 +138,8 @@ def _starting_point(req: TrainRequest) -> tuple[EncoderConfig, dict[str, Any] | 
         if enc.feature_dim != loaded.config.feature_dim:
             keep = loaded.config.preprocess.size
             raise ConfigError(
-                f"{req.init_model} flattens its last {keep}-pixel map, so it cannot take another {{fields}}; keep {keep}",
+                f"{req.init_model} flattens its last {keep}-pixel map, so it cannot take {{fields}} "
+                f"{enc.preprocess.size}; keep its size {keep}",
                 ["size"],
             )
         return enc, loaded.encoder.state_dict(), f"{source}, fine-tuned from {req.init_model}"

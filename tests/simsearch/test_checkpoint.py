@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from simsearch.checkpoint import load_checkpoint, save_checkpoint, weights_bytes
-from simsearch.encoder import Arch, EncoderConfig, Pool, Preprocess, build_encoder
+from simsearch.encoder import Arch, EncoderConfig, Pool, build_encoder
 from simsearch.errors import ModelError
+from simsearch.preprocess import Preprocess
 
 
 @pytest.mark.parametrize("arch, channels, pool", [("conv4", 1, "avg"), ("resnet", 3, "avg"), ("conv4", 1, "flatten")])

@@ -7,6 +7,7 @@ from PIL import Image
 
 from simsearch.errors import DataError, ImageError
 from simsearch.images import decode_image, load_array, scan_folder
+from simsearch.preprocess import Preprocess
 
 
 def save(img: Image.Image, path, **kw):
@@ -37,7 +38,7 @@ def test_every_mode_decodes_to_rgb_and_gray(tmp_path, mode, ext):
     path = save(gradient(mode), tmp_path / f"x.{ext}")
     rgb, gray = decode_image(path, channels=3), decode_image(path, channels=1)
     assert rgb.mode == "RGB" and gray.mode == "L" and rgb.size == (40, 30)
-    arr = load_array(path, channels=3, size=16)
+    arr = load_array(path, Preprocess.plain(3, 16))
     assert arr.shape == (3, 16, 16) and arr.dtype == np.uint8
 
 
@@ -101,7 +102,7 @@ def test_truncated_jpeg_is_reported(tmp_path):
     path = tmp_path / "cut.jpg"
     path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     with pytest.raises(ImageError, match=r"truncated|cannot decode"):
-        load_array(path, 3, 16)
+        load_array(path, Preprocess.plain(3, 16))
 
 
 def test_decompression_bomb_cap(tmp_path):
@@ -149,10 +150,10 @@ def test_centre_crop_keeps_the_middle(tmp_path):
     arr[10:30, 10:30] = 255  # a white square filling the middle half
     img = Image.fromarray(arr)
     assert center_crop(img, 0.5).size == (20, 20)
-    assert to_array(img, 10, crop=0.5).min() == 255  # only the white middle is left
-    assert to_array(img, 10).min() == 0
+    assert to_array(img, Preprocess.plain(3, 10, crop=0.5)).min() == 255  # only the white middle is left
+    assert to_array(img, Preprocess.plain(3, 10)).min() == 0
     path = save(img, tmp_path / "c.png")
-    assert load_array(path, 3, 10, crop=0.5).min() == 255
+    assert load_array(path, Preprocess.plain(3, 10, crop=0.5)).min() == 255
     with pytest.raises(ValueError, match="crop"):
         center_crop(img, 0.0)
 
@@ -168,6 +169,8 @@ def _drawing(canvas: int, left: int, top: int, scale: int, ink: int = 0, paper: 
 def test_fit_ink_frames_the_strokes_wherever_and_however_large_they_are(tmp_path):
     from simsearch.images import INK_MARGIN, Ink, fit_ink, to_array
 
+    dark = Preprocess.plain(1, 28, ink=Ink.DARK)
+
     small_corner = _drawing(200, left=150, top=5, scale=4)  # 24 x 16 pixels in the top-right corner
     large_centre = _drawing(200, left=60, top=40, scale=20)  # 120 x 80 pixels in the middle
     framed = fit_ink(small_corner, Ink.DARK)
@@ -175,16 +178,16 @@ def test_fit_ink_frames_the_strokes_wherever_and_however_large_they_are(tmp_path
     assert framed.size[0] == framed.size[1] == pytest.approx(24 * (1 + 2 * INK_MARGIN), abs=1)
     # parts of that square lie outside the page (the strokes touch its top): they are paper
     assert np.asarray(framed)[0].min() == 255
-    a, b = to_array(small_corner, 28, ink=Ink.DARK), to_array(large_centre, 28, ink=Ink.DARK)
+    a, b = to_array(small_corner, dark), to_array(large_centre, dark)
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 10  # the same picture, resampling aside
-    plain_a, plain_b = to_array(small_corner, 28), to_array(large_centre, 28)
+    plain_a, plain_b = to_array(small_corner, Preprocess.plain(1, 28)), to_array(large_centre, Preprocess.plain(1, 28))
     assert np.abs(plain_a.astype(int) - plain_b.astype(int)).mean() > 20  # without it: not at all
     # the ink is centred: as much paper left of the strokes as right of them
     cols = np.flatnonzero(a[0].min(0) < 128)
     assert abs(cols[0] - (27 - cols[-1])) <= 1
     # white ink on black (signatures) when told so; through load_array from a file as well
     light = save(_drawing(200, left=150, top=5, scale=4, ink=255, paper=0), tmp_path / "light.png")
-    assert np.abs(255 - load_array(light, 1, 28, ink=Ink.LIGHT).astype(int) - a).mean() < 2
+    assert np.abs(255 - load_array(light, Preprocess.plain(1, 28, ink=Ink.LIGHT)).astype(int) - a).mean() < 2
 
 
 def test_fit_ink_ignores_a_speck_and_leaves_a_blank_page_alone():

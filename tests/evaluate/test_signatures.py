@@ -8,17 +8,18 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from simsearch.signatures import has_forgeries, signature_scores, signature_verification, writers
 
 from simsearch.checkpoint import load_checkpoint
 from simsearch.datasets import LabelledSet, class_group, load_labelled, split_by_group
 from simsearch.device import resolve_device
-from simsearch.embed import embed_arrays_with
-from simsearch.encoder import EncoderConfig, Preprocess
+from simsearch.embed import Embedder
+from simsearch.encoder import EncoderConfig
 from simsearch.errors import DataError
-from simsearch.evaluate import raw_pixel_embeddings
+from simsearch.evaluate.baselines import raw_pixel_embeddings
+from simsearch.evaluate.signatures import has_forgeries, signature_scores, signature_verification, writers
+from simsearch.preprocess import Preprocess
 from simsearch.symbols import write_symbol_set
-from simsearch.train import TrainConfig, _Sampler, train
+from simsearch.train import Sampler, TrainConfig, train
 from tests.conftest import run_cli, unit_rows
 
 
@@ -93,16 +94,16 @@ def test_raw_pixel_embeddings_are_unit_and_compare_pixels():
 def test_class_glob_selects_classes(tmp_path):
     write_symbol_set(tmp_path / "Anna", ["circle"], per_class=2)
     write_symbol_set(tmp_path / "Kurt", ["star"], per_class=2)
-    got = load_labelled(tmp_path, channels=1, size=16, progress=False, classes="[A-J]*")
+    got = load_labelled(tmp_path, Preprocess.plain(1, 16), progress=False, classes="[A-J]*")
     assert got.classes == ["Anna/circle"] and len(got.labels) == 2
     with pytest.raises(DataError, match="no class matches"):
-        load_labelled(tmp_path, channels=1, size=16, progress=False, classes="Z*")
+        load_labelled(tmp_path, Preprocess.plain(1, 16), progress=False, classes="Z*")
 
 
 def test_group_batches_hold_whole_groups():
     labels = np.repeat(np.arange(12), 4)
     groups = [f"w{c // 2}" for c in range(12)]  # six writers: genuine and forgery class each
-    sampler = _Sampler(labels, 12, rotations=False, gen=torch.Generator().manual_seed(0), groups=groups)
+    sampler = Sampler(labels, 12, rotations=False, gen=torch.Generator().manual_seed(0), groups=groups)
     for _ in range(20):
         idx, batch_labels, _ = sampler.sample(6, 3)
         classes = sorted({int(labels[i]) for i in idx.tolist()})
@@ -147,7 +148,7 @@ def test_training_on_signatures_validates_on_held_out_writers_forgeries(tmp_path
         write_symbol_set(tmp_path / "f", [forged], per_class=4, seed=20 + w)
         shutil.move(tmp_path / "g" / genuine, root / "train" / "genuine" / f"{w:03d}")
         shutil.move(tmp_path / "f" / forged, root / "train" / "forgery" / f"{w:03d}")
-    data = load_labelled(root, channels=1, size=28, progress=False)
+    data = load_labelled(root, Preprocess.plain(1, 28), progress=False)
     config = EncoderConfig(preprocess=Preprocess(size=28), widths=(8, 8, 16, 16), embedding_dim=16)
     cfg = TrainConfig(
         classes_per_batch=4, per_class=3, group_batches=True, steps=6, val_every=3, val_fraction=0.34, device="cpu"
@@ -159,7 +160,7 @@ def test_training_on_signatures_validates_on_held_out_writers_forgeries(tmp_path
     val = data.subset(val_ids)
     assert len(writers(val)) == 2  # whole writers held out: genuine and forgeries together
     loaded = load_checkpoint(str(tmp_path / "model"))
-    emb = embed_arrays_with(loaded.encoder, val.images, resolve_device("cpu"))
+    emb = Embedder(loaded.encoder, resolve_device("cpu")).embed_arrays(val.images)
     draws = [signature_verification(emb, val, 1, seed=cfg.seed + i) for i in range(5)]
     assert result.best_val_accuracy == pytest.approx(1 - np.mean([d.eer for d in draws]), abs=1e-6)
     assert loaded.meta["threshold"] == pytest.approx(np.mean([d.eer_threshold for d in draws]), abs=1e-5)

@@ -7,12 +7,14 @@ import torch
 from simsearch.checkpoint import load_checkpoint, weights_bytes
 from simsearch.datasets import load_labelled, split_by_group
 from simsearch.device import resolve_device
-from simsearch.embed import embed_arrays_with
-from simsearch.encoder import EncoderConfig, Preprocess, build_encoder
+from simsearch.embed import Embedder
+from simsearch.encoder import EncoderConfig, build_encoder
 from simsearch.errors import DataError
 from simsearch.evaluate import few_shot_accuracy
+from simsearch.preprocess import Preprocess
 from simsearch.symbols import SYMBOLS, write_symbol_set
-from simsearch.train import TrainConfig, _augment, elastic_field, train
+from simsearch.train import TrainConfig, train
+from simsearch.train.augment import augment, elastic_field
 
 SMALL = EncoderConfig(preprocess=Preprocess(size=28), widths=(16, 16, 32, 32), embedding_dim=32)
 
@@ -21,13 +23,13 @@ SMALL = EncoderConfig(preprocess=Preprocess(size=28), widths=(16, 16, 32, 32), e
 def symbols(tmp_path_factory):
     root = tmp_path_factory.mktemp("symbols")
     write_symbol_set(root, list(SYMBOLS), per_class=12, seed=7)
-    return load_labelled(root, channels=1, size=28, progress=False)
+    return load_labelled(root, Preprocess.plain(1, 28), progress=False)
 
 
 def val_accuracy(encoder, data, cfg):
     _, val_ids = split_by_group(data, cfg.val_fraction, cfg.seed)
     val = data.subset(val_ids)
-    emb = embed_arrays_with(encoder, val.images, resolve_device("cpu"))
+    emb = Embedder(encoder, resolve_device("cpu")).embed_arrays(val.images)
     return few_shot_accuracy(emb, val.labels, cfg.val_way, 1, cfg.val_episodes, seed=cfg.seed).accuracy
 
 
@@ -113,7 +115,7 @@ def test_weight_average_is_what_validation_sees_and_the_checkpoint_keeps(tmp_pat
 def test_group_split_keeps_alphabets_apart(tmp_path):
     for alphabet in ("Greek", "Latin", "Runic", "Braille"):
         write_symbol_set(tmp_path / alphabet, ["circle", "star"], per_class=2, seed=0)
-    data = load_labelled(tmp_path, channels=1, size=28, progress=False)
+    data = load_labelled(tmp_path, Preprocess.plain(1, 28), progress=False)
     assert data.classes[0] == "Braille/circle" and len(data.classes) == 8
     train_ids, val_ids = split_by_group(data, 0.25, seed=0)
     train_groups = {data.groups[i] for i in train_ids}
@@ -165,8 +167,8 @@ def test_elastic_warp_bends_strokes_but_keeps_the_ink(symbols):
     x = torch.from_numpy(symbols.images[:16]).float() / 255
     turns = torch.zeros(16, dtype=torch.long)
     cfg = TrainConfig(jitter=0.0, elastic=1.5)
-    a = _augment(x.clone(), turns, cfg, torch.Generator().manual_seed(1))
-    b = _augment(x.clone(), turns, cfg, torch.Generator().manual_seed(1))
+    a = augment(x.clone(), turns, cfg.augment, torch.Generator().manual_seed(1))
+    b = augment(x.clone(), turns, cfg.augment, torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
     changed = (a - x).abs().flatten(1).sum(1)
     assert bool((changed > 1.0).all())  # every image is warped
@@ -174,4 +176,4 @@ def test_elastic_warp_bends_strokes_but_keeps_the_ink(symbols):
     ratio = ink_after / ink_before  # strokes bend and stretch, they do not vanish or smear over the image
     assert bool(((ratio > 0.5) & (ratio < 2.0)).all())
     off = TrainConfig(jitter=0.0, elastic=0.0)
-    assert torch.equal(_augment(x.clone(), turns, off, torch.Generator().manual_seed(1)), x)
+    assert torch.equal(augment(x.clone(), turns, off.augment, torch.Generator().manual_seed(1)), x)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from simsearch.copydetect import copy_detection_table, make_copy_queries, ranks_of_truth, represent
 
+from simsearch.evaluate.copydetect import copy_detection_table, make_copy_queries, ranks_of_truth
+from simsearch.evaluate.reports import Candidate
 from simsearch.symbols import write_photos
 
 
@@ -55,7 +56,7 @@ def test_queries_are_seeded_and_point_at_their_originals(tmp_path) -> None:
     j = a.edits.index("flip")
     assert np.array_equal(np.asarray(a.images[j]), np.asarray(pics[a.truth[j]])[:, ::-1])
     # raw pixels find unedited-looking copies: the flip of a photo is not the photo itself
-    g, metric = represent("raw-pixels", pics, device=None)  # type: ignore[arg-type]
+    g, metric = Candidate("raw-pixels").pictures(pics)
     assert metric == "cosine" and g.shape == (12, 3 * 32 * 32)
     with pytest.raises(ValueError, match="unknown edit"):
         make_copy_queries(pics, 2, ["sepia"])

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from simsearch.selfsup import SelfSupConfig, train_self_supervised
 
 from simsearch.checkpoint import load_checkpoint, weights_bytes
 from simsearch.datasets import load_pictures
-from simsearch.encoder import Arch, EncoderConfig, Preprocess
+from simsearch.encoder import Arch, EncoderConfig
 from simsearch.errors import SimSearchError
+from simsearch.preprocess import Preprocess
 from simsearch.symbols import write_photos
+from simsearch.train import SelfSupConfig, train_self_supervised
 
 TINY = EncoderConfig(
     arch=Arch.RESNET,

@@ -6,20 +6,26 @@ import sys
 import click
 import pytest
 
-from cli import _parse_duration
+from simsearch.cli import _INT_LIST, _parse_duration
 from simsearch.errors import SimSearchError
 from simsearch.results import write_rows
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("80m", 4800), ("1.5h", 5400), (None, None)])
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("80m", 4800), ("1.5h", 5400)])
 def test_durations(text, seconds):
     assert _parse_duration(text) == seconds
 
 
 def test_bad_duration_is_a_usage_error():
-    with pytest.raises(click.BadParameter, match="duration"):
+    with pytest.raises(ValueError, match="duration"):
         _parse_duration("ten minutes")
+    proc = subprocess.run(
+        [sys.executable, "-m", "simsearch", "train", "x", "--out", "y", "--time-budget", "ten minutes"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "is not a duration like 300" in proc.stderr
 
 
 def test_result_rows_as_jsonl_and_flattened_csv(tmp_path):
@@ -46,32 +52,33 @@ def test_train_option_defaults_are_the_library_defaults():
     """The CLI declares its defaults without importing torch; they must not drift from the configs'."""
     from dataclasses import fields
 
-    from simsearch.selfsup import SelfSupConfig
-
-    from cli import train_cmd
-    from simsearch.encoder import EncoderConfig, Preprocess
-    from simsearch.train import TrainConfig
+    from simsearch.cli import train_cmd
+    from simsearch.encoder import EncoderConfig
+    from simsearch.preprocess import Preprocess
+    from simsearch.train import SelfSupConfig, TrainConfig
 
     ctx = click.Context(train_cmd)
     cli_defaults = {p.name: p.get_default(ctx) for p in train_cmd.params}
-    renamed = {"grayscale": "grayscale_views"}
+    renamed: dict[str, str] = {}
     compared = 0
     for config in (TrainConfig, SelfSupConfig, Preprocess):
         for f in fields(config):
             name = renamed.get(f.name, f.name)
-            if name not in cli_defaults or f.name in ("time_budget_s", "invert", "mean", "std"):
+            if name not in cli_defaults or f.name in ("invert", "mean", "std"):
                 continue
             got = cli_defaults[name]
             want = getattr(f.default, "value", f.default)
             assert (type(want)(got) if got is not None else got) == want, f"--{name.replace('_', '-')}"
             compared += 1
-    assert cli_defaults["widths"] == ",".join(map(str, EncoderConfig().widths))
+    assert _INT_LIST.convert(cli_defaults["widths"], None, None) == EncoderConfig().widths
     assert cli_defaults["arch"] == EncoderConfig().arch.value
     assert compared >= 20
 
 
 def test_reading_or_editing_an_index_does_not_load_torch():
     """info, check and remove need no encoder: the engine leaves torch unloaded until one is needed."""
-    code = "import sys, cli; from simsearch.engine import open_index, remove_entries; print(sorted(sys.modules))"
+    code = (
+        "import sys, simsearch.cli; from simsearch.engine import open_index, remove_entries; print(sorted(sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "'simsearch.engine'" in loaded and "'torch'" not in loaded

@@ -1,0 +1,52 @@
+"""The encoder networks and their configuration: shapes, unit rows, shared weights, round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from simsearch.encoder import Arch, EncoderConfig, Pool, build_encoder
+from simsearch.preprocess import Preprocess
+
+
+@pytest.mark.parametrize("arch", list(Arch))
+@pytest.mark.parametrize("pool", list(Pool))
+def test_forward_gives_unit_rows_of_the_configured_size(arch, pool):
+    cfg = EncoderConfig(
+        arch=arch,
+        preprocess=Preprocess(channels=3, size=32, invert=False, mean=(0.5,) * 3, std=(0.25,) * 3),
+        widths=(4, 8, 8),
+        embedding_dim=10,
+        pool=pool,
+    )
+    enc = build_encoder(cfg).eval()
+    x = torch.rand(5, 3, 32, 32)
+    out = enc(x)
+    assert out.shape == (5, 10) and out.dtype == torch.float32
+    assert torch.allclose(out.norm(dim=1), torch.ones(5), atol=1e-5)
+    # one network for every input: a row does not depend on what else is in the batch
+    assert torch.allclose(enc(x[2:3]), out[2:3], atol=1e-5)
+    # feature_dim: 32 px halved three times is 4 x 4; flattening keeps every position's 8 channels
+    assert cfg.feature_dim == (8 * 16 if pool is Pool.FLATTEN else 8)
+
+
+def test_config_round_trips_and_old_configs_read_as_average_pooling():
+    cfg = EncoderConfig(widths=(8, 16), embedding_dim=7, preprocess=Preprocess(size=16, fit_ink=True))
+    assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
+    old = cfg.to_dict()
+    del old["pool"], old["preprocess"]["fit_ink"], old["preprocess"]["autocontrast"], old["preprocess"]["crop"]
+    back = EncoderConfig.from_dict(old)
+    assert back.pool is Pool.AVG and not back.preprocess.fit_ink and back.preprocess.crop == 1.0
+
+
+def test_invalid_configs_name_what_is_wrong():
+    with pytest.raises(ValueError, match="too small"):
+        EncoderConfig(widths=(8, 8, 8, 8, 8), preprocess=Preprocess(size=16))
+    with pytest.raises(ValueError, match="architecture"):
+        EncoderConfig(arch="vit")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fit_ink"):
+        Preprocess(channels=3, mean=(0,) * 3, std=(1,) * 3, fit_ink=True)
+    pre = Preprocess()
+    assert dataclasses.replace(pre, size=64).size == 64 and pre.mode == "L"
