@@ -759,15 +759,8 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, quiet: bool, as_json: b
 
     given = [n for n in opts if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
     result = run_training(TrainRequest.from_options(data, out, opts, given), progress=not (quiet or as_json))
-    summary = {
-        "out": str(result.out_dir),
-        "fingerprint": result.fingerprint,
-        "steps": result.steps,
-        "elapsed_s": round(result.elapsed_s, 1),
-        "best_val_accuracy": result.best_val_accuracy,
-    }
     if as_json:
-        _echo_json(summary)
+        _echo_json(result.to_dict())
         return
     best = f"{result.best_val_accuracy:.4f}" if result.best_val_accuracy is not None else "n/a"
     click.echo(

@@ -74,6 +74,25 @@ def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+class Stop(Exception):
+    """Raised from a training run's on_step to interrupt it, as Ctrl-C would."""
+
+
+def interrupted_then_resumed(run, out: Path, stop: int):
+    """Run `run(out, on_step=...)` until step `stop`, check the resume state says so, then run it
+    again with resume=True and return that result."""
+    import json
+
+    def stop_here(step: int) -> None:
+        if step == stop:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(out, on_step=stop_here)
+    assert json.loads((out / "resume.json").read_text())["step"] == stop
+    return run(out, resume=True)
+
+
 def needs_shared(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():

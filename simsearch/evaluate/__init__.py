@@ -1,33 +1,6 @@
-"""Measuring encoders: pure metrics (metrics.py), baselines (raw pixels, perceptual hashes), few-shot and
-verification, signature verification against forgeries, copy detection under edits (reports.py runs
-them for `simsearch evaluate`). Importing the package loads numpy only."""
+"""Measuring encoders. metrics: pure measures over embeddings (few-shot episodes, ROC, EER, thresholds);
+baselines: raw pixels and perceptual hashes; signatures: writer-dependent verification against skilled
+forgeries; copydetect: edited-copy query sets and recall@k; reports: the runs `simsearch evaluate`
+makes of them. Importing the package loads nothing; each module states its own `__all__`."""
 
-from simsearch.evaluate.metrics import (
-    FewShotResult,
-    VerificationResult,
-    best_accuracy_threshold,
-    equal_error_rate,
-    few_shot_accuracy,
-    pair_scores,
-    recommended_threshold,
-    roc_auc,
-    roc_curve,
-    sample_pairs,
-    threshold_at_far,
-    verification,
-)
-
-__all__ = [
-    "FewShotResult",
-    "VerificationResult",
-    "best_accuracy_threshold",
-    "equal_error_rate",
-    "few_shot_accuracy",
-    "pair_scores",
-    "recommended_threshold",
-    "roc_auc",
-    "roc_curve",
-    "sample_pairs",
-    "threshold_at_far",
-    "verification",
-]
+__all__ = ["baselines", "copydetect", "metrics", "reports", "signatures"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -234,13 +234,7 @@ class SignatureReport:
     results: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "data": self.data,
-            "classes": self.classes,
-            "fit_classes": self.fit_classes,
-            "seed": self.seed,
-            "results": self.results,
-        }
+        return {k: v for k, v in asdict(self).items() if k != "fit_name"}
 
     def lines(self) -> list[str]:
         out = [
@@ -291,25 +285,18 @@ class CopyDetectionReport:
 
     data: str
     gallery: int
-    originals: int
+    originals_queried: int
     queries: int
     seed: int
     results: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "data": self.data,
-            "gallery": self.gallery,
-            "originals_queried": self.originals,
-            "queries": self.queries,
-            "seed": self.seed,
-            "results": self.results,
-        }
+        return asdict(self)
 
     def lines(self) -> list[str]:
         out = [
             f"copy detection on {self.data}: gallery {self.gallery:,} images, {self.queries:,} edited copies of "
-            f"{self.originals:,} of them, seed {self.seed}",
+            f"{self.originals_queried:,} of them, seed {self.seed}",
             "recall@1 / recall@10 / mAP",
             f"{'edit':10s}" + "".join(f" {str(r['model'])[:22]:>22s}" for r in self.results),
         ]

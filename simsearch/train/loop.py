@@ -68,6 +68,8 @@ class LoopConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """A finished run: where its checkpoint is, its fingerprint, and how validation went."""
+
     out_dir: Path
     fingerprint: str
     steps: int
@@ -75,6 +77,16 @@ class TrainResult:
     best_val_accuracy: float | None
     history: list[dict[str, float]]
     val_measure: str = "validation accuracy"  # what best_val_accuracy measures
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary `simsearch train --json` prints."""
+        return {
+            "out": str(self.out_dir),
+            "fingerprint": self.fingerprint,
+            "steps": self.steps,
+            "elapsed_s": round(self.elapsed_s, 1),
+            "best_val_accuracy": self.best_val_accuracy,
+        }
 
 
 class Objective(Protocol):

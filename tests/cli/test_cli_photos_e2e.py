@@ -150,45 +150,12 @@ def test_rgb_resnet_training_with_fitted_threshold(tmp_path: Path) -> None:
     assert resumed["steps"] == 6 and json.loads((out / "model.json").read_text())["config"] == config
     clash = run_cli("train", data, "--out", out, "--resume", "--size", "64", *more)
     assert clash.returncode == 2 and "drop --size" in clash.stderr
-    res = json.loads(
-        run_cli(
-            "evaluate",
-            data,
-            "--model",
-            out,
-            "--classes",
-            "class0[6-9]",
-            "--fit-classes",
-            "class0[0-5]",
-            "--way",
-            "3",
-            "--episodes",
-            "20",
-            "--pairs",
-            "200",
-            "--json",
-            check=True,
-        ).stdout
-    )
+    measure = ["evaluate", data, "--model", out, "--classes", "class0[6-9]", "--fit-classes", "class0[0-5]"]
+    measure += ["--way", "3", "--episodes", "20", "--pairs", "200"]
+    res = json.loads(run_cli(*measure, "--json", check=True).stdout)
     ver = res["verification"]
     assert res["classes"] == 4 and 0 <= ver["accuracy"] <= 1 and -1 <= ver["threshold"] <= 1.0001
-    text = run_cli(
-        "evaluate",
-        data,
-        "--model",
-        out,
-        "--classes",
-        "class0[6-9]",
-        "--fit-classes",
-        "class0[0-5]",
-        "--way",
-        "3",
-        "--episodes",
-        "20",
-        "--pairs",
-        "200",
-        check=True,
-    ).stdout
+    text = run_cli(*measure, check=True).stdout
     assert f"verification accuracy {ver['accuracy']:.4f} at threshold {ver['threshold']:.4f}" in text
     assert "(the best on 'class0[0-5]')" in text
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -10,11 +11,12 @@ from simsearch.device import resolve_device
 from simsearch.embed import Embedder
 from simsearch.encoder import EncoderConfig, build_encoder
 from simsearch.errors import DataError
-from simsearch.evaluate import few_shot_accuracy
+from simsearch.evaluate.metrics import few_shot_accuracy
 from simsearch.preprocess import Preprocess
 from simsearch.symbols import SYMBOLS, write_symbol_set
 from simsearch.train import TrainConfig, train
 from simsearch.train.augment import augment, elastic_field
+from tests.conftest import interrupted_then_resumed
 
 SMALL = EncoderConfig(preprocess=Preprocess(size=28), widths=(16, 16, 32, 32), embedding_dim=32)
 
@@ -33,22 +35,15 @@ def val_accuracy(encoder, data, cfg):
     return few_shot_accuracy(emb, val.labels, cfg.val_way, 1, cfg.val_episodes, seed=cfg.seed).accuracy
 
 
+def small_config(**settings) -> TrainConfig:
+    """A short CPU run on the small symbol set, validated on 3-way episodes of 30% of its classes."""
+    return TrainConfig(**{"val_fraction": 0.3, "val_way": 3, "device": "cpu", **settings})
+
+
 @pytest.mark.parametrize("loss", ["episodic", "triplet", "contrastive"])
 def test_short_run_lowers_loss_and_raises_validation_accuracy(tmp_path, symbols, loss):
-    cfg = TrainConfig(
-        loss=loss,
-        classes_per_batch=7,
-        per_class=4,
-        steps=60,
-        val_every=20,
-        val_fraction=0.3,
-        val_way=3,
-        val_episodes=300,
-        lr=3e-3,
-        warmup_steps=5,
-        seed=1,
-        device="cpu",
-    )
+    cfg = small_config(loss=loss, classes_per_batch=7, per_class=4, steps=60, val_every=20, val_episodes=300)
+    cfg = dataclasses.replace(cfg, lr=3e-3, warmup_steps=5, seed=1)
     torch.manual_seed(cfg.seed)
     before = val_accuracy(build_encoder(SMALL), symbols, cfg)
     result = train(symbols, SMALL, cfg, tmp_path, progress=False)
@@ -64,31 +59,11 @@ def test_short_run_lowers_loss_and_raises_validation_accuracy(tmp_path, symbols,
 
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_resume_continues_exactly_where_it_stopped(tmp_path, symbols, ema):
-    cfg = TrainConfig(
-        ema=ema,
-        classes_per_batch=5,
-        per_class=3,
-        steps=30,
-        val_every=10,
-        val_fraction=0.3,
-        val_way=3,
-        val_episodes=50,
-        seed=2,
-        device="cpu",
-    )
+    cfg = small_config(ema=ema, classes_per_batch=5, per_class=3, steps=30, val_every=10, val_episodes=50, seed=2)
     straight = train(symbols, SMALL, cfg, tmp_path / "a", progress=False)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_20(step: int) -> None:
-        if step == 20:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(symbols, SMALL, cfg, tmp_path / "b", progress=False, on_step=stop_at_20)
-    assert json.loads((tmp_path / "b" / "resume.json").read_text())["step"] == 20
-    resumed = train(symbols, SMALL, cfg, tmp_path / "b", resume=True, progress=False)
+    resumed = interrupted_then_resumed(
+        lambda out, **kw: train(symbols, SMALL, cfg, out, progress=False, **kw), tmp_path / "b", stop=20
+    )
     assert resumed.steps == 30
     assert [h["step"] for h in resumed.history] == [10, 20, 30]
     assert [h["val_accuracy"] for h in resumed.history] == [h["val_accuracy"] for h in straight.history]

@@ -14,6 +14,7 @@ from simsearch.errors import SimSearchError
 from simsearch.preprocess import Preprocess
 from simsearch.symbols import write_photos
 from simsearch.train import SelfSupConfig, train_self_supervised
+from tests.conftest import interrupted_then_resumed
 
 TINY = EncoderConfig(
     arch=Arch.RESNET,
@@ -23,23 +24,14 @@ TINY = EncoderConfig(
 )
 
 
-class Stop(Exception):
-    pass
-
-
 def test_self_supervised_resume_continues_exactly(tmp_path: Path) -> None:
     pictures, _ = load_pictures(write_photos(tmp_path / "pics", 48, seed=3), max_side=48, progress=False)
     cfg = SelfSupConfig(batch=12, steps=6, val_every=2, val_fraction=0.25, seed=1, device="cpu")
     straight = train_self_supervised(pictures, TINY, cfg, tmp_path / "a", progress=False)
 
-    def stop_at_4(step: int) -> None:
-        if step == 4:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_self_supervised(pictures, TINY, cfg, tmp_path / "b", progress=False, on_step=stop_at_4)
-    assert json.loads((tmp_path / "b" / "resume.json").read_text())["step"] == 4
-    resumed = train_self_supervised(pictures, TINY, cfg, tmp_path / "b", progress=False, resume=True)
+    resumed = interrupted_then_resumed(
+        lambda out, **kw: train_self_supervised(pictures, TINY, cfg, out, progress=False, **kw), tmp_path / "b", stop=4
+    )
     assert resumed.steps == 6
     assert [h["step"] for h in resumed.history] == [0, 2, 4, 6]
     assert [h["loss"] for h in resumed.history[1:]] == [h["loss"] for h in straight.history[1:]]
