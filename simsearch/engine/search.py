@@ -232,5 +232,5 @@ class Searcher:
 
 def expand_queries(paths: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Query arguments (files or folders) -> (image paths, (path, reason) for unusable folders)."""
-    scan = collect_images(paths)
+    scan = collect_images(list(paths))
     return [str(f.path) for f in scan.files], [(s.path, s.reason) for s in scan.skipped]
