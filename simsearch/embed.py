@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from simsearch.errors import ImageError
+from simsearch.errors import ImageError, ModelError
 from simsearch.images import DEFAULT_MAX_PIXELS, load_array, read_file, to_array
 from simsearch.preprocess import Preprocess
 
@@ -88,6 +88,13 @@ class Embedder:
         dev = resolve_device(device) if isinstance(device, str) else device
         loaded = load_checkpoint(model, device=dev)
         return cls(loaded.encoder, dev, loaded)
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """The checkpoint this encoder came from (source, fingerprint, meta); Embedder.load sets it."""
+        if self.model is None:
+            raise ModelError("this encoder was not loaded from a checkpoint, so it has no source or fingerprint")
+        return self.model
 
     @property
     def preprocess(self) -> Preprocess:

@@ -65,6 +65,5 @@ def model_for_index(manifest: Manifest, index: Path, model: str | None, device: 
         raise EncoderMismatchError(
             f"{index} was built with encoder {source!r}, which cannot be loaded here ({err})"
         ) from None
-    assert embedder.model is not None
-    check_model_against(manifest, embedder.model, index)
+    check_model_against(manifest, embedder.loaded, index)
     return embedder

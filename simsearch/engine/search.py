@@ -92,8 +92,7 @@ class Searcher:
         except BaseException:
             self.store.close()
             raise
-        assert self.embedder.model is not None
-        self.model = self.embedder.model
+        self.model = self.embedder.loaded
         self.device = self.embedder.device
 
     def close(self) -> None:

@@ -107,8 +107,7 @@ def build_index(
             tx.request_kind(kind)
     else:
         embedder = Embedder.load(model, device)
-        assert embedder.model is not None
-        tx = Transaction.create(index_path, embedder.dim, encoder_record(embedder.model), kind=kind or "auto")
+        tx = Transaction.create(index_path, embedder.dim, encoder_record(embedder.loaded), kind=kind or "auto")
         report.created = True
     with tx:
         by_path = {r.path: r for r in tx.catalog.all()}

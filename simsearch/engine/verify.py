@@ -50,11 +50,10 @@ def verify(
         from simsearch.embed import Embedder
 
         embedder = Embedder.load(model, device)
-        assert embedder.model is not None
         vecs, failed = embedder.embed_paths([a, b])
-        t = embedder.model.meta.get("threshold")
+        t = embedder.loaded.meta.get("threshold")
         thr = threshold if threshold is not None else (float(t) if t is not None else DEFAULT_THRESHOLD)
-        source = embedder.model.source
+        source = embedder.loaded.source
     if failed:
         raise ImageError(*failed[0])
     score = float(vecs[0] @ vecs[1])

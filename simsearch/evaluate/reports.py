@@ -124,8 +124,7 @@ def candidates(
             out.append(Candidate(str(m)))
         else:
             embedder = Embedder.load(m, device)
-            assert embedder.model is not None
-            out.append(Candidate(embedder.model.source, embedder))
+            out.append(Candidate(embedder.loaded.source, embedder))
     return out
 
 

@@ -173,9 +173,6 @@ class _Labelled:
             raise DataError("training needs at least two classes with two or more images each")
         self.images = torch.from_numpy(train_set.images)
         self.margin = cfg.margin if cfg.margin is not None else (0.5 if cfg.loss is Loss.CONTRASTIVE else 0.2)
-        self.scale = torch.nn.Parameter(
-            torch.tensor(10.0)
-        )  # the episodic loss's learned temperature (set on the device)
         self.summary = {
             "data": source,
             "train": cfg.to_dict(),
@@ -185,6 +182,7 @@ class _Labelled:
         }
 
     def extra_parameters(self, device: torch.device) -> list[dict[str, Any]]:
+        """The episodic loss's learned temperature, made on the training device (run_loop calls this first)."""
         self.scale = torch.nn.Parameter(torch.tensor(10.0, device=device))
         return [{"params": [self.scale], "weight_decay": 0.0}]
 

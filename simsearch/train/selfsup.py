@@ -148,7 +148,6 @@ class _SelfSupervised:
         return {"best_val_recall_at_1": round(best, 5)}
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        assert self.pending is not None or self.cfg.steps <= 1
         next_batch = self.pending[1].tolist() if self.pending is not None else []
         return {
             "train": _settings(self.cfg),
