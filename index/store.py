@@ -60,6 +60,7 @@ class Manifest:
     params: dict[str, Any] = field(default_factory=dict)
     threshold: float | None = None
     calibration: dict[str, Any] | None = None
+    gallery_calibration: dict[str, Any] | None = None  # the gallery measured on itself at each commit
     created: str = field(default_factory=_now)
     updated: str = field(default_factory=_now)
     format_version: int = FORMAT_VERSION

@@ -247,9 +247,16 @@ def index_info(index_path: Path, as_json: bool) -> None:
     info = index_info(index_path)
     if as_json:
         _echo_json(info)
-    else:
-        for k, v in info.items():
-            click.echo(f"{k:12s} {v}")
+        return
+    for k, v in info.items():
+        if k == "class_sizes":
+            shown = ", ".join(f"{c} {n}" for c, n in list(v.items())[:20])
+            click.echo(f"{k:16s} {shown}{' ...' if len(v) > 20 else ''}")
+        elif k == "calibrations":
+            for name, rec in v.items():
+                click.echo(f"{'calibration':16s} {name}: " + "; ".join(f"{a} {b}" for a, b in rec.items()))
+        else:
+            click.echo(f"{k:16s} {v}")
 
 
 @index_group.command("check")
@@ -317,9 +324,15 @@ def _show_hits(res: Any) -> str:
 
 
 def _show_identification(r: Any) -> str:
+    where = f"threshold {r.decision.describe()}"
+    if r.label is None:
+        return f"{r.query}: unknown  (no labelled gallery image near; {where})"
     if r.known:
-        return f"{r.query}: {r.label}  (score {r.score:+.4f}, margin {r.margin:.4f} over {r.runner_up or '-'}; match {r.match})"
-    return f"{r.query}: unknown  (closest {r.label or '-'} at {r.score:+.4f} < threshold {r.threshold:.4f})"
+        return (
+            f"{r.query}: {r.label}  (score {r.score:+.4f}, margin {r.margin:.4f} over {r.runner_up or '-'}; "
+            f"match {r.match}; {where})"
+        )
+    return f"{r.query}: unknown  (closest {r.label} at {r.score:+.4f} < {where})"
 
 
 @cli.command("query")
@@ -350,24 +363,52 @@ def query_cmd(images: tuple[str, ...], index_path: Path, k: int, **opts: Any) ->
 @click.argument("images", nargs=-1, required=True)
 @INDEX
 @click.option(
+    "--fpir",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=None,
+    help="Target FPIR: the share of images of classes NOT in the gallery that may be accepted as some class. "
+    "Default: the target `calibrate` saved, else 0.01 (1%), fitted on this gallery at its size.",
+)
+@click.option(
+    "--fnir",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=None,
+    help="Target FNIR instead: the share of images of gallery classes that may come back unknown or wrong "
+    "(needs classes with two images, or calibrate).",
+)
+@click.option("--closed-set", is_flag=True, help="Never say unknown: always the nearest class (every probe is known).")
+@click.option(
     "--threshold",
     type=click.FloatRange(-1.0, 1.0),
     default=None,
-    help="Cosine score below which the answer is \"unknown\". Default: the index's calibrated threshold, else the encoder's.",
+    help='Cosine score below which the answer is "unknown", instead of a target.',
 )
 @MODEL_FOR_INDEX
 @DEVICE
 @OUT
 @MONTAGE
 @JSON
-def identify_cmd(images: tuple[str, ...], index_path: Path, threshold: float | None, **opts: Any) -> int:
+def identify_cmd(
+    images: tuple[str, ...],
+    index_path: Path,
+    threshold: float | None,
+    fpir: float | None,
+    fnir: float | None,
+    closed_set: bool,
+    **opts: Any,
+) -> int:
     """Say which gallery class (first-level subfolder) each image shows, or "unknown".
 
     Classes are scored as wholes: the best match in the class decides, the mean of its best
-    three and the margin over the runner-up class are reported with it. Exit 1 if any image
-    could not be read.
+    three and the margin over the runner-up class are reported with it. The threshold is fitted
+    on this gallery (an index measures itself at every build and sync; `calibrate` measures it
+    with labelled probes) for a target FPIR, 1% unless told otherwise; every answer names the
+    threshold, its source and the FPIR/FNIR it stands for. Exit 1 if any image could not be read.
     """
-    return _answer(images, index_path, ask="identify", show=_show_identification, threshold=threshold, **opts)
+    from simsearch.engine import OperatingPoint
+
+    point = OperatingPoint(threshold=threshold, fpir=fpir, fnir=fnir, closed_set=closed_set)
+    return _answer(images, index_path, ask="identify", show=_show_identification, point=point, **opts)
 
 
 @cli.command("verify")
@@ -378,7 +419,8 @@ def identify_cmd(images: tuple[str, ...], index_path: Path, threshold: float | N
     "index_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="Use this index's encoder and calibrated threshold.",
+    help="Use this index's encoder and its pair threshold (1% of pairs of different classes accepted: "
+    "from calibrate's probes, else the gallery's own pairs, else the encoder's).",
 )
 @click.option("--model", default=None, help="Encoder (built-in name or checkpoint folder) when no --index is given.")
 @click.option(
@@ -403,7 +445,8 @@ def verify_cmd(state: dict[str, Any], a: str, b: str, index_path: Path | None, a
         _echo_json(v.to_dict())
     else:
         click.echo(
-            f"{'same' if v.same else 'different'}  (score {v.score:+.4f}, threshold {v.threshold:.4f}, encoder {v.encoder})"
+            f"{'same' if v.same else 'different'}  (score {v.score:+.4f}, threshold {v.threshold:.4f} "
+            f"[{v.threshold_source}], encoder {v.encoder})"
         )
     return 0 if v.same else 1
 
@@ -412,22 +455,44 @@ def verify_cmd(state: dict[str, Any], a: str, b: str, index_path: Path | None, a
 @click.argument("labelled", type=click.Path(path_type=Path))
 @INDEX
 @click.option(
-    "--far",
+    "--fpir",
     type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    default=0.01,
-    show_default=True,
-    help="False-accept rate the threshold should allow.",
+    default=None,
+    help="Target FPIR (default 0.01): the share of probes of classes absent from the gallery that identify may accept.",
 )
 @click.option(
-    "--roc", "roc_png", type=click.Path(path_type=Path), default=None, help="Write the ROC curve as a PNG here."
+    "--fnir",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=None,
+    help="Target FNIR instead: the share of probes of gallery classes that may come back unknown or wrong.",
 )
-@click.option("--dry-run", is_flag=True, help="Measure and report, but do not save the threshold into the index.")
+@click.option(
+    "--far",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=None,
+    hidden=True,
+    help="Old name of --fpir.",
+)
+@click.option(
+    "--roc",
+    "roc_png",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the open-set ROC (1-FNIR against FPIR) as a PNG here.",
+)
+@click.option("--dry-run", is_flag=True, help="Measure and report, but do not save anything into the index.")
 @DEVICE
 @JSON
 def calibrate_cmd(labelled: Path, index_path: Path, dry_run: bool, as_json: bool, **opts: Any) -> None:
-    """Measure genuine and impostor scores on LABELLED (a folder-per-class set, ideally not the
-    gallery itself) and save the threshold at the requested false-accept rate into the index;
-    identify and verify then use it by default."""
+    """Measure identify's FPIR and FNIR against the index's gallery, at its real size, with the labelled
+    probes in LABELLED (a folder per class; images the gallery does not hold), and save the threshold for
+    the target into the index; identify and the service then use it by default.
+
+    \b
+    A probe of a gallery class is a known probe, and also an unknown one with its own class left
+    out of the gallery; probes of other classes are unknown probes as they are. FPIR: the share of
+    unknown probes accepted as some class. FNIR: the share of known probes not given their class.
+    """
     from simsearch.engine import calibrate
 
     c = calibrate(labelled, index_path, save=not dry_run, progress=not as_json, **opts)
@@ -436,10 +501,20 @@ def calibrate_cmd(labelled: Path, index_path: Path, dry_run: bool, as_json: bool
         return
     _print_skipped(c.skipped)
     click.echo(
-        f"{c.images:,} images, {c.classes:,} classes: {c.genuine_pairs:,} genuine and {c.impostor_pairs:,} impostor pairs"
+        f"{c.probes:,} probes: {c.known_probes:,} of gallery classes, {c.unknown_probes:,} of other classes, "
+        f"{c.derived_unknown:,} more unknown ones with their own class left out; gallery {c.gallery_images:,} images "
+        f"in {c.gallery_classes:,} classes"
     )
-    click.echo(f"ROC AUC {c.auc:.4f}; EER {c.eer:.4f} at threshold {c.eer_threshold:.4f}")
-    click.echo(f"threshold {c.threshold:.4f} at FAR {c.far:g} accepts {100 * c.tar_at_threshold:.1f}% of genuine pairs")
+    if c.nearest_class_accuracy is not None:
+        click.echo(f"nearest class right for {100 * c.nearest_class_accuracy:.1f}% of known probes (closed-set)")
+    click.echo("   FPIR  threshold   FNIR")
+    for row in c.rows:
+        fnir = "-" if row["fnir"] is None else f"{row['fnir']:.4f}"
+        click.echo(f"  {row['fpir']:5.3f}  {row['threshold']:+.4f}   {fnir}")
+    click.echo(f"threshold {c.decision.describe()}")
+    if c.observed_fpir is not None:
+        fnir = "-" if c.observed_fnir is None else f"{c.observed_fnir:.4f}"
+        click.echo(f"on these probes at it: FPIR {c.observed_fpir:.4f}, FNIR {fnir}")
     click.echo(
         ("not saved (--dry-run)" if dry_run else f"saved into {index_path}")
         + (f"; ROC curve: {c.roc_png}" if c.roc_png else "")

@@ -24,7 +24,7 @@ from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from simsearch.engine import Searcher
+from simsearch.engine import OperatingPoint, Searcher
 from simsearch.errors import DataError, ImageError
 from simsearch.images import decode_image, load_array
 
@@ -151,11 +151,29 @@ def create_app(
     async def identify(
         request: Request,
         file: Annotated[UploadFile, File(description="the query image")],
-        threshold: Annotated[float | None, Query(ge=-1, le=1, description="override the index's threshold")] = None,
+        threshold: Annotated[
+            float | None, Query(ge=-1, le=1, description="a cosine threshold instead of a target")
+        ] = None,
+        fpir: Annotated[
+            float | None,
+            Query(gt=0, lt=1, description="target FPIR: share of probes of absent classes accepted (default 0.01)"),
+        ] = None,
+        fnir: Annotated[
+            float | None, Query(gt=0, lt=1, description="target FNIR: share of known probes not given their class")
+        ] = None,
+        closed_set: Annotated[bool, Query(description="always the nearest class, never unknown")] = False,
     ) -> dict[str, Any]:
+        try:
+            point = OperatingPoint(threshold=threshold, fpir=fpir, fnir=fnir, closed_set=closed_set)
+            searcher.decision(point=point)
+        except ValueError as err:
+            raise HTTPException(422, str(err)) from None
+        except DataError as err:
+            raise HTTPException(409, str(err)) from None
+
         def respond(vec: np.ndarray, name: str) -> dict[str, Any]:
             try:
-                return searcher.identify_vectors(vec, [name], threshold)[0].to_dict()
+                return searcher.identify_vectors(vec, [name], point=point)[0].to_dict()
             except DataError as err:  # a gallery without classes
                 raise HTTPException(409, str(err)) from None
 
@@ -209,7 +227,7 @@ def create_app(
             "dim": m.dim,
             "encoder": m.encoder.get("source"),
             "fingerprint": m.encoder.get("fingerprint"),
-            "threshold": searcher.threshold(),
+            **searcher.decision().to_dict(),
             "max_upload_bytes": max_upload,
             "timeout_s": timeout_s,
             **stats.to_dict(),

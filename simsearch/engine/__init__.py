@@ -5,8 +5,9 @@ when a command needs one."""
 from index.errors import IndexStoreError
 from simsearch.engine.calibrate import Calibration, calibrate
 from simsearch.engine.compat import encoder_record
+from simsearch.engine.decision import DEFAULT_FPIR, DEFAULT_THRESHOLD, OperatingPoint, Threshold, resolve_threshold
 from simsearch.engine.duplicates import duplicate_rows, find_duplicates
-from simsearch.engine.search import DEFAULT_THRESHOLD, Hit, Identification, QueryResult, Searcher, expand_queries
+from simsearch.engine.search import Hit, Identification, QueryResult, Searcher, expand_queries
 from simsearch.engine.sync import (
     BuildReport,
     StrictModeError,
@@ -19,15 +20,18 @@ from simsearch.engine.sync import (
 from simsearch.engine.verify import Verdict, verify
 
 __all__ = [
+    "DEFAULT_FPIR",
     "DEFAULT_THRESHOLD",
     "BuildReport",
     "Calibration",
     "Hit",
     "Identification",
     "IndexStoreError",
+    "OperatingPoint",
     "QueryResult",
     "Searcher",
     "StrictModeError",
+    "Threshold",
     "Verdict",
     "add_files",
     "build_index",
@@ -39,5 +43,6 @@ __all__ = [
     "index_info",
     "open_index",
     "remove_entries",
+    "resolve_threshold",
     "verify",
 ]

@@ -1,146 +1,281 @@
-"""Calibration: genuine and impostor scores measured on labelled images, and the threshold saved into an index."""
+"""Calibration of the identification decision against the index's own gallery, at its real size: FPIR (probes
+of absent classes accepted) and FNIR (known probes not given their class) measured on labelled probes by
+`calibrate`, and measured by the gallery on itself at every build, sync, add and remove."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from index.catalog import Catalog
 from index.store import Transaction
+from index.vector_index import VectorIndex
+from simsearch.engine.decision import OperatingPoint, Threshold, resolve_threshold
 from simsearch.engine.search import Searcher
 from simsearch.errors import DataError, ImageError
-from simsearch.evaluate.metrics import equal_error_rate, roc_auc, roc_curve, threshold_at_far
+from simsearch.evaluate.metrics import threshold_at_far
+from simsearch.evaluate.openset import (
+    MIN_UNKNOWN,
+    OpenSetCurve,
+    gallery_self_scores,
+    open_set_rates,
+    probe_scores,
+)
 from simsearch.images import Skipped, scan_folder
 from simsearch.pictures import roc_picture
 
-__all__ = ["Calibration", "calibrate"]
+__all__ = ["Calibration", "calibrate", "gallery_calibration", "pair_threshold"]
 
-# Beyond this many images, calibration samples pairs instead of scoring all of them.
-_MAX_ALL_PAIRS = 3000
-_SAMPLED_PAIRS = 2_000_000
+# The gallery measures itself with at most this many of its images as probes, and at most this many pairs.
+_SELF_PROBES = 2000
+_PAIRS = 200_000
+_PAIR_FAR = 0.01
+# The rates `calibrate` reports a row for.
+_REPORT_FPIRS = (0.001, 0.01, 0.05, 0.1, 0.2)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def pair_threshold(
+    vectors: np.ndarray, labels: np.ndarray | None, far: float = _PAIR_FAR, seed: int = 0
+) -> float | None:
+    """The threshold accepting a share `far` of random pairs of different classes (of any two images when
+    `labels` is None); None with too few pairs to say (fewer than 10 beyond it)."""
+    n = len(vectors)
+    if n < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    if n * (n - 1) // 2 <= _PAIRS:
+        i, j = np.triu_indices(n, k=1)
+    else:
+        i, j = rng.integers(0, n, _PAIRS), rng.integers(0, n, _PAIRS)
+        keep = i != j
+        i, j = i[keep], j[keep]
+    if labels is not None:
+        keep = labels[i] != labels[j]
+        i, j = i[keep], j[keep]
+    if len(i) * far < 10:
+        return None
+    return threshold_at_far(np.einsum("ij,ij->i", vectors[i], vectors[j]), far)
+
+
+def gallery_calibration(vectors: VectorIndex, catalog: Catalog) -> dict[str, Any]:
+    """The gallery measured on itself: each labelled image (up to 2,000, seeded) probes the rest with
+    itself left out; against the other classes it is an unknown probe at the gallery's size, and where its
+    class has other images also a known one. With fewer than 5 labelled images in 2 classes the record
+    has no curve, and says why; its pair threshold then comes from pairs of any two images."""
+    ids, vecs = vectors.vectors()
+    records = catalog.get(ids.tolist())
+    names = [records[int(i)].label if int(i) in records else None for i in ids]
+    keep = np.array([n is not None for n in names], dtype=bool)
+    classes = sorted({n for n in names if n is not None})
+    if keep.sum() < MIN_UNKNOWN or len(classes) < 2:
+        return {
+            "source": "gallery",
+            "measured_on": f"the gallery itself ({len(ids):,} images, {len(classes):,} classes)",
+            "images": int(keep.sum()),
+            "classes": len(classes),
+            "curve": None,
+            "why": "identify needs at least 5 labelled images in 2 classes to measure the gallery on itself",
+            "pair_threshold": pair_threshold(vecs, None),
+            "at": _now(),
+        }
+    index_of = {c: k for k, c in enumerate(classes)}
+    labels = np.array([index_of[n] for n in names if n is not None])
+    scores = gallery_self_scores(vecs[keep], labels, max_probes=_SELF_PROBES)
+    curve = OpenSetCurve.fit(scores, len(classes))
+    return {
+        "source": "gallery",
+        "measured_on": f"the gallery itself ({int(keep.sum()):,} labelled images, {len(classes):,} classes)",
+        "images": int(keep.sum()),
+        "classes": len(classes),
+        "curve": curve.to_dict(),
+        "pair_threshold": pair_threshold(vecs[keep], labels),
+        "at": _now(),
+    }
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """Genuine/impostor score statistics on labelled images and the threshold chosen from them."""
+    """FPIR and FNIR of identify against the index's gallery, measured on labelled probes, and the
+    threshold chosen for the target. `rows`: FPIR, threshold, FNIR at a few FPIRs."""
 
-    images: int
-    classes: int
-    genuine_pairs: int
-    impostor_pairs: int
-    auc: float
-    eer: float
-    eer_threshold: float
-    far: float
-    threshold: float
-    tar_at_threshold: float
+    probes: int
+    known_probes: int
+    unknown_probes: int
+    derived_unknown: int
+    gallery_images: int
+    gallery_classes: int
+    nearest_class_accuracy: float | None
+    target: dict[str, float]
+    decision: Threshold
+    observed_fpir: float | None
+    observed_fnir: float | None
+    rows: list[dict[str, float | None]]
     roc_png: str | None
-    skipped: list[Skipped]
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def threshold(self) -> float:
+        return self.decision.value
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["skipped"] = [{"path": s.path, "reason": s.reason} for s in self.skipped]
-        return d
+        return {
+            "probes": self.probes,
+            "known_probes": self.known_probes,
+            "unknown_probes": self.unknown_probes,
+            "derived_unknown": self.derived_unknown,
+            "gallery_images": self.gallery_images,
+            "gallery_classes": self.gallery_classes,
+            "nearest_class_accuracy": self.nearest_class_accuracy,
+            "target": self.target,
+            **self.decision.to_dict(),
+            "observed_fpir": self.observed_fpir,
+            "observed_fnir": self.observed_fnir,
+            "rows": self.rows,
+            "roc_png": self.roc_png,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
 
 
-def _pair_scores(emb: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(genuine, impostor) cosine scores: every pair for small sets, a large random sample otherwise."""
-    n = len(emb)
-    if n <= _MAX_ALL_PAIRS:
-        i, j = np.triu_indices(n, k=1)
-    else:
-        rng = np.random.default_rng(seed)
-        i, j = rng.integers(0, n, _SAMPLED_PAIRS), rng.integers(0, n, _SAMPLED_PAIRS)
-        keep = i != j
-        i, j = i[keep], j[keep]
-        # genuine pairs are rare in a random sample: add every same-class pair
-        parts_i, parts_j = [i], [j]
-        for c in np.unique(labels):
-            members = np.flatnonzero(labels == c)
-            a, b = np.triu_indices(len(members), k=1)
-            parts_i.append(members[a])
-            parts_j.append(members[b])
-        i, j = np.concatenate(parts_i), np.concatenate(parts_j)
-    scores = np.einsum("ij,ij->i", emb[i], emb[j])
-    same = labels[i] == labels[j]
-    return scores[same], scores[~same]
+def _embed_labelled(
+    searcher: Searcher, labelled: str | os.PathLike[str], progress: bool
+) -> tuple[np.ndarray, list[str], list[str], list[Skipped]]:
+    """(embeddings, labels, absolute paths, skipped) of the class-subfolder images under `labelled`."""
+    scan = scan_folder(labelled)
+    files = [f for f in scan.files if f.label is not None]
+    if not files:
+        raise DataError(f"{labelled}: calibration needs labelled images in class subfolders")
+    skipped = list(scan.skipped)
+    chunks, keep = [], []
+
+    def on_error(pos: int, err: ImageError) -> None:
+        skipped.append(Skipped(err.path, err.reason))
+
+    for batch in searcher.embedder.stream([f.path for f in files], on_error=on_error, progress=progress):
+        chunks.append(batch.vectors)
+        keep.extend(batch.positions)
+    emb = np.concatenate(chunks) if chunks else np.zeros((0, searcher.manifest.dim), np.float32)
+    return emb, [files[p].label or "" for p in keep], [os.path.abspath(files[p].path) for p in keep], skipped
 
 
 def calibrate(
     labelled: str | os.PathLike[str],
     index: str | os.PathLike[str],
-    far: float = 0.01,
+    fpir: float | None = None,
+    fnir: float | None = None,
     roc_png: str | os.PathLike[str] | None = None,
     device: str = "auto",
-    seed: int = 0,
     save: bool = True,
     progress: bool = True,
+    far: float | None = None,
 ) -> Calibration:
-    """Measure genuine and impostor scores on a folder-per-class set with the index's encoder,
-    choose the threshold whose false-accept rate is `far`, and save it into the index.
+    """Measure FPIR and FNIR of identify on the index's gallery with the labelled probes under `labelled`
+    (a folder-per-class set), choose the threshold for the target (FPIR 1% unless `fpir` or `fnir` says
+    otherwise) and save the curve into the index; identify then uses it by default.
 
-    Use labelled images that are not in the gallery (ideally also of other classes), so the
-    threshold reflects what identify will meet.
+    Probes whose class is in the gallery are known probes (a probe that is itself a gallery file is
+    matched against the rest); each is also an unknown probe with its own class left out of the gallery.
+    Probes of classes the gallery lacks are unknown probes as they are. `far` is the old name of `fpir`.
     """
-    if not 0.0 < far < 1.0:
-        raise DataError("--far must be between 0 and 1 (for example 0.01)")
-    scan = scan_folder(labelled)
-    files = [f for f in scan.files if f.label is not None]
-    if len({f.label for f in files}) < 2:
-        raise DataError(f"{labelled}: calibration needs images in at least two class subfolders")
+    if far is not None and fpir is None:
+        fpir = far
+    point = OperatingPoint(fpir=fpir, fnir=fnir)
+    if fpir is None and fnir is None:
+        point = OperatingPoint(fpir=0.01)
     with Searcher(index, device=device) as searcher:
-        skipped = list(scan.skipped)
-        chunks, keep = [], []
-
-        def on_error(pos: int, err: ImageError) -> None:
-            skipped.append(Skipped(err.path, err.reason))
-
-        for batch in searcher.embedder.stream([f.path for f in files], on_error=on_error, progress=progress):
-            chunks.append(batch.vectors)
-            keep.extend(batch.positions)
+        emb, labels, paths, skipped = _embed_labelled(searcher, labelled, progress)
         fingerprint = searcher.manifest.encoder.get("fingerprint")
-    emb = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
-    names = sorted({files[p].label or "" for p in keep})
-    labels = np.array([names.index(files[p].label or "") for p in keep])
-    genuine, impostor = _pair_scores(emb, labels, seed)
-    if not len(genuine) or not len(impostor):
-        raise DataError(f"{labelled}: need a class with two readable images and two classes")
-    eer, eer_thr = equal_error_rate(genuine, impostor)
-    thr = threshold_at_far(impostor, far)
-    tar = float(np.mean(genuine >= thr))
-    auc = roc_auc(genuine, impostor)
+        ids, gallery = searcher.store.vectors.vectors()
+        records = searcher.store.catalog.get(ids.tolist())
+        meta = searcher.model.meta
+        base = searcher.manifest
+    g_names = [records[int(i)].label if int(i) in records else None for i in ids]
+    g_keep = np.array([n is not None for n in g_names], dtype=bool)
+    classes = sorted({n for n in g_names if n is not None})
+    if len(classes) < 2:
+        raise DataError(f"{index}: the gallery needs at least two classes for identify to be calibrated")
+    index_of = {c: k for k, c in enumerate(classes)}
+    g_labels = np.array([index_of[n] for n in g_names if n is not None])
+    g_paths = [records[int(i)].path for i, k in zip(ids, g_keep, strict=True) if k]
+    row_of = {p: r for r, p in enumerate(g_paths)}
+    # labels the gallery lacks get their own numbers past the gallery's
+    extra = {c: len(classes) + k for k, c in enumerate(sorted(set(labels) - set(classes)))}
+    p_labels = np.array([index_of.get(c, extra.get(c, -1)) for c in labels], dtype=np.int64)
+    exclude = np.array([row_of.get(p, -1) for p in paths], dtype=np.int64)
+    scores = probe_scores(emb, p_labels, gallery[g_keep], g_labels, exclude=exclude)
+    true_unknown = int(np.sum(p_labels >= len(classes)))
+    if len(scores.unknown) < MIN_UNKNOWN:
+        raise DataError(
+            f"{labelled}: only {len(scores.unknown)} probe(s) could serve as unknown; give at least {MIN_UNKNOWN} "
+            "images of gallery classes (each is also scored with its class left out) or of other classes"
+        )
+    curve = OpenSetCurve.fit(scores, len(classes))
+    measured_on = (
+        f"{len(emb):,} labelled probes in {Path(labelled).name} ({len(scores.known):,} known, "
+        f"{len(scores.unknown):,} unknown) against {int(g_keep.sum()):,} gallery images in {len(classes):,} classes"
+    )
+    record = {
+        "source": "calibrate",
+        "measured_on": measured_on,
+        "data": str(labelled),
+        "images": int(g_keep.sum()),
+        "classes": len(classes),
+        "curve": curve.to_dict(),
+        "target": {"fpir": point.fpir} if point.fpir is not None else {"fnir": point.fnir},
+        "pair_threshold": _probe_pair_threshold(emb, p_labels),
+        "at": _now(),
+    }
+    decision = resolve_threshold(replace(base, calibration=record, threshold=None), meta, point)
+    observed = open_set_rates(scores, decision.value)
+    rows = []
+    for target in _REPORT_FPIRS:
+        t = curve.threshold_at_fpir(target)
+        rows.append({"fpir": target, "threshold": round(t, 6), "fnir": curve.fnir(t)})
     png = None
     if roc_png is not None:
-        f_rates, t_rates, _ = roc_curve(genuine, impostor)
-        marks = {f"EER {eer:.3f}": (eer, 1 - eer), f"FAR {far:g}: t={thr:.3f}": (float(np.mean(impostor >= thr)), tar)}
-        png = str(roc_picture(f_rates, t_rates, roc_png, f"ROC on {Path(labelled).name}: AUC {auc:.4f}", marks))
+        grid = np.linspace(-1, 1.0001, 400)
+        x = np.array([curve.fpir(t) for t in grid])
+        y = np.array([1 - (curve.fnir(t) or 0.0) for t in grid])
+        order = np.argsort(x, kind="stable")
+        marks = {
+            f"FPIR {decision.fpir or 0:.3g}: t={decision.value:.3f}": (observed[0] or 0.0, 1 - (observed[1] or 0.0))
+        }
+        png = str(
+            roc_picture(
+                x[order], y[order], roc_png, f"open-set ROC on {Path(labelled).name}: 1-FNIR against FPIR", marks
+            )
+        )
     result = Calibration(
-        images=len(emb),
-        classes=len(names),
-        genuine_pairs=len(genuine),
-        impostor_pairs=len(impostor),
-        auc=auc,
-        eer=eer,
-        eer_threshold=eer_thr,
-        far=far,
-        threshold=thr,
-        tar_at_threshold=tar,
+        probes=len(emb),
+        known_probes=len(scores.known),
+        unknown_probes=true_unknown,
+        derived_unknown=len(scores.unknown) - true_unknown,
+        gallery_images=int(g_keep.sum()),
+        gallery_classes=len(classes),
+        nearest_class_accuracy=curve.rank1,
+        target=record["target"],
+        decision=decision,
+        observed_fpir=observed[0],
+        observed_fnir=observed[1],
+        rows=rows,
         roc_png=png,
         skipped=skipped,
     )
     if save:
         with Transaction.begin(index) as tx:
-            if tx.base.encoder.get("fingerprint") != fingerprint:
-                raise DataError(f"{index} changed encoder while calibrating; run calibrate again")
-            summary = {k: v for k, v in result.to_dict().items() if k not in ("skipped", "roc_png")}
-            tx.commit(
-                threshold=thr,
-                calibration=dict(
-                    summary, data=str(labelled), at=datetime.now(timezone.utc).isoformat(timespec="seconds")
-                ),
-            )
+            if tx.base.encoder.get("fingerprint") != fingerprint or tx.base.count != base.count:
+                raise DataError(f"{index} changed while calibrating; run calibrate again")
+            tx.commit(threshold=decision.value, calibration=record)
     return result
+
+
+def _probe_pair_threshold(emb: np.ndarray, labels: np.ndarray) -> float | None:
+    return pair_threshold(emb, labels) if len(np.unique(labels)) > 1 else None

@@ -13,12 +13,12 @@ import numpy as np
 
 from index.store import IndexStore, Manifest
 from simsearch.engine.compat import model_for_index
+from simsearch.engine.decision import DEFAULT_THRESHOLD, OperatingPoint, Threshold, resolve_threshold
 from simsearch.errors import DataError
 from simsearch.images import collect_images
 
 __all__ = ["DEFAULT_THRESHOLD", "Hit", "Identification", "QueryResult", "Searcher", "expand_queries"]
 
-DEFAULT_THRESHOLD = 0.5
 # How many neighbours identify looks at to score classes, and how many best matches a class's mean uses.
 _IDENTIFY_POOL = 100
 _CLASS_TOP = 3
@@ -46,10 +46,15 @@ class QueryResult:
         return {"query": self.query, "results": [h.to_dict() for h in self.results]}
 
 
+def _score(x: float) -> float | None:
+    return round(x, 6) if np.isfinite(x) else None
+
+
 @dataclass(frozen=True)
 class Identification:
     """Per-class decision: the best class, its best score, the mean of its best few, and the margin
-    over the runner-up class; known is score >= threshold."""
+    over the runner-up class; known is score >= the threshold in force (`decision`: its value, source,
+    operating point and the FPIR/FNIR it stands for). Scores are None when no labelled image is near."""
 
     query: str
     label: str | None
@@ -59,20 +64,24 @@ class Identification:
     mean_score: float
     margin: float
     runner_up: str | None
-    threshold: float
+    decision: Threshold
+
+    @property
+    def threshold(self) -> float:
+        return self.decision.value
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "query": self.query,
             "label": self.label if self.known else None,
             "known": self.known,
-            "score": round(self.score, 6),
+            "score": _score(self.score),
             "match": self.match,
             "best_class": self.label,
-            "mean_score": round(self.mean_score, 6),
-            "margin": round(self.margin, 6),
+            "mean_score": _score(self.mean_score),
+            "margin": _score(self.margin),
             "runner_up": self.runner_up,
-            "threshold": round(self.threshold, 6),
+            **self.decision.to_dict(),
         }
 
 
@@ -94,6 +103,7 @@ class Searcher:
             raise
         self.model = self.embedder.loaded
         self.device = self.embedder.device
+        self._decisions: dict[OperatingPoint, Threshold] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -143,20 +153,23 @@ class Searcher:
         vecs, names = self.embed(images)
         return self.search_vectors(vecs, names, k)
 
-    def identify(self, images: Any, threshold: float | None = None) -> list[Identification]:
-        """Which gallery class each query image shows, or unknown below the threshold."""
+    def identify(
+        self, images: Any, threshold: float | None = None, point: OperatingPoint | None = None
+    ) -> list[Identification]:
+        """Which gallery class each query image shows, or unknown below the threshold (`threshold`, or
+        the one `point` asks for: a target FPIR, FNIR or closed-set; default: see decision())."""
         vecs, names = self.embed(images)
-        return self.identify_vectors(vecs, names, threshold)
+        return self.identify_vectors(vecs, names, threshold, point)
 
     def query_paths(self, paths: Sequence[str], k: int = 5) -> tuple[list[QueryResult], list[tuple[str, str]]]:
         """query() over files, going on past unreadable ones: (answers, (path, reason) for the others)."""
         return self._over_paths(paths, lambda v, n: self.search_vectors(v, n, k))
 
     def identify_paths(
-        self, paths: Sequence[str], threshold: float | None = None
+        self, paths: Sequence[str], threshold: float | None = None, point: OperatingPoint | None = None
     ) -> tuple[list[Identification], list[tuple[str, str]]]:
         """identify() over files, going on past unreadable ones: (answers, (path, reason) for the others)."""
-        return self._over_paths(paths, lambda v, n: self.identify_vectors(v, n, threshold))
+        return self._over_paths(paths, lambda v, n: self.identify_vectors(v, n, threshold, point))
 
     def _over_paths(
         self, paths: Sequence[str], answer: Callable[[np.ndarray, list[str]], list[T]]
@@ -179,23 +192,49 @@ class Searcher:
             out.append(QueryResult(name, hits))
         return out
 
+    def decision(self, threshold: float | None = None, point: OperatingPoint | None = None) -> Threshold:
+        """The threshold identify uses: explicit > calibrated on labelled probes > the gallery's own
+        (measured at its last build/sync) > the encoder's > 0.5, for the operating point asked (default:
+        the calibrated target, else FPIR 1%). Raises DataError when a target cannot be fitted here."""
+        if threshold is not None:
+            point = OperatingPoint(threshold=threshold)
+        key = point or OperatingPoint()
+        cached = self._decisions.get(key)
+        if cached is None:
+            cached = self._decisions[key] = resolve_threshold(self.manifest, self.model.meta, key)
+        return cached
+
     def threshold(self, override: float | None = None) -> float:
-        """The acceptance threshold: given > calibrated for this index > the encoder's > default."""
+        """The value of decision(): the score at or above which identify accepts the nearest class."""
+        return self.decision(override).value
+
+    def pair_threshold(self, override: float | None = None) -> tuple[float, str]:
+        """(threshold, source) for 1:1 verification: explicit > calibrated pair FAR 1% > the gallery's own
+        pairs at FAR 1% > the encoder's > 0.5. Pairs, not best-of-gallery scores: verify compares two images."""
         if override is not None:
-            return override
-        if self.manifest.threshold is not None:
-            return float(self.manifest.threshold)
+            return override, "explicit"
+        for source, rec in (("calibrated", self.manifest.calibration), ("gallery", self.manifest.gallery_calibration)):
+            t = rec.get("pair_threshold") if isinstance(rec, dict) else None
+            if isinstance(t, (int, float)) and np.isfinite(t):
+                return float(t), f"{source} (pair FAR 0.01)"
+        if self.manifest.threshold is not None and isinstance(self.manifest.calibration, dict):
+            if "curve" not in self.manifest.calibration:
+                return float(self.manifest.threshold), "calibrated"
         t = self.model.meta.get("threshold")
-        return float(t) if t is not None else DEFAULT_THRESHOLD
+        return (float(t), "encoder (pair FAR 0.01)") if t is not None else (DEFAULT_THRESHOLD, "default")
 
     def identify_vectors(
-        self, queries: np.ndarray, names: list[str], threshold: float | None = None
+        self,
+        queries: np.ndarray,
+        names: list[str],
+        threshold: float | None = None,
+        point: OperatingPoint | None = None,
     ) -> list[Identification]:
         """Per-class decisions for (N, D) unit query rows, one Identification per name."""
         labels = self.store.catalog.labels()
         if not any(lbl is not None for lbl in labels):
             raise DataError(f"{self.path}: the gallery has no classes (identify needs images in class subfolders)")
-        thr = self.threshold(threshold)
+        thr = self.decision(threshold, point)
         pool = min(len(self.store.vectors), _IDENTIFY_POOL)
         scores, ids = self.store.vectors.search(queries, pool)
         records = self.store.catalog.get(ids.ravel().tolist())
@@ -217,13 +256,13 @@ class Searcher:
                 Identification(
                     query=name,
                     label=best_label,
-                    known=best[0][0] >= thr,
+                    known=thr.accepts(best[0][0]),
                     score=best[0][0],
                     match=best[0][1],
                     mean_score=mean,
                     margin=best[0][0] - second,
                     runner_up=ranked[1][0] if len(ranked) > 1 else None,
-                    threshold=thr,
+                    decision=thr,
                 )
             )
         return out

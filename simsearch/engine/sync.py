@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from index.catalog import Record
 from index.store import IndexStore, Transaction
+from simsearch.engine.calibrate import gallery_calibration
 from simsearch.engine.compat import encoder_record, model_for_index
 from simsearch.errors import DataError, ImageError, SimSearchError
 from simsearch.images import Skipped, collect_images, scan_folder
@@ -61,6 +62,19 @@ class BuildReport:
             "elapsed_s": round(self.elapsed_s, 3),
             "created": self.created,
         }
+
+
+def _commit(tx: Transaction) -> Any:
+    """Commit with the gallery measured on itself (its own open-set curve at its new size); a curve
+    `calibrate` fitted on another gallery size is marked stale, and no longer used."""
+    own = gallery_calibration(tx.vectors, tx.catalog)
+    changes: dict[str, Any] = {"gallery_calibration": own}
+    cal = tx.base.calibration
+    if isinstance(cal, dict) and "curve" in cal and not cal.get("stale"):
+        now = own.get("images"), own.get("classes")
+        if now != (cal.get("images"), cal.get("classes")):
+            changes["calibration"] = dict(cal, stale=True)
+    return tx.commit(**changes)
 
 
 def _hash_file(path: Path) -> str:
@@ -160,10 +174,11 @@ def build_index(
         if report.created and not len(tx.vectors) and not report.skipped:
             raise DataError(f"{root}: no image files found (looked for .jpg, .png, .gif, .bmp, .tif, .webp ...)")
         unchanged = not (report.created or report.added or report.updated or report.moved or report.removed)
-        if unchanged and tx.base.requested_kind == (kind or tx.base.requested_kind):
+        measured = tx.base.gallery_calibration is not None  # indexes made before self-calibration get it now
+        if unchanged and measured and tx.base.requested_kind == (kind or tx.base.requested_kind):
             report.total = tx.base.count  # nothing to write: the current generation stays
         else:
-            report.total = tx.commit().count
+            report.total = _commit(tx).count
     report.elapsed_s = time.monotonic() - start
     return report
 
@@ -236,7 +251,7 @@ def add_files(
                 changed.add(path)
             items.append((path, lbl))
         _embed_into(tx, embedder, items, report, batch_size, strict, progress, changed)
-        report.total = tx.commit().count
+        report.total = _commit(tx).count
     report.elapsed_s = time.monotonic() - start
     return report
 
@@ -263,7 +278,7 @@ def remove_entries(index: str | os.PathLike[str], targets: list[str]) -> tuple[i
             doomed |= hits
         if doomed:
             tx.remove(sorted(doomed))
-            tx.commit()
+            _commit(tx)
     return len(doomed), unmatched
 
 
@@ -273,22 +288,60 @@ def open_index(index: str | os.PathLike[str]) -> IndexStore:
 
 
 def index_info(index: str | os.PathLike[str]) -> dict[str, Any]:
-    """What `simsearch index info` shows: counts, classes, encoder, kind, threshold, size on disk."""
+    """What `simsearch index info` shows: counts, classes and their sizes, encoder, kind, size on disk,
+    and the identification threshold in force (with its source and the FPIR/FNIR it stands for) and
+    each calibration the index holds. Reads only: the encoder is not loaded (its threshold is read
+    from its model.json when the index has no curve of its own)."""
+    from simsearch.engine.decision import resolve_threshold
+
     with IndexStore.open(index) as store:
         m = store.manifest
         labels = store.catalog.labels()
-        return {
-            "index": str(index),
-            "count": m.count,
-            "classes": len([k for k in labels if k is not None]),
-            "unlabelled": labels.get(None, 0),
-            "dim": m.dim,
-            "metric": m.metric.value,
-            "kind": m.kind.value,
-            "encoder": m.encoder.get("source"),
-            "fingerprint": m.encoder.get("fingerprint"),
-            "threshold": m.threshold,
-            "size_bytes": store.size_on_disk(),
-            "generation": m.generation,
-            "updated": m.updated,
-        }
+        size = store.size_on_disk()
+    try:
+        decision = resolve_threshold(m, _encoder_meta(m.encoder.get("source")))
+        in_force: dict[str, Any] = decision.to_dict()
+    except SimSearchError as err:
+        in_force = {"threshold": None, "threshold_source": None, "error": str(err)}
+    classes = {k: v for k, v in sorted(labels.items(), key=lambda kv: (-kv[1], str(kv[0]))) if k is not None}
+    return {
+        "index": str(index),
+        "count": m.count,
+        "classes": len(classes),
+        "class_sizes": classes,
+        "unlabelled": labels.get(None, 0),
+        "dim": m.dim,
+        "metric": m.metric.value,
+        "kind": m.kind.value,
+        "encoder": m.encoder.get("source"),
+        "fingerprint": m.encoder.get("fingerprint"),
+        **in_force,
+        "calibrations": {
+            name: _calibration_summary(rec)
+            for name, rec in (("calibrated", m.calibration), ("gallery", m.gallery_calibration))
+            if isinstance(rec, dict)
+        },
+        "size_bytes": size,
+        "generation": m.generation,
+        "updated": m.updated,
+    }
+
+
+def _calibration_summary(rec: dict[str, Any]) -> dict[str, Any]:
+    """A stored calibration record without its score lists."""
+    keys = ("measured_on", "images", "classes", "target", "pair_threshold", "stale", "why", "at", "data", "far")
+    return {k: rec[k] for k in keys if k in rec}
+
+
+def _encoder_meta(source: Any) -> dict[str, Any]:
+    """The model.json of a built-in encoder or checkpoint folder, without loading weights or torch ({} if unreadable)."""
+    import json
+
+    pretrained = Path(__file__).resolve().parent.parent / "pretrained"
+    folder = pretrained / str(source) if (pretrained / str(source)).is_dir() else Path(str(source))
+    try:
+        with open(folder / "model.json", "rb") as f:
+            meta = json.loads(f.read(1 << 20))
+    except (OSError, ValueError, TypeError, RecursionError):
+        return {}
+    return meta if isinstance(meta, dict) else {}

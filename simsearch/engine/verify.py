@@ -6,7 +6,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from simsearch.engine.search import DEFAULT_THRESHOLD, Searcher
+from simsearch.engine.decision import DEFAULT_THRESHOLD
+from simsearch.engine.search import Searcher
 from simsearch.errors import ImageError
 
 __all__ = ["Verdict", "verify"]
@@ -21,6 +22,7 @@ class Verdict:
     score: float
     same: bool
     threshold: float
+    threshold_source: str
     encoder: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -37,14 +39,17 @@ def verify(
 ) -> Verdict:
     """Embed two images with one encoder and compare them.
 
-    With `index`, the index's encoder and its calibrated threshold are used; without, `model` (or
-    the default encoder) and its recommended threshold. An explicit `threshold` wins over both.
+    With `index`, the index's encoder and its pair threshold (accepting 1% of pairs of different
+    classes: from calibrate's probes, else the gallery's own pairs, else the encoder's) are used;
+    without, `model` (or the default encoder) and its recommended threshold. An explicit `threshold`
+    wins over both. Verification compares two images, so its threshold is fitted on pairs, not on
+    best-of-gallery scores as identify's is.
     Raises ImageError when either image cannot be read.
     """
     if index is not None:
         with Searcher(index, model=model, device=device) as searcher:
             vecs, failed = searcher.embed_paths([str(a), str(b)])
-            thr = searcher.threshold(threshold)
+            thr, thr_source = searcher.pair_threshold(threshold)
             source = searcher.model.source
     else:
         from simsearch.embed import Embedder
@@ -53,8 +58,13 @@ def verify(
         vecs, failed = embedder.embed_paths([a, b])
         t = embedder.loaded.meta.get("threshold")
         thr = threshold if threshold is not None else (float(t) if t is not None else DEFAULT_THRESHOLD)
+        thr_source = (
+            "explicit" if threshold is not None else ("encoder (pair FAR 0.01)" if t is not None else "default")
+        )
         source = embedder.loaded.source
     if failed:
         raise ImageError(*failed[0])
     score = float(vecs[0] @ vecs[1])
-    return Verdict(a=str(a), b=str(b), score=score, same=score >= thr, threshold=thr, encoder=source)
+    return Verdict(
+        a=str(a), b=str(b), score=score, same=score >= thr, threshold=thr, threshold_source=thr_source, encoder=source
+    )

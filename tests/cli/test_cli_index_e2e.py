@@ -60,22 +60,35 @@ def test_calibrate_saves_threshold_that_identify_uses(tmp_path, gallery):
     )
     roc = tmp_path / "roc.png"
     cal = json.loads(
-        run_cli("calibrate", labelled, "--index", idx, "--far", "0.01", "--roc", roc, "--json", check=True).stdout
+        run_cli("calibrate", labelled, "--index", idx, "--fpir", "0.05", "--roc", roc, "--json", check=True).stdout
     )
-    assert 0.5 < cal["auc"] <= 1.0 and 0.0 <= cal["eer"] < 0.5 and cal["genuine_pairs"] == 7 * 10
-    assert cal["impostor_pairs"] == 35 * 34 // 2 - 70
+    # 3 of the 7 classes are in the gallery: 15 known probes (each also unknown with its class left out), 20 unknown
+    assert cal["known_probes"] == 15 and cal["unknown_probes"] == 20 and cal["derived_unknown"] == 15
+    assert cal["threshold_source"] == "calibrated" and cal["operating_point"] == "FPIR 0.05" and cal["fpir"] == 0.05
+    assert [r["fpir"] for r in cal["rows"]] == [0.001, 0.01, 0.05, 0.1, 0.2]
     with Image.open(roc) as img:
         assert img.size[0] > 300
     info = json.loads(run_cli("index", "info", "--index", idx, "--json", check=True).stdout)
-    assert info["threshold"] == pytest.approx(cal["threshold"])
+    assert info["threshold"] == pytest.approx(cal["threshold"]) and info["threshold_source"] == "calibrated"
+    assert info["class_sizes"] == {"circle": 4, "cross": 4, "star": 4, "triangle": 4}
+    text = run_cli("calibrate", labelled, "--index", idx, "--dry-run", check=True).stdout
+    assert "FPIR  threshold   FNIR" in text and "not saved (--dry-run)" in text
     probes = tmp_path / "probes"
     write_symbol_set(probes, ["hourglass", "star"], per_class=2, seed=12)
     out = lines_json(run_cli("identify", probes, "--index", idx, "--json", check=True).stdout)
     assert len(out) == 4
     for o in out:
         assert o["threshold"] == pytest.approx(cal["threshold"], abs=1e-6)
+        assert o["threshold_source"] == "calibrated" and o["fpir"] == 0.05 and "labelled probes" in o["calibrated_on"]
         assert o["known"] == (o["score"] >= o["threshold"])
         assert (o["label"] is None) == (not o["known"])
+    # the operating point is the user's: another FPIR off the same curve, or closed-set
+    looser = lines_json(run_cli("identify", probes, "--index", idx, "--fpir", "0.2", "--json", check=True).stdout)
+    assert all(o["operating_point"] == "FPIR 0.2" and o["threshold"] <= cal["threshold"] for o in looser)
+    closed = lines_json(run_cli("identify", probes, "--index", idx, "--closed-set", "--json", check=True).stdout)
+    assert all(o["known"] and o["threshold"] is None and o["threshold_source"] == "closed-set" for o in closed)
+    both = run_cli("identify", probes, "--index", idx, "--fpir", "0.2", "--threshold", "0.5")
+    assert both.returncode == 2 and "at most one" in both.stderr
     # an unknown class is rejected: an empty page scores below a threshold set from real pairs
     blank = tmp_path / "blank.png"
     Image.new("L", (105, 105), 255).save(blank)

@@ -13,6 +13,7 @@ from PIL import Image
 from simsearch.embed import Embedder
 from simsearch.engine import (
     IndexStoreError,
+    OperatingPoint,
     Searcher,
     StrictModeError,
     add_files,
@@ -116,26 +117,93 @@ def test_verify_uses_the_index_threshold_and_its_encoder(built, gallery):
     assert not other.same and other.score < 1.0
 
 
-def test_calibration_threshold_is_the_impostor_quantile(tmp_path, built, gallery, random_model):
+def test_calibration_fits_fpir_on_best_of_gallery_scores(tmp_path, built, gallery, random_model):
+    from simsearch.symbols import write_symbol_set
+
     idx, _ = built
-    c = calibrate(gallery, idx, far=0.1, device="cpu", progress=False)
-    # recompute from the embeddings by hand: every pair of the 16 images
-    paths = [str(f.path) for f in scan_folder(gallery).files]
-    labels = np.array([f.label for f in scan_folder(gallery).files])
-    vecs, _ = Embedder.load(str(random_model), "cpu").embed_paths(paths)
-    i, j = np.triu_indices(len(paths), k=1)
-    scores = np.einsum("ij,ij->i", vecs[i], vecs[j])
-    impostor = scores[labels[i] != labels[j]]
-    assert c.genuine_pairs == int((labels[i] == labels[j]).sum()) == 4 * 6 and c.impostor_pairs == len(impostor)
-    # the lowest threshold that accepts at most 10% of the impostor pairs: the next score down is accepted
-    allowed = int(np.floor(0.1 * len(impostor)))
-    assert np.mean(impostor >= c.threshold) <= 0.1
-    assert c.threshold == pytest.approx(np.sort(impostor)[::-1][allowed], abs=1e-6)
-    assert index_info(idx)["threshold"] == pytest.approx(c.threshold)
+    labelled = tmp_path / "labelled"  # 3 gallery classes and 4 the gallery lacks, 15 drawings each
+    write_symbol_set(labelled, ["circle", "triangle", "star", "spiral", "wave", "zigzag", "hourglass"], 15, seed=5)
+    c = calibrate(labelled, idx, fpir=0.1, device="cpu", progress=False)
+    # by hand: every probe's best score over the gallery, and over the gallery's other classes
+    emb = Embedder.load(str(random_model), "cpu")
+    files = scan_folder(labelled).files
+    pv, _ = emb.embed_paths([str(f.path) for f in files])
+    gfiles = scan_folder(gallery).files
+    gv, _ = emb.embed_paths([str(f.path) for f in gfiles])
+    glab = np.array([f.label for f in gfiles])
+    unknown, right = [], 0
+    for f, v in zip(files, pv, strict=True):
+        s = gv @ v
+        if f.label in set(glab):
+            unknown.append(s[glab != f.label].max())
+            right += glab[s.argmax()] == f.label
+        else:
+            unknown.append(s.max())
+    unknown = np.sort(np.asarray(unknown, dtype=np.float64))[::-1]
+    assert c.known_probes == 45 and c.unknown_probes == 60 and c.derived_unknown == 45 and len(unknown) == 105
+    assert c.nearest_class_accuracy == pytest.approx(right / 45)
+    # the lowest threshold that accepts at most 10% of the 105 unknown probes: the 11th best score is rejected
+    assert c.threshold == pytest.approx(unknown[10], abs=1e-5) and c.threshold > unknown[10]
+    assert c.observed_fpir == pytest.approx(10 / 105) and c.decision.source == "calibrated"
+    info = index_info(idx)
+    assert info["threshold"] == pytest.approx(c.threshold) and info["threshold_source"] == "calibrated"
+    assert info["operating_point"] == "FPIR 0.1" and info["calibrations"]["calibrated"]["classes"] == 4
     with Searcher(idx, device="cpu") as s:
         assert s.threshold() == pytest.approx(c.threshold)
-    with pytest.raises(DataError, match="two class subfolders"):
+        # another target is read off the same stored curve; closed-set accepts everything
+        assert s.decision(point=OperatingPoint(fpir=0.2)).value < c.threshold
+        assert s.identify(gallery / "star" / "star_00.png", point=OperatingPoint(closed_set=True))[0].known
+    # a sync that changes the gallery makes that calibration stale: the gallery's own curve takes over
+    shutil.rmtree(gallery / "circle")
+    build_index(gallery, idx, progress=False)
+    info = index_info(idx)
+    assert info["threshold_source"] == "gallery" and info["calibrations"]["calibrated"]["stale"] is True
+    with pytest.raises(DataError, match="calibration needs labelled images"):
         calibrate(gallery / "star", idx, device="cpu", progress=False)
+
+
+def test_the_gallery_calibrates_itself_at_build(built, gallery):
+    idx, _ = built
+    with Searcher(idx, device="cpu") as s:
+        d = s.decision()
+        assert d.source == "gallery" and d.operating_point == "FPIR 0.01" and d.fpir == 0.01
+        assert "16 labelled images, 4 classes" in d.calibrated_on
+        # four images a class: known probes were measured, so a false-reject target can be met
+        assert s.decision(point=OperatingPoint(fnir=0.25)).fnir == 0.25
+        answer = s.identify(gallery / "star" / "star_00.png")[0].to_dict()
+        assert answer["threshold_source"] == "gallery" and answer["fpir"] == 0.01
+        assert answer["calibrated_on"] == d.calibrated_on
+        explicit = s.identify(gallery / "star" / "star_00.png", threshold=0.3)[0].to_dict()
+        assert explicit["threshold_source"] == "explicit" and explicit["threshold"] == 0.3
+    with pytest.raises(ValueError, match="at most one"):
+        OperatingPoint(threshold=0.5, fpir=0.01)
+    with pytest.raises(ValueError, match="not a number"):
+        OperatingPoint(threshold=float("nan"))
+
+
+def test_a_one_shot_gallery_fits_fpir_but_not_a_false_reject_target(tmp_path, random_model):
+    from simsearch.symbols import write_symbol_set
+
+    one_shot = tmp_path / "one"
+    write_symbol_set(one_shot, ["circle", "triangle", "star", "cross", "square", "arrow"], per_class=1, seed=3)
+    idx = tmp_path / "one.idx"
+    build_index(one_shot, idx, model=str(random_model), progress=False)
+    with Searcher(idx, device="cpu") as s:
+        d = s.decision()
+        assert d.source == "gallery" and d.fnir is None  # no class has a second image to probe with
+        assert s.decision(point=OperatingPoint(fpir=0.2)).value < d.value
+        with pytest.raises(DataError, match="false-reject target cannot be fitted"):
+            s.decision(point=OperatingPoint(fnir=0.1))
+    # too few labelled images to measure itself: the encoder's threshold, and the record says why
+    tiny = tmp_path / "tiny"
+    write_symbol_set(tiny, ["circle", "star"], per_class=1, seed=3)
+    idx2 = tmp_path / "tiny.idx"
+    build_index(tiny, idx2, model=str(random_model), progress=False)
+    with Searcher(idx2, device="cpu") as s:
+        assert s.decision().source in ("encoder", "default")
+        with pytest.raises(DataError, match="cannot fit a threshold"):
+            s.decision(point=OperatingPoint(fpir=0.1))
+    assert "why" in index_info(idx2)["calibrations"]["gallery"]
 
 
 def test_duplicate_groups_are_the_connected_components(tmp_path, gallery, random_model):

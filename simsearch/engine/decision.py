@@ -1,0 +1,173 @@
+"""The identification decision's threshold: the operating point a user asks for (a target FPIR, a target
+FNIR, a threshold, or closed-set) and the threshold in force, with where it came from.
+
+Order of sources: an explicit threshold; else a curve fitted by `calibrate` on labelled probes against this
+gallery; else the gallery's own curve, measured on itself at its last build or sync; else the encoder's
+pair-level threshold from its validation classes; else 0.5. A curve turns a target FPIR or FNIR into a
+threshold for this gallery at its size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from index.store import Manifest
+from simsearch.errors import DataError
+from simsearch.evaluate.openset import OpenSetCurve
+
+__all__ = ["DEFAULT_FPIR", "DEFAULT_THRESHOLD", "OperatingPoint", "Threshold", "resolve_threshold", "stored_curves"]
+
+DEFAULT_FPIR = 0.01
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """What the user asks identify for: at most one of a threshold, a target FPIR (the share of probes of
+    absent classes accepted), a target FNIR (the share of known probes not given their class), or
+    closed-set (always the nearest class). None of them: the calibrated target, else FPIR 1%."""
+
+    threshold: float | None = None
+    fpir: float | None = None
+    fnir: float | None = None
+    closed_set: bool = False
+
+    def __post_init__(self) -> None:
+        given = [self.threshold is not None, self.fpir is not None, self.fnir is not None, self.closed_set]
+        if sum(given) > 1:
+            raise ValueError("give at most one of --threshold, --fpir, --fnir and --closed-set")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ValueError(f"threshold {self.threshold} is not a number (a cosine score, in [-1, 1])")
+        for name, rate in (("fpir", self.fpir), ("fnir", self.fnir)):
+            if rate is not None and not (math.isfinite(rate) and 0.0 < rate < 1.0):
+                raise ValueError(f"--{name} must be a rate between 0 and 1 (for example 0.01), not {rate}")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The threshold in force: accept the nearest class when its best score >= value.
+
+    source: explicit | calibrated | gallery | encoder | default | closed-set. operating_point: what it
+    was chosen for ("FPIR 0.01", "FNIR 0.05", "pair FAR 0.01", ...). fpir / fnir: the rates expected at
+    it on this gallery (the target, or read off the curve; None where nothing was measured).
+    calibrated_on: what the curve or threshold was measured on.
+    """
+
+    value: float
+    source: str
+    operating_point: str
+    fpir: float | None
+    fnir: float | None
+    calibrated_on: str
+
+    def accepts(self, score: float) -> bool:
+        return score >= self.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": round(self.value, 6) if math.isfinite(self.value) else None,
+            "threshold_source": self.source,
+            "operating_point": self.operating_point,
+            "fpir": None if self.fpir is None else round(self.fpir, 6),
+            "fnir": None if self.fnir is None else round(self.fnir, 6),
+            "calibrated_on": self.calibrated_on,
+        }
+
+    def describe(self) -> str:
+        """One line: the threshold, its source and what it means."""
+        if self.source == "closed-set":
+            return "closed-set: always the nearest class"
+        rates = []
+        if self.fpir is not None:
+            rates.append(f"FPIR {self.fpir:.3g}")
+        if self.fnir is not None:
+            rates.append(f"FNIR {self.fnir:.3g}")
+        means = f" ({', '.join(rates)} expected here)" if rates else ""
+        return f"{self.value:.4f} [{self.source}: {self.operating_point}; {self.calibrated_on}]{means}"
+
+
+def stored_curves(manifest: Manifest) -> list[tuple[str, dict[str, Any], OpenSetCurve]]:
+    """The index's usable curves, best first: ("calibrated", record, curve), ("gallery", record, curve).
+    A malformed record is passed over (index check reports it)."""
+    out = []
+    for source, rec in (("calibrated", manifest.calibration), ("gallery", manifest.gallery_calibration)):
+        if isinstance(rec, dict) and isinstance(rec.get("curve"), dict) and not rec.get("stale"):
+            try:
+                out.append((source, rec, OpenSetCurve.from_dict(rec["curve"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+def _on(rec: dict[str, Any]) -> str:
+    return str(rec.get("measured_on", "unrecorded data"))
+
+
+def resolve_threshold(
+    manifest: Manifest, encoder_meta: dict[str, Any], point: OperatingPoint | None = None
+) -> Threshold:
+    """The threshold identify uses on this index for `point` (see the module's order of sources).
+    Raises DataError when a target FPIR or FNIR is asked for and no curve can give it."""
+    point = point or OperatingPoint()
+    curves = stored_curves(manifest)
+    if point.closed_set:
+        fnir = next((c.fnir(-math.inf) for _, _, c in curves if c.n_known), None)
+        return Threshold(-math.inf, "closed-set", "closed-set", 1.0, fnir, "nothing: every answer is a class")
+    if point.threshold is not None:
+        if curves:
+            source, rec, curve = curves[0]
+            t = point.threshold
+            return Threshold(t, "explicit", f"threshold {t:g}", curve.fpir(t), curve.fnir(t), f"rates from {_on(rec)}")
+        return Threshold(point.threshold, "explicit", f"threshold {point.threshold:g}", None, None, "given")
+    fpir, fnir = point.fpir, point.fnir
+    calibrated = manifest.calibration if isinstance(manifest.calibration, dict) else {}
+    if fpir is None and fnir is None:
+        target = calibrated.get("target") if "curve" in calibrated else None
+        if isinstance(target, dict) and target.get("fnir") is not None:
+            fnir = float(target["fnir"])
+        elif isinstance(target, dict) and target.get("fpir") is not None:
+            fpir = float(target["fpir"])
+        elif manifest.threshold is not None and "curve" not in calibrated:
+            far = calibrated.get("far")
+            return Threshold(
+                float(manifest.threshold),
+                "calibrated",
+                f"pair FAR {far:g}" if isinstance(far, (int, float)) else "pair FAR",
+                None,
+                None,
+                f"pairs of {calibrated.get('data', 'labelled images')} (before open-set calibration)",
+            )
+        else:
+            fpir = DEFAULT_FPIR
+    reasons = []
+    for source, rec, curve in curves:
+        try:
+            if fnir is not None:
+                t = curve.threshold_at_fnir(fnir)
+                return Threshold(t, source, f"FNIR {fnir:g}", curve.fpir(t), fnir, _on(rec))
+            assert fpir is not None
+            t = curve.threshold_at_fpir(fpir)
+            return Threshold(t, source, f"FPIR {fpir:g}", fpir, curve.fnir(t), _on(rec))
+        except ValueError as err:
+            reasons.append(f"{source}: {err}")
+    if point.fpir is not None or point.fnir is not None:
+        why = "; ".join(reasons) or (
+            "the gallery is too small to measure itself (it needs 5 labelled images in 2 classes) and no "
+            "calibration was run"
+        )
+        raise DataError(
+            f"cannot fit a threshold for that target on this index ({why}); give --threshold or run calibrate"
+        )
+    t = encoder_meta.get("threshold")
+    if t is not None:
+        return Threshold(
+            float(t),
+            "encoder",
+            "pair FAR 0.01",
+            None,
+            None,
+            "pairs of the encoder's validation classes, not this gallery",
+        )
+    return Threshold(DEFAULT_THRESHOLD, "default", "none", None, None, "nothing")
