@@ -526,10 +526,23 @@ def calibrate_cmd(labelled: Path, index_path: Path, dry_run: bool, as_json: bool
 @click.option(
     "--threshold",
     type=click.FloatRange(-1.0, 1.0),
-    required=True,
-    help="Cosine score at or above which two images count as near-duplicates.",
+    default=None,
+    help="Cosine score at or above which two images count as near-duplicates. Default: the encoder's duplicate "
+    "threshold (distinct pictures of its reference set exceed it at a false-match rate of 1e-4 a pair), else 0.95.",
 )
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the groups to .jsonl or .csv.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the groups to .jsonl (one group a line) or .csv (one member a row).",
+)
+@click.option(
+    "--remove-list",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the files to remove (every member of a group but the one kept, the largest file), one path a "
+    "line, for a script to act on. Nothing is deleted by simsearch.",
+)
 @click.option(
     "--montage-dir",
     type=click.Path(path_type=Path),
@@ -538,13 +551,30 @@ def calibrate_cmd(labelled: Path, index_path: Path, dry_run: bool, as_json: bool
 )
 @JSON
 def duplicates_cmd(
-    index_path: Path, threshold: float, out: Path | None, montage_dir: Path | None, as_json: bool
+    index_path: Path,
+    threshold: float | None,
+    out: Path | None,
+    remove_list: Path | None,
+    montage_dir: Path | None,
+    as_json: bool,
 ) -> None:
-    """Groups of near-duplicate gallery images: connected components of "score >= threshold"."""
-    from simsearch.engine import duplicate_rows, find_duplicates
+    """Groups of duplicate gallery images: files with identical bytes, then near-duplicates.
+
+    Every member of a group scores at least the threshold against the group's first image (its
+    centre), so unrelated images are never chained together through intermediate ones. In each
+    group the largest file is marked "keep" and the others "remove"; nothing is deleted.
+    """
+    from simsearch.engine import duplicate_rows, duplicate_threshold, find_duplicates, open_index
+    from simsearch.engine.compat import encoder_meta
+    from simsearch.files import write_atomic
     from simsearch.pictures import group_sheets
     from simsearch.results import write_rows
 
+    source = "given"
+    if threshold is None:
+        with open_index(index_path) as store:
+            encoder = store.manifest.encoder
+        threshold, source = duplicate_threshold(encoder, encoder_meta(encoder.get("source")))
     rows = duplicate_rows(find_duplicates(index_path, threshold))
     for row in rows:
         if as_json:
@@ -552,13 +582,29 @@ def duplicates_cmd(
         else:
             click.echo(f"group {row['group']} ({row['size']} images)")
             for m in row["members"]:
-                click.echo(f"  {m['best_score']:+.4f}  {m['path']}")
+                click.echo(
+                    f"  {'keep  ' if m['keep'] else 'remove'}  {m['score']:+.4f} {m['match']:6s}  {_one_line(m['path'])}"
+                )
     if not as_json:
-        click.echo(f"{len(rows)} group(s) at threshold {threshold}")
+        removable = sum(len(r["remove"]) for r in rows)
+        click.echo(f"{len(rows)} group(s), {removable} file(s) to remove, at threshold {threshold:.4f} ({source})")
     if out is not None:
         click.echo(f"wrote {write_rows(rows, out, flatten='members')}", err=True)
+    if remove_list is not None:
+        doomed = [p for r in rows for p in r["remove"]]
+        odd = [p for p in doomed if "\n" in p or "\r" in p]
+        for p in odd:
+            click.echo(f"warning: not in the remove list (its name holds a line break): {p!r}", err=True)
+        text = "".join(f"{p}\n" for p in doomed if p not in odd)
+        write_atomic(remove_list, text.encode("utf-8", "surrogateescape"))
+        click.echo(f"wrote {remove_list} ({len(doomed) - len(odd)} paths)", err=True)
     if montage_dir is not None:
         group_sheets(rows, montage_dir)
+
+
+def _one_line(text: str) -> str:
+    """A path shown on one line: line breaks and other control characters escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 # ---------------------------------------------------------------- models / train / evaluate
@@ -916,6 +962,34 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, quiet: bool, as_json: b
     show_default=True,
     help="With --copy-detection: comma-separated edit types (crop, resize, jpeg, rotate, flip, color, grayscale, "
     "blur, text, border, combined).",
+)
+@click.option(
+    "--open-set",
+    is_flag=True,
+    help="Open-set 1:N identification: galleries of --sizes classes (--shot images each), each calibrated on "
+    "itself as an index is, probed with images of its classes and of classes it lacks; reports nearest-class "
+    "accuracy, FNIR at FPIR 1%/10%, and FPIR stated against observed. With --copy-detection each photo is its "
+    "own class and the probes are edited copies.",
+)
+@click.option(
+    "--sizes",
+    type=_INT_LIST,
+    default="20,100,1000",
+    show_default=True,
+    help="With --open-set: gallery sizes, in classes.",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="With --open-set or --lake: galleries a size.",
+)
+@click.option(
+    "--lake",
+    is_flag=True,
+    help="Lake et al.'s within-alphabet 20-way one-shot runs on an Omniglot zip (one drawer's drawings as the "
+    "gallery, another's as probes; unknown probes from other alphabets), closed-set and open-set.",
 )
 @DEVICE
 @JSON

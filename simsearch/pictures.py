@@ -143,9 +143,13 @@ def identify_sheet(results: Sequence[Any], out: str | os.PathLike[str], classes:
 
 def group_sheets(rows: Sequence[dict[str, Any]], folder: str | os.PathLike[str], per_group: int = 12) -> list[Path]:
     """One contact sheet per duplicate group (engine.duplicate_rows' rows): group-0001.png, ...;
-    the first `per_group` members, each captioned with its best score."""
+    the first `per_group` members, each captioned with its score against the group's centre (or "keep")
+    and its file name."""
     out = []
     for row in rows:
-        tiles = [Tile(m["path"], f"{m['best_score']:+.3f}", m["label"] or "") for m in row["members"][:per_group]]
+        tiles = [
+            Tile(m["path"], "keep" if m["keep"] else f"{m['score']:+.3f} {m['match']}", Path(m["path"]).name)
+            for m in row["members"][:per_group]
+        ]
         out.append(contact_sheet([tiles], Path(folder) / f"group-{row['group']:04d}.png"))
     return out

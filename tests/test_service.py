@@ -101,7 +101,8 @@ def test_health_stats_and_openapi(server):
     assert status == 200 and json.loads(body) == {"status": "ok"}
     stats = json.loads(request(base + "/stats")[1])
     assert stats["count"] == 16 and stats["kind"] == "flat" and stats["encoder"] == "characters"
-    assert 0 < stats["threshold"] < 1 and stats["max_upload_bytes"] == int(MAX_UPLOAD_MB * 2**20)
+    assert stats["threshold_source"] == "gallery" and stats["operating_point"] == "FPIR 0.01"
+    assert 0 < stats["threshold"] < 1.2 and stats["max_upload_bytes"] == int(MAX_UPLOAD_MB * 2**20)
     spec = json.loads(request(base + "/openapi.json")[1])
     assert {"/search", "/identify", "/images/{image_id}", "/thumbnails/{image_id}", "/health", "/stats"} <= set(
         spec["paths"]
@@ -128,8 +129,17 @@ def test_identify_known_and_unknown(server):
     img = sorted((gallery / "triangle").iterdir())[0].read_bytes()
     status, got = upload(base, "/identify", img)
     assert status == 200 and got["known"] is True and got["label"] == "triangle" and got["match"].endswith(".png")
+    assert got["threshold_source"] == "gallery" and got["operating_point"] == "FPIR 0.01" and got["fpir"] == 0.01
     status, got = upload(base, "/identify?threshold=1.0", blank_png())
     assert status == 200 and got["known"] is False and got["label"] is None and got["best_class"] is not None
+    assert got["threshold_source"] == "explicit"
+    # the operating point is the caller's, as on the command line
+    status, looser = upload(base, "/identify?fpir=0.2", img)
+    assert status == 200 and looser["operating_point"] == "FPIR 0.2" and looser["threshold"] <= got["threshold"]
+    status, closed = upload(base, "/identify?closed_set=true", blank_png())
+    assert status == 200 and closed["known"] is True and closed["threshold_source"] == "closed-set"
+    status, err = upload(base, "/identify?fpir=0.2&threshold=0.5", img)
+    assert status == 422 and "at most one" in err["detail"]
 
 
 def blank_png() -> bytes:

@@ -6,7 +6,7 @@ from index.errors import IndexStoreError
 from simsearch.engine.calibrate import Calibration, calibrate
 from simsearch.engine.compat import encoder_record
 from simsearch.engine.decision import DEFAULT_FPIR, DEFAULT_THRESHOLD, OperatingPoint, Threshold, resolve_threshold
-from simsearch.engine.duplicates import duplicate_rows, find_duplicates
+from simsearch.engine.duplicates import Duplicate, duplicate_rows, duplicate_threshold, find_duplicates
 from simsearch.engine.search import Hit, Identification, QueryResult, Searcher, expand_queries
 from simsearch.engine.sync import (
     BuildReport,
@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "BuildReport",
     "Calibration",
+    "Duplicate",
     "Hit",
     "Identification",
     "IndexStoreError",
@@ -37,6 +38,7 @@ __all__ = [
     "build_index",
     "calibrate",
     "duplicate_rows",
+    "duplicate_threshold",
     "encoder_record",
     "expand_queries",
     "find_duplicates",

@@ -1,8 +1,17 @@
-"""Near-duplicate groups: connected components of the "scores at least T" graph over an index."""
+"""Near-duplicate groups over an index: files with identical bytes first, then groups in which every two
+members score at least the threshold against each other (no chaining through intermediate images), and what
+to keep.
+
+A group is grown around one image (the one with the most matches still unassigned, then the largest file):
+its matches join in order of score, each only if it also matches every member already in. So two images
+that do not resemble each other never share a group, however many images lie between them. In each group
+the largest file is kept and the rest are listed for removal.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,65 +19,119 @@ import numpy as np
 from index.catalog import Record
 from index.store import IndexStore
 
-__all__ = ["duplicate_rows", "find_duplicates"]
+__all__ = ["DUPLICATE_FMR", "Duplicate", "duplicate_rows", "duplicate_threshold", "find_duplicates"]
+
+# The per-pair false-match rate the default duplicates threshold is fitted for: pairs of distinct
+# pictures (not copies of each other) scoring at least the threshold.
+DUPLICATE_FMR = 1e-4
+_FALLBACK = 0.95
 
 
-def _components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
-    parent = list(range(n))
+@dataclass(frozen=True)
+class Duplicate:
+    """One member of a group: its record, its score against the group's centre, and how it matched
+    ("exact": the same bytes as the centre; "near": by score)."""
 
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in edges:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
-    return [g for g in groups.values() if len(g) > 1]
+    record: Record
+    score: float
+    match: str
 
 
-def find_duplicates(
-    index: str | os.PathLike[str], threshold: float, batch: int = 1024
-) -> list[list[tuple[Record, float]]]:
-    """Groups of gallery images linked by cosine score >= threshold (transitively), largest first.
+def duplicate_threshold(manifest_encoder: dict[str, Any], meta: dict[str, Any]) -> tuple[float, str]:
+    """(default threshold, where it comes from): the encoder's `duplicate_threshold` (the score that
+    pairs of distinct pictures of its reference set exceed at a false-match rate of 1e-4), else 0.95."""
+    t = meta.get("duplicate_threshold")
+    if isinstance(t, dict) and isinstance(t.get("threshold"), (int, float)):
+        return float(t["threshold"]), (
+            f"encoder {manifest_encoder.get('source')}: false-match rate {t.get('fmr', DUPLICATE_FMR):g} "
+            f"on pairs of distinct pictures of {t.get('measured_on', 'its reference set')}"
+        )
+    return _FALLBACK, f"fixed {_FALLBACK} (encoder {manifest_encoder.get('source')} records no duplicate threshold)"
 
-    Each member comes with its best score to another member of its group.
-    """
+
+def find_duplicates(index: str | os.PathLike[str], threshold: float, batch: int = 1024) -> list[list[Duplicate]]:
+    """Groups of gallery images, largest first: identical files, and near-duplicates scoring at least
+    `threshold` (cosine) against every other member; each member's score is against the group's centre
+    image (the first member)."""
     if not -1.0 <= threshold <= 1.0:
         raise ValueError("threshold must be a cosine score in [-1, 1]")
     with IndexStore.open(index) as store:
         ids, vecs = store.vectors.vectors()
+        records = store.catalog.get(ids.tolist())
         pos = {int(i): p for p, i in enumerate(ids)}
-        edges, best = [], np.full(len(ids), -np.inf)
+        # exact pass: identical bytes are one picture; the near pass sees one representative of each
+        by_hash: dict[str, list[int]] = {}
+        for p, i in enumerate(ids.tolist()):
+            by_hash.setdefault(records[i].sha256 if i in records else f"#{i}", []).append(p)
+        rep = np.arange(len(ids))
+        for members in by_hash.values():
+            rep[members] = members[0]
+        matches: dict[int, dict[int, float]] = {}
         for start in range(0, len(ids), batch):
             for row, (nbr, sc) in enumerate(store.vectors.range_search(vecs[start : start + batch], threshold)):
                 a = start + row
+                if rep[a] != a:
+                    continue
                 for j, s in zip(nbr.tolist(), sc.tolist(), strict=True):
                     b = pos.get(int(j))
-                    if b is not None and b != a:
-                        edges.append((a, b))
-                        best[a] = max(best[a], s)
-        groups = _components(len(ids), edges)
-        records = store.catalog.get(ids.tolist())
-    out = [
-        [(records[int(ids[m])], float(best[m])) for m in sorted(g, key=lambda m: records[int(ids[m])].path)]
-        for g in groups
-    ]
-    return sorted(out, key=lambda g: (-len(g), g[0][0].path))
+                    if b is not None and rep[b] == b and b != a:
+                        matches.setdefault(a, {})[b] = max(s, matches.get(a, {}).get(b, -1.0))
+    size = {p: records[int(ids[p])].size for p in range(len(ids))}
+    copies = {members[0]: members[1:] for members in by_hash.values()}
+    assigned: set[int] = set()
+    groups: list[list[Duplicate]] = []
+    order = sorted(
+        (p for p in range(len(ids)) if rep[p] == p),
+        key=lambda p: (-(len(matches.get(p, {})) + len(copies[p])), -size[p], records[int(ids[p])].path),
+    )
+    for centre in order:
+        if centre in assigned:
+            continue
+        near: list[int] = []
+        for b in sorted((b for b in matches.get(centre, {}) if b not in assigned), key=lambda b: -matches[centre][b]):
+            if all(float(vecs[b] @ vecs[m]) >= threshold for m in near):
+                near.append(b)
+        if not near and not copies[centre]:
+            continue
+        members = [Duplicate(records[int(ids[centre])], 1.0, "centre")]
+        members += [Duplicate(records[int(ids[c])], 1.0, "exact") for c in copies[centre]]
+        for b in sorted(near, key=lambda b: -matches[centre][b]):
+            members.append(Duplicate(records[int(ids[b])], matches[centre][b], "near"))
+            members += [Duplicate(records[int(ids[c])], matches[centre][b], "exact") for c in copies[b]]
+        assigned.update([centre, *near])
+        groups.append(members)
+    return sorted(groups, key=lambda g: (-len(g), g[0].record.path))
 
 
-def duplicate_rows(groups: list[list[tuple[Record, float]]]) -> list[dict[str, Any]]:
-    """find_duplicates' groups as JSON-ready rows: {"group": 1.., "size", "members": [{id, path, label, best_score}]}."""
-    return [
-        {
-            "group": g,
-            "size": len(members),
-            "members": [{"id": r.id, "path": r.path, "label": r.label, "best_score": round(s, 6)} for r, s in members],
-        }
-        for g, members in enumerate(groups, 1)
-    ]
+def _keeper(members: list[Duplicate]) -> Duplicate:
+    """The member to keep: the largest file (most pixels or least compression, as a rule), then the
+    shortest path."""
+    return min(members, key=lambda m: (-m.record.size, len(m.record.path), m.record.path))
+
+
+def duplicate_rows(groups: list[list[Duplicate]]) -> list[dict[str, Any]]:
+    """find_duplicates' groups as JSON-ready rows: {"group": 1.., "size", "keep": PATH, "remove": [PATH, ...],
+    "members": [{id, path, label, score, match, keep}]}; `score` is against the group's centre (members[0])."""
+    rows = []
+    for g, members in enumerate(groups, 1):
+        keep = _keeper(members)
+        rows.append(
+            {
+                "group": g,
+                "size": len(members),
+                "keep": keep.record.path,
+                "remove": [m.record.path for m in members if m is not keep],
+                "members": [
+                    {
+                        "id": m.record.id,
+                        "path": m.record.path,
+                        "label": m.record.label,
+                        "score": round(m.score, 6),
+                        "match": m.match,
+                        "keep": m is keep,
+                    }
+                    for m in members
+                ],
+            }
+        )
+    return rows

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from index.catalog import Record
 from index.store import IndexStore, Transaction
 from simsearch.engine.calibrate import gallery_calibration
-from simsearch.engine.compat import encoder_record, model_for_index
+from simsearch.engine.compat import encoder_meta, encoder_record, model_for_index
 from simsearch.errors import DataError, ImageError, SimSearchError
 from simsearch.images import Skipped, collect_images, scan_folder
 
@@ -299,7 +299,7 @@ def index_info(index: str | os.PathLike[str]) -> dict[str, Any]:
         labels = store.catalog.labels()
         size = store.size_on_disk()
     try:
-        decision = resolve_threshold(m, _encoder_meta(m.encoder.get("source")))
+        decision = resolve_threshold(m, encoder_meta(m.encoder.get("source")))
         in_force: dict[str, Any] = decision.to_dict()
     except SimSearchError as err:
         in_force = {"threshold": None, "threshold_source": None, "error": str(err)}
@@ -331,17 +331,3 @@ def _calibration_summary(rec: dict[str, Any]) -> dict[str, Any]:
     """A stored calibration record without its score lists."""
     keys = ("measured_on", "images", "classes", "target", "pair_threshold", "stale", "why", "at", "data", "far")
     return {k: rec[k] for k in keys if k in rec}
-
-
-def _encoder_meta(source: Any) -> dict[str, Any]:
-    """The model.json of a built-in encoder or checkpoint folder, without loading weights or torch ({} if unreadable)."""
-    import json
-
-    pretrained = Path(__file__).resolve().parent.parent / "pretrained"
-    folder = pretrained / str(source) if (pretrained / str(source)).is_dir() else Path(str(source))
-    try:
-        with open(folder / "model.json", "rb") as f:
-            meta = json.loads(f.read(1 << 20))
-    except (OSError, ValueError, TypeError, RecursionError):
-        return {}
-    return meta if isinstance(meta, dict) else {}

@@ -21,6 +21,7 @@ __all__ = [
     "OpenSetCurve",
     "ProbeScores",
     "Run",
+    "copy_runs",
     "gallery_self_scores",
     "measure_runs",
     "open_set_rates",
@@ -380,11 +381,19 @@ def random_runs(labels: np.ndarray, classes: int, shot: int, runs: int, seed: in
 
 
 def within_alphabet_runs(
-    labels: np.ndarray, groups: list[str], drawers: np.ndarray, runs: int, seed: int = 0, way: int = 20
+    labels: np.ndarray,
+    groups: list[str],
+    drawers: np.ndarray,
+    runs: int,
+    seed: int = 0,
+    way: int = 20,
+    unknown_from: str = "other",
 ) -> list[Run]:
     """Lake et al.'s one-shot protocol on Omniglot, made open-set: `way` characters of one alphabet drawn by
-    one drawer are the gallery, the same characters by another drawer are the known probes, and `way`
-    characters of other alphabets by that second drawer are the unknown probes.
+    one drawer are the gallery, the same characters by another drawer are the known probes, and characters
+    the gallery lacks, by that second drawer, are the unknown probes: `way` of other alphabets
+    (unknown_from="other"), or up to `way` more of the same alphabet ("same"; alphabets with more than
+    `way` characters only).
 
     labels (N,) class per image; groups[c] the alphabet of class c; drawers (N,) the drawer of each image.
     """
@@ -392,15 +401,20 @@ def within_alphabet_runs(
     groups_arr = np.asarray(groups)
     cell = {(int(c), int(d)): i for i, (c, d) in enumerate(zip(labels.tolist(), drawers.tolist(), strict=True))}
     all_drawers = np.unique(drawers)
-    alphabets = [a for a in np.unique(groups_arr) if np.sum(groups_arr == a) >= way]
+    least = way + 5 if unknown_from == "same" else way
+    alphabets = [a for a in np.unique(groups_arr) if np.sum(groups_arr == a) >= least]
     if not alphabets:
-        raise ValueError(f"no alphabet has {way} characters")
+        raise ValueError(f"no alphabet has {least} characters")
     out = []
     while len(out) < runs:
         alpha = rng.choice(alphabets)
-        chars = rng.choice(np.flatnonzero(groups_arr == alpha), size=way, replace=False)
+        members = rng.permutation(np.flatnonzero(groups_arr == alpha))
+        chars = members[:way]
         d1, d2 = rng.choice(all_drawers, size=2, replace=False)
-        foreign = rng.choice(np.flatnonzero(groups_arr != alpha), size=way, replace=False)
+        if unknown_from == "same":
+            foreign = members[way : 2 * way]
+        else:
+            foreign = rng.choice(np.flatnonzero(groups_arr != alpha), size=way, replace=False)
         rows = [[cell.get((int(c), int(d))) for c in cs] for cs, d in ((chars, d1), (chars, d2), (foreign, d2))]
         if any(r is None for part in rows for r in part):
             continue  # a drawing missing from this set: draw the run again
@@ -474,3 +488,18 @@ def measure_runs(
         **oracle,
         "thresholds": rows,
     }
+
+
+def copy_runs(originals: int, classes: int, runs: int, seed: int = 0) -> list[Run]:
+    """Open-set reverse image search: rows 0..originals-1 are photos, row originals+i an edited copy of
+    photo i. Each run's gallery is `classes` random photos (each its own class); the copies of those are
+    the known probes, copies of as many other photos the unknown ones."""
+    if originals < classes + 1:
+        raise ValueError(f"a gallery of {classes} photos and unknown ones beside it needs more than {classes} photos")
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(runs):
+        order = rng.permutation(originals)
+        gallery, others = order[:classes], order[classes : 2 * classes]
+        out.append(Run(gallery, originals + gallery, originals + others))
+    return out

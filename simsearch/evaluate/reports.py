@@ -44,11 +44,13 @@ __all__ = [
     "Candidate",
     "CopyDetectionReport",
     "FewShotReport",
+    "OpenSetReport",
     "SignatureReport",
     "candidates",
     "copy_detection_report",
     "evaluate",
     "few_shot_report",
+    "open_set_report",
     "signature_report",
 ]
 
@@ -339,6 +341,136 @@ def copy_detection_report(
     )
 
 
+@dataclass(frozen=True)
+class OpenSetReport:
+    """Open-set 1:N identification per candidate and gallery size: nearest-class accuracy, FNIR at FPIR
+    1% and 10% (thresholds chosen with hindsight), and per threshold policy the FPIR stated and observed."""
+
+    data: str
+    protocol: str
+    shot: int
+    seed: int
+    results: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"open-set identification on {self.data}: {self.protocol}, {self.shot} image(s) a class, seed {self.seed}"
+        ]
+        for r in self.results:
+            out += [
+                "",
+                f"{r['model']}: gallery {r['gallery_classes']} classes, {r['runs']} runs, {r['known_probes']:,} known "
+                f"and {r['unknown_probes']:,} unknown probes"
+                + (f" (from {r['unknown_probes_from']})" if "unknown_probes_from" in r else ""),
+                f"  nearest class right {100 * r['nearest_class_accuracy']:.1f}%;  FNIR at FPIR 1% "
+                f"{_pct(r['fnir_at_fpir_0.01'])}, at FPIR 10% {_pct(r['fnir_at_fpir_0.1'])} (thresholds chosen with hindsight)",
+                f"  {'threshold':38s} {'mean t':>7s} {'stated':>7s} {'observed':>9s} {'ratio':>6s} {'FNIR':>6s} {'decision acc.':>13s}",
+            ]
+            for t in r["thresholds"]:
+                stated = "-" if t["stated_fpir"] is None else f"{t['stated_fpir']:.3f}"
+                ratio = "-" if t["ratio"] is None else f"{t['ratio']:.2f}"
+                out.append(
+                    f"  {t['threshold']:38s} {t['mean_threshold']:7.3f} {stated:>7s} {t['observed_fpir']:9.4f} "
+                    f"{ratio:>6s} {t['fnir']:6.3f} {t['decision_accuracy']:13.3f}"
+                )
+        return out
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def open_set_report(
+    data: str | os.PathLike[str],
+    models: list[Candidate],
+    sizes: Sequence[int] = (20, 100, 1000),
+    shot: int = 1,
+    runs: int = 100,
+    seed: int = 0,
+    classes: str | None = None,
+    protocol: str = "random",
+    progress: bool = True,
+) -> OpenSetReport:
+    """Galleries of each size in `sizes` drawn from DATA (`runs` of each, seeded), each calibrated on
+    itself as an index is at build, then probed with images of its classes and of other classes.
+
+    protocol: "random" (random classes, `shot` images each); "within-alphabet" (Lake et al.'s Omniglot
+    runs: 20 characters of one alphabet by one drawer, probes by another, unknown probes from other
+    alphabets; `sizes` is ignored); "copies" (each photo is its own class; probes are edited copies of
+    gallery photos and of other photos: reverse image search)."""
+    import re
+
+    from simsearch.evaluate.openset import copy_runs, measure_runs, random_runs, within_alphabet_runs
+
+    like = models[0].preprocess
+    results: list[dict[str, Any]] = []
+    for cand in models:
+        if cand.embedder is None:
+            raise ConfigError(
+                "open-set runs measure encoders with thresholds: {fields} takes encoders only", ["compare"]
+            )
+        meta_t = cand.embedder.loaded.meta.get("threshold")
+        try:
+            if protocol == "copies":
+                emb, n = _copy_embeddings(cand, data, classes, max(sizes), seed, progress)
+                plans = [(size, copy_runs(n, size, runs, seed)) for size in sizes]
+                labels = np.concatenate([np.arange(n), np.arange(n)])
+            else:
+                labelled, emb = cand.labelled(data, classes, like, progress)
+                labels = labelled.labels
+                if protocol == "within-alphabet":
+                    drawers = []
+                    for p in labelled.paths:
+                        m = re.search(r"_(\d+)\.png$", p)
+                        if m is None:
+                            raise SimSearchError(f"{p}: not an Omniglot drawing name (XXXX_YY.png, YY the drawer)")
+                        drawers.append(int(m.group(1)))
+                    plans = [
+                        (
+                            20,
+                            within_alphabet_runs(
+                                labels, labelled.groups, np.array(drawers), runs, seed, unknown_from=u
+                            ),
+                        )
+                        for u in ("other", "same")
+                    ]
+                else:
+                    plans = [(size, random_runs(labels, size, shot, runs, seed)) for size in sizes]
+            for k, (_, plan) in enumerate(plans):
+                row = {"model": cand.name, **measure_runs(emb, labels, plan, encoder_threshold=meta_t)}
+                if protocol == "within-alphabet":
+                    row["unknown_probes_from"] = ("other alphabets", "the same alphabet")[k]
+                results.append(row)
+        except ValueError as err:
+            raise SimSearchError(str(err)) from None
+    names = {
+        "random": "random galleries",
+        "within-alphabet": "Lake's within-alphabet 20-way one-shot runs (gallery: one drawer; probes: another)",
+        "copies": "reverse image search (each photo its own class; probes are edited copies)",
+    }
+    return OpenSetReport(str(data), names[protocol], shot, seed, results)
+
+
+def _copy_embeddings(
+    cand: Candidate, data: str | os.PathLike[str], classes: str | None, size: int, seed: int, progress: bool
+) -> tuple[np.ndarray, int]:
+    """(embeddings of n photos then of one edited copy of each, n): 2 x `size` photos of DATA, seeded,
+    each copy made with one edit type in turn (every type of simsearch.edits)."""
+    from simsearch.edits import EDITS, apply_edit
+
+    pictures, _ = load_pictures(data, classes=classes, progress=progress)
+    rng = np.random.default_rng(seed)
+    n = min(len(pictures), 2 * size)
+    chosen = [pictures[i] for i in np.sort(rng.choice(len(pictures), size=n, replace=False))]
+    names = list(EDITS)
+    copies = [apply_edit(p, names[i % len(names)], np.random.default_rng([seed, i])) for i, p in enumerate(chosen)]
+    emb, _ = cand.pictures(chosen + copies)
+    return emb, n
+
+
 def evaluate(
     data: str | os.PathLike[str],
     model: str | None = None,
@@ -358,7 +490,11 @@ def evaluate(
     refs: Sequence[int] = (1, 5),
     n_originals: int = 300,
     edits: str | Sequence[str] = "all",
-) -> FewShotReport | SignatureReport | CopyDetectionReport:
+    open_set: bool = False,
+    sizes: Sequence[int] = (20, 100, 1000),
+    runs: int = 100,
+    lake: bool = False,
+) -> FewShotReport | SignatureReport | CopyDetectionReport | OpenSetReport:
     """`simsearch evaluate`: `model` and every `compare` (each loaded once) measured on DATA in one
     run: copy detection (with `copy_detection`; "raw-pixels", "phash", "dhash" are baselines),
     signature verification (with `signatures`; classes default to test/*, the threshold's to
@@ -367,6 +503,9 @@ def evaluate(
 
     baselines = (RAW_PIXELS, *HASHES) if copy_detection else (RAW_PIXELS,)
     models = candidates(model, compare, device, baselines)
+    if open_set or lake:
+        protocol = "within-alphabet" if lake else ("copies" if copy_detection else "random")
+        return open_set_report(data, models, sizes, shot, runs, seed, classes, protocol, progress)
     if copy_detection:
         if isinstance(edits, str):
             edits = list(EDITS) if edits.strip() == "all" else [e.strip() for e in edits.split(",") if e.strip()]

@@ -140,3 +140,12 @@ def test_duplicates_groups(tmp_path, gallery):
     assert len(list((tmp_path / "dups").glob("group-*.png"))) == len(below)
     above = groups_at(min(score + 1e-4, 0.99999))
     assert not any({"circle_02.png", "recompressed.jpg"} <= set(g) for g in above) or score > 0.9999
+    # the default threshold is the encoder's; the exact copy is found by its bytes; one file a group is kept
+    remove = tmp_path / "remove.txt"
+    text = run_cli("duplicates", "--index", idx, "--remove-list", remove, check=True)
+    assert "false-match rate" in text.stdout and "to remove" in text.stdout
+    doomed = remove.read_text().splitlines()
+    assert len(doomed) >= 1 and all(p.startswith(str(gallery)) for p in doomed)
+    rows = lines_json(run_cli("duplicates", "--index", idx, "--json", check=True).stdout)
+    star = next(r for r in rows if any(m["path"].endswith("copy_of_star.png") for m in r["members"]))
+    assert {m["match"] for m in star["members"]} >= {"exact"} and star["keep"] not in star["remove"]

@@ -206,7 +206,7 @@ def test_a_one_shot_gallery_fits_fpir_but_not_a_false_reject_target(tmp_path, ra
     assert "why" in index_info(idx2)["calibrations"]["gallery"]
 
 
-def test_duplicate_groups_are_the_connected_components(tmp_path, gallery, random_model):
+def test_duplicate_groups_are_exact_copies_first(tmp_path, gallery, random_model):
     folder = tmp_path / "dups"
     shutil.copytree(gallery, folder)
     # two exact copies of one drawing and one of another: two groups, whatever the threshold below 1
@@ -216,12 +216,43 @@ def test_duplicate_groups_are_the_connected_components(tmp_path, gallery, random
     idx = tmp_path / "d.idx"
     build_index(folder, idx, model=str(random_model), progress=False)
     groups = find_duplicates(idx, 0.9999)
-    names = [sorted(os.path.basename(r.path) for r, _ in g) for g in groups]
+    names = [sorted(os.path.basename(m.record.path) for m in g) for g in groups]
     assert names == [["copy_a.png", "copy_b.png", "star_01.png"], ["circle_01.png", "copy_c.png"]]
+    assert [m.match for m in groups[0]] == ["centre", "exact", "exact"]
     rows = duplicate_rows(groups)
     assert [r["group"] for r in rows] == [1, 2] and rows[0]["size"] == 3
-    assert all(m["best_score"] >= 0.9999 for r in rows for m in r["members"])
-    # at -1 every image links to every other: one group of all 19
+    assert len(rows[0]["remove"]) == 2 and rows[0]["keep"] not in rows[0]["remove"]
+    assert sum(m["keep"] for m in rows[0]["members"]) == 1
+    # at -1 every image matches every other: one group of all 19
     assert [len(g) for g in find_duplicates(idx, -1.0)] == [19]
     with pytest.raises(ValueError):
         find_duplicates(idx, 1.5)
+
+
+def test_duplicate_groups_never_chain(tmp_path):
+    """Vectors on a circle 30 degrees apart: at cos 35 degrees each is a near-duplicate of its neighbours only.
+    Connected components would make one group of all four; every group here is a clique."""
+    from index.catalog import Record
+    from index.store import Transaction
+
+    angles = np.radians([0, 30, 60, 90])
+    vecs = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    records = [Record(i, f"/pics/{i}.jpg", None, 1000 + i, 0.0, f"hash{i}") for i in range(4)]
+    idx = tmp_path / "circle.idx"
+    with Transaction.create(idx, 2, {"source": "hand"}) as tx:
+        tx.add(vecs, records)
+        tx.commit()
+    threshold = float(np.cos(np.radians(35)))
+    groups = find_duplicates(idx, threshold)
+    for g in groups:
+        for a in g:
+            for b in g:
+                assert float(vecs[a.record.id] @ vecs[b.record.id]) >= threshold - 1e-6
+    grouped = [m.record.id for g in groups for m in g]
+    assert len(grouped) == len(set(grouped)) and groups and len(groups[0]) == 2  # pairs, never all four
+    # no two images left out of every group would have made a group together
+    left = [i for i in range(4) if i not in grouped]
+    assert all(float(vecs[a] @ vecs[b]) < threshold for a in left for b in left if a != b)
+    rows = duplicate_rows(groups)
+    # the larger file of each pair is kept
+    assert all(r["keep"] == max((m["path"] for m in r["members"]), key=lambda p: int(p[6])) for r in rows)

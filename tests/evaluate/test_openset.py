@@ -117,3 +117,14 @@ def test_runs_and_measurement():
         assert len({groups[c] for c in labels[r.gallery]}) == 1 and len(set(drawers[r.gallery])) == 1
         assert labels[r.known].tolist() == labels[r.gallery].tolist()
         assert not {groups[c] for c in labels[r.unknown]} & {groups[c] for c in labels[r.gallery]}
+
+
+def test_within_alphabet_runs_with_unknowns_of_the_same_alphabet():
+    labels = np.repeat(np.arange(60), 4)
+    drawers = np.tile(np.arange(4), 60)
+    groups = [f"a{c // 30}" for c in range(60)]  # two alphabets of 30 characters
+    for r in within_alphabet_runs(labels, groups, drawers, 4, seed=1, unknown_from="same"):
+        alphabet = {groups[c] for c in labels[r.gallery]}
+        assert len(alphabet) == 1 and {groups[c] for c in labels[r.unknown]} == alphabet
+        assert not set(labels[r.unknown]) & set(labels[r.gallery]) and len(r.unknown) == 10
+        assert len(set(drawers[r.unknown])) == 1 and set(drawers[r.unknown]) == set(drawers[r.known])

@@ -1,0 +1,102 @@
+"""Default `simsearch duplicates` thresholds for the built-in encoders, fitted on their training data.
+
+For each encoder: a seeded sample of its reference (training) images, every pair of distinct pictures
+(different bytes) scored, and the threshold that a share 1e-4 of those pairs reaches (the false-match
+rate). With --copies, the share of edited copies (one edit each, every edit type in turn) that score at
+least that against their original. With --write, the threshold is recorded in the encoder's model.json
+(the weights, and so the fingerprint, are unchanged).
+
+    python bench/duplicate_thresholds.py --data ../shared/data [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from simsearch.checkpoint import builtin_models
+from simsearch.datasets import gather_images
+from simsearch.edits import EDITS, apply_edit
+from simsearch.embed import Embedder
+from simsearch.evaluate.metrics import threshold_at_far
+from simsearch.images import decode_image
+
+FMR = 1e-4
+SAMPLE = 3000
+# encoder -> (reference set, class glob) of its training data: never the evaluation splits
+REFERENCE = {
+    "characters": ("omniglot/images_background.zip", None),
+    "faces": ("lfw/lfw-deepfunneled.zip", "[A-J]*"),
+    "photos": ("clothing/clothing-small-256.zip", "train/*"),
+    "signatures": ("signatures/sigcomp2011-processed.zip", "train/*"),
+}
+
+
+def measure(name: str, data: Path, seed: int = 0) -> dict:
+    rel, classes = REFERENCE[name]
+    source = data / rel
+    emb = Embedder.load(name, "cpu")
+    items = gather_images(source, classes, need_class=False)
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(len(items), size=min(SAMPLE, len(items)), replace=False))
+    chosen = [items[i] for i in picks]
+    digests = [hashlib.sha256(b if isinstance(b, bytes) else Path(b).read_bytes()).hexdigest() for _, _, b in chosen]
+    pics = [decode_image(b, channels=3) for _, _, b in chosen]
+    vecs = emb.embed_images(pics)
+    i, j = np.triu_indices(len(vecs), k=1)
+    distinct = np.array(digests)[i] != np.array(digests)[j]
+    scores = np.einsum("ij,ij->i", vecs[i[distinct]], vecs[j[distinct]])
+    t = threshold_at_far(scores, FMR)
+    edit_names = list(EDITS)
+    copies = [
+        apply_edit(p, edit_names[k % len(edit_names)], np.random.default_rng([seed, k]))
+        for k, p in enumerate(pics[:600])
+    ]
+    cv = emb.embed_images(copies)
+    copy_scores = np.einsum("ij,ij->i", cv, vecs[: len(cv)])
+    per_edit = {
+        e: round(
+            float(np.mean(copy_scores[[k for k in range(len(cv)) if edit_names[k % len(edit_names)] == e]] >= t)), 3
+        )
+        for e in edit_names
+    }
+    return {
+        "threshold": round(float(t), 6),
+        "fmr": FMR,
+        "pairs": int(distinct.sum()),
+        "measured_on": f"{len(vecs):,} pictures of {rel}" + (f" ({classes})" if classes else ""),
+        "copies_found": round(float(np.mean(copy_scores >= t)), 3),
+        "copies_found_by_edit": per_edit,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--only", nargs="*", default=list(REFERENCE))
+    ap.add_argument("--write", action="store_true", help="record each threshold in the encoder's model.json")
+    args = ap.parse_args()
+    folders = builtin_models()
+    print(f"{'encoder':12s} {'threshold':>9s} {'pairs':>10s} {'copies found':>12s}  measured on")
+    for name in args.only:
+        r = measure(name, args.data)
+        print(f"{name:12s} {r['threshold']:9.4f} {r['pairs']:10,d} {r['copies_found']:12.3f}  {r['measured_on']}")
+        print(f"{'':12s} by edit: {r['copies_found_by_edit']}")
+        if args.write:
+            path = folders[name] / "model.json"
+            meta = json.loads(path.read_text())
+            meta["duplicate_threshold"] = {
+                k: r[k] for k in ("threshold", "fmr", "pairs", "measured_on", "copies_found")
+            }
+            path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
