@@ -645,6 +645,118 @@ def bench_copy_detection(work: Path, sizes: Sizes, out: list[str]) -> None:
         out.append("\n(imagehash not installed: `pip install 'simsearch[bench]'` adds the hash baselines)\n")
 
 
+def _evaluate_json(args: list[str]) -> dict:
+    proc = subprocess.run([*simsearch_cmd(), "evaluate", *args, "--json"], check=True, capture_output=True, text=True)
+    return json.loads(proc.stdout)
+
+
+def bench_open_set(work: Path, sizes: Sizes, out: list[str]) -> None:
+    """Open-set identification: galleries calibrated on themselves (as an index is at build), FPIR stated
+    against FPIR observed on classes nothing was tuned on, FNIR, nearest-class accuracy; and Lake's
+    within-alphabet 20-way one-shot runs. Every run is `simsearch evaluate --open-set` / `--lake`."""
+    runs = "100" if sizes.omniglot else "10"
+    omni = SHARED / "omniglot" / "images_evaluation.zip"
+    lfw = SHARED / "lfw" / "lfw-deepfunneled.zip"
+    plans = [
+        ("characters", omni, ["--model", "characters", "--open-set", "--sizes", "20,100,300"]),
+        ("faces", lfw, ["--classes", "[K-Z]*", "--model", "faces", "--open-set", "--sizes", "20,100,1000"]),
+        (
+            "photos (edited copies)",
+            lfw,
+            ["--classes", "[K-Z]*", "--model", "photos", "--copy-detection", "--open-set", "--sizes", "20,100,1000"],
+        ),
+    ]
+    if not sizes.omniglot:  # small: one size each, a few runs
+        plans = [(n, d, [*a[: a.index("--sizes")], "--sizes", "20"]) for n, d, a in plans]
+    out.append("## 9. Open-set identification: the FPIR a threshold states against the FPIR observed\n")
+    rows, commands = [], []
+    for name, data, args in plans:
+        if not data.exists():
+            rows.append([name, "-", "skipped: data not present", "", "", "", "", "", ""])
+            continue
+        cmd = ["simsearch", "evaluate", str(data).replace(str(SHARED), "../shared/data"), *args, "--runs", runs]
+        commands.append(" ".join(f"'{a}'" if "*" in a else a for a in cmd))
+        for r in _evaluate_json([str(data), *args, "--runs", runs])["results"]:
+            t = {x["threshold"]: x for x in r["thresholds"]}
+            g1, g10 = t["gallery-fitted, FPIR 0.01"], t["gallery-fitted, FPIR 0.1"]
+            enc = t.get("encoder's threshold (pair FAR 0.01)")
+            rows.append(
+                [
+                    name,
+                    f"{r['gallery_classes']:,}",
+                    f"{100 * r['nearest_class_accuracy']:.1f}",
+                    f"{100 * r['fnir_at_fpir_0.01']:.1f} / {100 * r['fnir_at_fpir_0.1']:.1f}",
+                    f"{g1['observed_fpir']:.4f} ({g1['ratio']:.2f}x)",
+                    f"{100 * g1['fnir']:.1f}",
+                    f"{g10['observed_fpir']:.3f} ({g10['ratio']:.2f}x)",
+                    f"{100 * g10['fnir']:.1f}",
+                    f"{enc['observed_fpir']:.3f}" if enc else "-",
+                ]
+            )
+    header = [
+        "encoder",
+        "gallery classes",
+        "nearest class right %",
+        "FNIR % at FPIR 1% / 10% (hindsight)",
+        "FPIR observed at the gallery's 1% threshold",
+        "FNIR % there",
+        "FPIR observed at its 10% threshold",
+        "FNIR % there",
+        "FPIR at the encoder's pair threshold",
+    ]
+    out.append(table(header, rows))
+    out.append(
+        f"\n{runs} galleries a size, one image a class, seeded; known probes: up to 5 other images of each gallery "
+        "class; unknown probes: one image of each of as many classes outside the gallery. Each gallery fitted "
+        "its own thresholds the way `index build` does (each image probing the rest), and they were then applied "
+        'to the probes; the ratio is observed over stated FPIR. "Hindsight": thresholds chosen on the pooled '
+        "unknown probes themselves (what the encoder can do at that FPIR). Photos: each photo is its own class, "
+        "probes are edited copies (one edit type each, all 11 in turn) of gallery photos and of other photos.\n\n"
+        + "\n".join(f"    {c}" for c in commands)
+        + "\n"
+    )
+    if sizes.omniglot and omni.exists():
+        lake_rows = []
+        res = _evaluate_json([str(omni), "--model", "characters", "--lake", "--runs", "400"])
+        for r in res["results"]:
+            t = {x["threshold"]: x for x in r["thresholds"]}
+            g1, g10, enc = (
+                t["gallery-fitted, FPIR 0.01"],
+                t["gallery-fitted, FPIR 0.1"],
+                t["encoder's threshold (pair FAR 0.01)"],
+            )
+            lake_rows.append(
+                [
+                    r["unknown_probes_from"],
+                    f"{100 * r['nearest_class_accuracy']:.1f}",
+                    f"{100 * r['fnir_at_fpir_0.01']:.1f} / {100 * r['fnir_at_fpir_0.1']:.1f}",
+                    f"{g1['observed_fpir']:.4f} / {100 * g1['fnir']:.1f}",
+                    f"{g10['observed_fpir']:.3f} / {100 * g10['fnir']:.1f}",
+                    f"{enc['observed_fpir']:.3f} / {100 * enc['fnir']:.1f}",
+                ]
+            )
+        out.append(
+            "\nLake's within-alphabet 20-way one-shot runs (Omniglot evaluation alphabets; 400 runs, seed 0: 20 "
+            "characters of one alphabet drawn by one drawer are the gallery, the same characters by another drawer "
+            "the known probes, 20 more characters by that drawer the unknown ones). Published closed-set accuracy "
+            "on Lake's 20 runs: Siamese network (Koch et al. 2015) 92.0%, people 95.5%, BPL 96.7%.\n\n"
+            "    simsearch evaluate ../shared/data/omniglot/images_evaluation.zip --model characters --lake --runs 400\n"
+        )
+        out.append(
+            table(
+                [
+                    "unknown probes from",
+                    "closed-set accuracy %",
+                    "FNIR % at FPIR 1% / 10% (hindsight)",
+                    "gallery's 1% threshold: FPIR / FNIR %",
+                    "gallery's 10%: FPIR / FNIR %",
+                    "encoder's pair threshold: FPIR / FNIR %",
+                ],
+                lake_rows,
+            )
+        )
+
+
 SECTIONS = {
     "indexing": bench_indexing,
     "sync": bench_sync_and_scale,
@@ -654,6 +766,7 @@ SECTIONS = {
     "drawn": bench_drawn,
     "service": bench_service,
     "copy": bench_copy_detection,
+    "openset": bench_open_set,
 }
 
 
