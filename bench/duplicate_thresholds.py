@@ -1,7 +1,7 @@
 """Default `simsearch duplicates` thresholds for the built-in encoders, fitted on their training data.
 
 For each encoder: a seeded sample of its reference (training) images, every pair of distinct pictures
-(different bytes) scored, and the threshold that a share 1e-4 of those pairs reaches (the false-match
+(different bytes) scored, and the threshold that a share 1e-5 of those pairs reaches (the false-match
 rate). With --copies, the share of edited copies (one edit each, every edit type in turn) that score at
 least that against their original. With --write, the threshold is recorded in the encoder's model.json
 (the weights, and so the fingerprint, are unchanged).
@@ -28,8 +28,8 @@ from simsearch.embed import Embedder
 from simsearch.evaluate.metrics import threshold_at_far
 from simsearch.images import decode_image
 
-FMR = 1e-4
-SAMPLE = 3000
+FMR = 1e-5
+SAMPLE = 5000
 # encoder -> (reference set, class glob) of its training data: never the evaluation splits
 REFERENCE = {
     "characters": ("omniglot/images_background.zip", None),
@@ -39,21 +39,29 @@ REFERENCE = {
 }
 
 
-def measure(name: str, data: Path, seed: int = 0) -> dict:
+def measure(name: str, data: Path, seed: int = 0, fmr: float = FMR, sample: int = SAMPLE) -> dict:
+    """The duplicate threshold of built-in encoder `name` on its reference set under `data`."""
     rel, classes = REFERENCE[name]
-    source = data / rel
+    return measure_on(name, data / rel, classes, rel, seed, fmr, sample)
+
+
+def measure_on(
+    name: str, source: Path, classes: str | None, rel: str, seed: int = 0, fmr: float = FMR, sample: int = SAMPLE
+) -> dict:
+    """The threshold at false-match rate `fmr` over pairs of distinct pictures of a sample of `source`, and
+    the share of edited copies that reach it."""
     emb = Embedder.load(name, "cpu")
     items = gather_images(source, classes, need_class=False)
     rng = np.random.default_rng(seed)
-    picks = np.sort(rng.choice(len(items), size=min(SAMPLE, len(items)), replace=False))
+    picks = np.sort(rng.choice(len(items), size=min(sample, len(items)), replace=False))
     chosen = [items[i] for i in picks]
     digests = [hashlib.sha256(b if isinstance(b, bytes) else Path(b).read_bytes()).hexdigest() for _, _, b in chosen]
     pics = [decode_image(b, channels=3) for _, _, b in chosen]
     vecs = emb.embed_images(pics)
     i, j = np.triu_indices(len(vecs), k=1)
     distinct = np.array(digests)[i] != np.array(digests)[j]
-    scores = np.einsum("ij,ij->i", vecs[i[distinct]], vecs[j[distinct]])
-    t = threshold_at_far(scores, FMR)
+    scores = (vecs @ vecs.T)[i[distinct], j[distinct]]
+    t = threshold_at_far(scores, fmr)
     edit_names = list(EDITS)
     copies = [
         apply_edit(p, edit_names[k % len(edit_names)], np.random.default_rng([seed, k]))
@@ -69,7 +77,7 @@ def measure(name: str, data: Path, seed: int = 0) -> dict:
     }
     return {
         "threshold": round(float(t), 6),
-        "fmr": FMR,
+        "fmr": fmr,
         "pairs": int(distinct.sum()),
         "measured_on": f"{len(vecs):,} pictures of {rel}" + (f" ({classes})" if classes else ""),
         "copies_found": round(float(np.mean(copy_scores >= t)), 3),
@@ -81,12 +89,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--only", nargs="*", default=list(REFERENCE))
+    ap.add_argument("--fmr", type=float, default=FMR, help="false-match rate a pair of distinct pictures")
+    ap.add_argument("--sample", type=int, default=SAMPLE, help="pictures sampled from the reference set")
     ap.add_argument("--write", action="store_true", help="record each threshold in the encoder's model.json")
     args = ap.parse_args()
     folders = builtin_models()
     print(f"{'encoder':12s} {'threshold':>9s} {'pairs':>10s} {'copies found':>12s}  measured on")
     for name in args.only:
-        r = measure(name, args.data)
+        r = measure(name, args.data, fmr=args.fmr, sample=args.sample)
         print(f"{name:12s} {r['threshold']:9.4f} {r['pairs']:10,d} {r['copies_found']:12.3f}  {r['measured_on']}")
         print(f"{'':12s} by edit: {r['copies_found_by_edit']}")
         if args.write:

@@ -666,8 +666,17 @@ def bench_open_set(work: Path, sizes: Sizes, out: list[str]) -> None:
             ["--classes", "[K-Z]*", "--model", "photos", "--copy-detection", "--open-set", "--sizes", "20,100,1000"],
         ),
     ]
-    if not sizes.omniglot:  # small: one size each, a few runs
-        plans = [(n, d, [*a[: a.index("--sizes")], "--sizes", "20"]) for n, d, a in plans]
+    if not sizes.omniglot:  # small: drawn symbols, to check the section runs anywhere
+        from simsearch.symbols import SYMBOLS, write_symbol_set
+
+        write_symbol_set(work / "open_symbols", list(SYMBOLS), per_class=6, seed=4)
+        plans = [
+            (
+                "characters (drawn symbols)",
+                work / "open_symbols",
+                ["--model", "characters", "--open-set", "--sizes", "4", "--shot", "2"],
+            )
+        ]
     out.append("## 9. Open-set identification: the FPIR a threshold states against the FPIR observed\n")
     rows, commands = [], []
     for name, data, args in plans:
@@ -757,6 +766,54 @@ def bench_open_set(work: Path, sizes: Sizes, out: list[str]) -> None:
         )
 
 
+def bench_duplicates(work: Path, sizes: Sizes, out: list[str]) -> None:
+    """The default `duplicates` threshold of each built-in encoder (bench/duplicate_thresholds.py): the score
+    pairs of distinct training pictures reach at a false-match rate of 1e-5, and the edited copies it finds."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import duplicate_thresholds as dt
+
+    out.append("## 10. Default duplicate thresholds: false matches against edited copies found\n")
+    rows = []
+    if not sizes.omniglot:  # small: the characters encoder on drawn symbols, to check the section runs
+        from simsearch.symbols import SYMBOLS, write_symbol_set
+
+        write_symbol_set(work / "dup_symbols", list(SYMBOLS), per_class=12, seed=5)
+        r = dt.measure_on("characters", work / "dup_symbols", None, "drawn symbols", fmr=1e-3, sample=120)
+        rows.append(
+            [
+                f"characters (small: fmr {r['fmr']:g})",
+                f"{r['threshold']:.4f}",
+                f"{r['pairs']:,}",
+                f"{r['copies_found']:.3f}",
+                "-",
+                r["measured_on"],
+            ]
+        )
+    for name, (rel, _) in dt.REFERENCE.items() if sizes.omniglot else ():
+        if not (SHARED / rel).exists():
+            rows.append([name, "-", "-", "-", "skipped: data not present", ""])
+            continue
+        r = dt.measure(name, SHARED)
+        worst = sorted(r["copies_found_by_edit"].items(), key=lambda kv: kv[1])[:3]
+        rows.append(
+            [
+                name,
+                f"{r['threshold']:.4f}",
+                f"{r['pairs']:,}",
+                f"{r['copies_found']:.3f}",
+                ", ".join(f"{e} {v:.2f}" for e, v in worst),
+                r["measured_on"],
+            ]
+        )
+    out.append(table(["encoder", "threshold", "distinct pairs", "copies found", "hardest edits", "measured on"], rows))
+    out.append(
+        "\nThe threshold is the score a share 1e-5 of pairs of distinct pictures (different bytes) of the encoder's "
+        "training data reach; `simsearch duplicates` uses it by default (recorded in each model.json by "
+        "`python bench/duplicate_thresholds.py --write`). Copies found: one edited copy of each of 600 of those "
+        "pictures (the 11 edit types in turn) scoring at least the threshold against its original.\n"
+    )
+
+
 SECTIONS = {
     "indexing": bench_indexing,
     "sync": bench_sync_and_scale,
@@ -767,6 +824,7 @@ SECTIONS = {
     "service": bench_service,
     "copy": bench_copy_detection,
     "openset": bench_open_set,
+    "duplicates": bench_duplicates,
 }
 
 

@@ -528,7 +528,7 @@ def calibrate_cmd(labelled: Path, index_path: Path, dry_run: bool, as_json: bool
     type=click.FloatRange(-1.0, 1.0),
     default=None,
     help="Cosine score at or above which two images count as near-duplicates. Default: the encoder's duplicate "
-    "threshold (distinct pictures of its reference set exceed it at a false-match rate of 1e-4 a pair), else 0.95.",
+    "threshold (distinct pictures of its reference set exceed it at a false-match rate of 1e-5 a pair, so about N x 1e-5 false matches for each picture in a folder of N), else 0.95.",
 )
 @click.option(
     "--out",

@@ -29,6 +29,8 @@ def test_small_benchmark_writes_every_table(tmp_path):
         "## 5b. One-shot identification of drawn symbols",
         "## 7. Search service",
         "## 8. Copy detection",
+        "## 9. Open-set identification",
+        "## 10. Default duplicate thresholds",
     ):
         assert heading in text
     # the search table has a recall@10 for each of our kinds, and flat search is exact

@@ -222,6 +222,7 @@ def calibrate(
         f"{len(emb):,} labelled probes in {Path(labelled).name} ({len(scores.known):,} known, "
         f"{len(scores.unknown):,} unknown) against {int(g_keep.sum()):,} gallery images in {len(classes):,} classes"
     )
+    target: dict[str, float] = {"fpir": point.fpir} if point.fpir is not None else {"fnir": float(point.fnir or 0)}
     record = {
         "source": "calibrate",
         "measured_on": measured_on,
@@ -229,16 +230,16 @@ def calibrate(
         "images": int(g_keep.sum()),
         "classes": len(classes),
         "curve": curve.to_dict(),
-        "target": {"fpir": point.fpir} if point.fpir is not None else {"fnir": point.fnir},
+        "target": target,
         "pair_threshold": _probe_pair_threshold(emb, p_labels),
         "at": _now(),
     }
     decision = resolve_threshold(replace(base, calibration=record, threshold=None), meta, point)
     observed = open_set_rates(scores, decision.value)
-    rows = []
-    for target in _REPORT_FPIRS:
-        t = curve.threshold_at_fpir(target)
-        rows.append({"fpir": target, "threshold": round(t, 6), "fnir": curve.fnir(t)})
+    rows: list[dict[str, float | None]] = []
+    for rate in _REPORT_FPIRS:
+        t = curve.threshold_at_fpir(rate)
+        rows.append({"fpir": rate, "threshold": round(t, 6), "fnir": curve.fnir(t)})
     png = None
     if roc_png is not None:
         grid = np.linspace(-1, 1.0001, 400)
@@ -261,7 +262,7 @@ def calibrate(
         gallery_images=int(g_keep.sum()),
         gallery_classes=len(classes),
         nearest_class_accuracy=curve.rank1,
-        target=record["target"],
+        target=target,
         decision=decision,
         observed_fpir=observed[0],
         observed_fnir=observed[1],

@@ -160,10 +160,10 @@ def resolve_threshold(
         raise DataError(
             f"cannot fit a threshold for that target on this index ({why}); give --threshold or run calibrate"
         )
-    t = encoder_meta.get("threshold")
-    if t is not None:
+    pair_t = encoder_meta.get("threshold")
+    if pair_t is not None:
         return Threshold(
-            float(t),
+            float(pair_t),
             "encoder",
             "pair FAR 0.01",
             None,

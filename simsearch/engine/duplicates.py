@@ -23,7 +23,7 @@ __all__ = ["DUPLICATE_FMR", "Duplicate", "duplicate_rows", "duplicate_threshold"
 
 # The per-pair false-match rate the default duplicates threshold is fitted for: pairs of distinct
 # pictures (not copies of each other) scoring at least the threshold.
-DUPLICATE_FMR = 1e-4
+DUPLICATE_FMR = 1e-5
 _FALLBACK = 0.95
 
 
@@ -39,7 +39,7 @@ class Duplicate:
 
 def duplicate_threshold(manifest_encoder: dict[str, Any], meta: dict[str, Any]) -> tuple[float, str]:
     """(default threshold, where it comes from): the encoder's `duplicate_threshold` (the score that
-    pairs of distinct pictures of its reference set exceed at a false-match rate of 1e-4), else 0.95."""
+    pairs of distinct pictures of its reference set exceed at a false-match rate of 1e-5), else 0.95."""
     t = meta.get("duplicate_threshold")
     if isinstance(t, dict) and isinstance(t.get("threshold"), (int, float)):
         return float(t["threshold"]), (
@@ -93,13 +93,13 @@ def find_duplicates(index: str | os.PathLike[str], threshold: float, batch: int 
                 near.append(b)
         if not near and not copies[centre]:
             continue
-        members = [Duplicate(records[int(ids[centre])], 1.0, "centre")]
-        members += [Duplicate(records[int(ids[c])], 1.0, "exact") for c in copies[centre]]
+        group = [Duplicate(records[int(ids[centre])], 1.0, "centre")]
+        group += [Duplicate(records[int(ids[c])], 1.0, "exact") for c in copies[centre]]
         for b in sorted(near, key=lambda b: -matches[centre][b]):
-            members.append(Duplicate(records[int(ids[b])], matches[centre][b], "near"))
-            members += [Duplicate(records[int(ids[c])], matches[centre][b], "exact") for c in copies[b]]
+            group.append(Duplicate(records[int(ids[b])], matches[centre][b], "near"))
+            group += [Duplicate(records[int(ids[c])], matches[centre][b], "exact") for c in copies[b]]
         assigned.update([centre, *near])
-        groups.append(members)
+        groups.append(group)
     return sorted(groups, key=lambda g: (-len(g), g[0].record.path))
 
 

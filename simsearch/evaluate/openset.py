@@ -78,6 +78,7 @@ def probe_scores(
     classes, counts = np.unique(gallery_labels, return_counts=True)
     count_of = dict(zip(classes.tolist(), counts.tolist(), strict=True))
     n_classes = len(classes)
+    chunk = max(1, min(chunk, 50_000_000 // max(len(gallery), 1)))  # at most 200 MB of scores at once
     known, correct, unknown, taken_over = [], [], [], []
     for start in range(0, len(probes), chunk):
         s = probes[start : start + chunk] @ gallery.T
@@ -405,7 +406,7 @@ def within_alphabet_runs(
     alphabets = [a for a in np.unique(groups_arr) if np.sum(groups_arr == a) >= least]
     if not alphabets:
         raise ValueError(f"no alphabet has {least} characters")
-    out = []
+    out: list[Run] = []
     while len(out) < runs:
         alpha = rng.choice(alphabets)
         members = rng.permutation(np.flatnonzero(groups_arr == alpha))
@@ -449,7 +450,9 @@ def measure_runs(
         known_all.append(got.known)
         correct_all.append(got.correct)
         unknown_all.append(got.unknown)
-        chosen = {f"gallery-fitted, FPIR {p:g}": (curve.threshold_at_fpir(p), p) for p in fpirs}
+        chosen: dict[str, tuple[float, float | None]] = {
+            f"gallery-fitted, FPIR {p:g}": (curve.threshold_at_fpir(p), p) for p in fpirs
+        }
         if encoder_threshold is not None:
             chosen["encoder's threshold (pair FAR 0.01)"] = (encoder_threshold, None)
         for name, (t, stated) in chosen.items():

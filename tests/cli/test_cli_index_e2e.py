@@ -62,8 +62,8 @@ def test_calibrate_saves_threshold_that_identify_uses(tmp_path, gallery):
     cal = json.loads(
         run_cli("calibrate", labelled, "--index", idx, "--fpir", "0.05", "--roc", roc, "--json", check=True).stdout
     )
-    # 3 of the 7 classes are in the gallery: 15 known probes (each also unknown with its class left out), 20 unknown
-    assert cal["known_probes"] == 15 and cal["unknown_probes"] == 20 and cal["derived_unknown"] == 15
+    # 4 of the 7 classes are in the gallery: 20 known probes (each also unknown with its class left out), 15 unknown
+    assert cal["known_probes"] == 20 and cal["unknown_probes"] == 15 and cal["derived_unknown"] == 20
     assert cal["threshold_source"] == "calibrated" and cal["operating_point"] == "FPIR 0.05" and cal["fpir"] == 0.05
     assert [r["fpir"] for r in cal["rows"]] == [0.001, 0.01, 0.05, 0.1, 0.2]
     with Image.open(roc) as img:
