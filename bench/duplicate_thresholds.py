@@ -59,7 +59,8 @@ def measure_on(
     pics = [decode_image(b, channels=3) for _, _, b in chosen]
     vecs = emb.embed_images(pics)
     i, j = np.triu_indices(len(vecs), k=1)
-    distinct = np.array(digests)[i] != np.array(digests)[j]
+    _, digest_ids = np.unique(np.array(digests), return_inverse=True)  # small ints, not 12.5M strings
+    distinct = digest_ids[i] != digest_ids[j]
     scores = (vecs @ vecs.T)[i[distinct], j[distinct]]
     t = threshold_at_far(scores, fmr)
     edit_names = list(EDITS)
