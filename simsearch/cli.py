@@ -986,6 +986,13 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, quiet: bool, as_json: b
     help="With --open-set or --lake: galleries a size.",
 )
 @click.option(
+    "--roc",
+    "roc_png",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --open-set or --lake: draw the DET curves (FNIR against FPIR, one per gallery size) into this PNG.",
+)
+@click.option(
     "--lake",
     is_flag=True,
     help="Lake et al.'s within-alphabet 20-way one-shot runs on an Omniglot zip (one drawer's drawings as the "
@@ -1008,6 +1015,8 @@ def evaluate_cmd(data: Path, model: str | None, compare: tuple[str, ...], as_jso
     else:
         for line in report.lines():
             click.echo(line)
+    if opts.get("roc_png") is not None:
+        click.echo(f"wrote {opts['roc_png']}", err=True)
 
 
 @cli.command("demo")

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from simsearch.errors import ImageError
 from simsearch.images import decode_image
 
-__all__ = ["Tile", "contact_sheet", "identify_sheet", "query_sheet", "roc_picture"]
+__all__ = ["Tile", "contact_sheet", "det_picture", "identify_sheet", "query_sheet", "roc_picture"]
 
 _THUMB = 128
 _CAPTION = 30
@@ -101,6 +101,52 @@ def roc_picture(
     draw.text((margin, 15), title, fill=(0, 0, 0), font=font)
     draw.text((margin + size // 2 - 60, margin + size + 28), "false-accept rate", fill=(0, 0, 0), font=font)
     draw.text((5, margin - 20), "true-accept rate", fill=(0, 0, 0), font=font)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+    return out
+
+
+_PALETTE = [(20, 80, 200), (200, 40, 40), (30, 150, 60), (160, 90, 10), (120, 40, 160), (0, 140, 150)]
+
+
+def det_picture(
+    curves: Sequence[tuple[str, Sequence[float], Sequence[float]]], out: str | os.PathLike[str], title: str
+) -> Path:
+    """A DET picture of open-set identification: FNIR (y, 0 to 1) against FPIR (x, log scale from 0.001 to 1),
+    one line per (name, fpir values, fnir values), with a legend."""
+    size, margin, lo = 480, 60, -3.0
+    img = Image.new("RGB", (size + 2 * margin + 180, size + 2 * margin), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+
+    def xy(fpir: float, fnir: float) -> tuple[float, float]:
+        x = (max(np.log10(max(fpir, 1e-9)), lo) - lo) / -lo
+        return margin + x * size, margin + (1 - fnir) * size
+
+    draw.rectangle([margin, margin, margin + size, margin + size], outline=(0, 0, 0))
+    for k, label in enumerate(("0.001", "0.01", "0.1", "1")):
+        px, py = xy(10.0 ** (lo + k), 0.0)
+        draw.line([(px, py), (px, py + 4)], fill=(0, 0, 0))
+        draw.text((px - 12, py + 8), label, fill=(0, 0, 0), font=font)
+    for t in np.linspace(0, 1, 6):  # FNIR rises upward
+        draw.text((margin - 30, xy(1e-3, float(t))[1] - 5), f"{t:.1f}", fill=(0, 0, 0), font=font)
+    for k, (name, fpir, fnir) in enumerate(curves):
+        colour = _PALETTE[k % len(_PALETTE)]
+        pts = [xy(float(f), float(n)) for f, n in zip(fpir, fnir, strict=True) if f > 0]
+        if len(pts) > 1:
+            draw.line(pts, fill=colour, width=2)
+        draw.line(
+            [(margin + size + 15, margin + 12 + 16 * k), (margin + size + 35, margin + 12 + 16 * k)],
+            fill=colour,
+            width=3,
+        )
+        draw.text((margin + size + 40, margin + 6 + 16 * k), name[:22], fill=(0, 0, 0), font=font)
+    draw.text((margin, 15), title, fill=(0, 0, 0), font=font)
+    draw.text(
+        (margin + size // 2 - 110, margin + size + 28), "FPIR: unknown probes accepted (log)", fill=(0, 0, 0), font=font
+    )
+    draw.text((5, margin - 20), "FNIR: known probes missed", fill=(0, 0, 0), font=font)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     img.save(out)

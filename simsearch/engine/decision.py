@@ -131,6 +131,10 @@ def resolve_threshold(
             fpir = float(target["fpir"])
         elif manifest.threshold is not None and "curve" not in calibrated:
             far = calibrated.get("far")
+            if not isinstance(manifest.threshold, (int, float)) or not math.isfinite(manifest.threshold):
+                raise DataError(
+                    f"the index's stored threshold {manifest.threshold!r} is not a number; run calibrate again"
+                )
             return Threshold(
                 float(manifest.threshold),
                 "calibrated",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -46,6 +47,8 @@ def verify(
     best-of-gallery scores as identify's is.
     Raises ImageError when either image cannot be read.
     """
+    if threshold is not None and not math.isfinite(threshold):
+        raise ValueError(f"threshold {threshold} is not a number (a cosine score, in [-1, 1])")
     if index is not None:
         with Searcher(index, model=model, device=device) as searcher:
             vecs, failed = searcher.embed_paths([str(a), str(b)])

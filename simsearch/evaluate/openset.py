@@ -466,6 +466,12 @@ def measure_runs(
     for p in fpirs:
         t = float(np.nextafter(np.sort(unknown)[::-1][int(np.floor(p * len(unknown)))], np.inf))
         oracle[f"fnir_at_fpir_{p:g}"] = open_set_rates(pooled, t)[1]
+    grid = np.unique(np.quantile(unknown, np.linspace(0, 1, 80)))
+    det = {"fpir": [], "fnir": []}
+    for t in grid:
+        f, n = open_set_rates(pooled, float(t))
+        det["fpir"].append(round(float(f or 0.0), 6))
+        det["fnir"].append(round(float(n or 0.0), 6))
     rows = []
     for name, acc in policies.items():
         fpir = acc["fp"] / len(unknown)
@@ -490,6 +496,7 @@ def measure_runs(
         "nearest_class_accuracy": float(np.mean(correct)),
         **oracle,
         "thresholds": rows,
+        "det": det,
     }
 
 

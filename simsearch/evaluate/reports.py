@@ -393,6 +393,7 @@ def open_set_report(
     classes: str | None = None,
     protocol: str = "random",
     progress: bool = True,
+    roc_png: str | os.PathLike[str] | None = None,
 ) -> OpenSetReport:
     """Galleries of each size in `sizes` drawn from DATA (`runs` of each, seeded), each calibrated on
     itself as an index is at build, then probed with images of its classes and of other classes.
@@ -446,6 +447,19 @@ def open_set_report(
                 results.append(row)
         except ValueError as err:
             raise SimSearchError(str(err)) from None
+    if roc_png is not None:
+        from simsearch.pictures import det_picture
+
+        curves = [
+            (
+                f"{r['model']} {r['gallery_classes']}"
+                + (f" ({r['unknown_probes_from']})" if "unknown_probes_from" in r else ""),
+                r["det"]["fpir"],
+                r["det"]["fnir"],
+            )
+            for r in results
+        ]
+        det_picture(curves, roc_png, f"open-set identification on {os.path.basename(str(data))}")
     names = {
         "random": "random galleries",
         "within-alphabet": "Lake's within-alphabet 20-way one-shot runs (gallery: one drawer; probes: another)",
@@ -494,6 +508,7 @@ def evaluate(
     sizes: Sequence[int] = (20, 100, 1000),
     runs: int = 100,
     lake: bool = False,
+    roc_png: str | os.PathLike[str] | None = None,
 ) -> FewShotReport | SignatureReport | CopyDetectionReport | OpenSetReport:
     """`simsearch evaluate`: `model` and every `compare` (each loaded once) measured on DATA in one
     run: copy detection (with `copy_detection`; "raw-pixels", "phash", "dhash" are baselines),
@@ -501,11 +516,13 @@ def evaluate(
     train/*), else few-shot accuracy and verification ("raw-pixels" is the baseline)."""
     from simsearch.edits import EDITS
 
+    if roc_png is not None and not (open_set or lake):
+        raise ConfigError("{fields} draws open-set DET curves: give it with --open-set or --lake", ["roc_png"])
     baselines = (RAW_PIXELS, *HASHES) if copy_detection else (RAW_PIXELS,)
     models = candidates(model, compare, device, baselines)
     if open_set or lake:
         protocol = "within-alphabet" if lake else ("copies" if copy_detection else "random")
-        return open_set_report(data, models, sizes, shot, runs, seed, classes, protocol, progress)
+        return open_set_report(data, models, sizes, shot, runs, seed, classes, protocol, progress, roc_png)
     if copy_detection:
         if isinstance(edits, str):
             edits = list(EDITS) if edits.strip() == "all" else [e.strip() for e in edits.split(",") if e.strip()]

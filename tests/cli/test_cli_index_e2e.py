@@ -149,3 +149,36 @@ def test_duplicates_groups(tmp_path, gallery):
     rows = lines_json(run_cli("duplicates", "--index", idx, "--json", check=True).stdout)
     star = next(r for r in rows if any(m["path"].endswith("copy_of_star.png") for m in r["members"]))
     assert {m["match"] for m in star["members"]} >= {"exact"} and star["keep"] not in star["remove"]
+
+
+def test_evaluate_open_set_states_and_observes_fpir(tmp_path):
+    data = tmp_path / "symbols"
+    write_symbol_set(data, ["circle", "triangle", "star", "cross", "spiral", "wave", "zigzag", "arrow"], 5, seed=2)
+    det = tmp_path / "det.png"
+    out = json.loads(
+        run_cli(
+            "evaluate",
+            data,
+            "--open-set",
+            "--sizes",
+            "3",
+            "--shot",
+            "2",
+            "--runs",
+            "4",
+            "--roc",
+            det,
+            "--json",
+            check=True,
+        ).stdout
+    )
+    (row,) = out["results"]
+    assert row["gallery_classes"] == 3 and row["runs"] == 4 and 0 <= row["nearest_class_accuracy"] <= 1
+    names = [t["threshold"] for t in row["thresholds"]]
+    assert names == ["gallery-fitted, FPIR 0.01", "gallery-fitted, FPIR 0.1", "encoder's threshold (pair FAR 0.01)"]
+    for t in row["thresholds"][:2]:
+        assert t["ratio"] == pytest.approx(t["observed_fpir"] / t["stated_fpir"])
+    with Image.open(det) as img:
+        assert img.size[0] > 500
+    misplaced = run_cli("evaluate", data, "--roc", det)
+    assert misplaced.returncode == 2 and "--roc" in misplaced.stderr and "--open-set" in misplaced.stderr

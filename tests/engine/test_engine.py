@@ -256,3 +256,12 @@ def test_duplicate_groups_never_chain(tmp_path):
     rows = duplicate_rows(groups)
     # the larger file of each pair is kept
     assert all(r["keep"] == max((m["path"] for m in r["members"]), key=lambda p: int(p[6])) for r in rows)
+
+
+def test_a_threshold_that_is_not_a_number_is_refused(built, gallery):
+    idx, _ = built
+    star = gallery / "star" / "star_00.png"
+    with pytest.raises(ValueError, match="not a number"):
+        verify(star, star, index=idx, threshold=float("nan"), device="cpu")
+    with Searcher(idx, device="cpu") as s, pytest.raises(ValueError, match="not a number"):
+        s.identify(star, threshold=float("nan"))
