@@ -40,12 +40,18 @@ class Record:
 class Catalog:
     """An open catalog database; use as a context manager or call close()."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        """Open (a writer: create) the catalog. A reader opens it read-only and never writes to the file,
+        not even a schema into an empty one (which then reads as damaged)."""
         self.path = Path(path)
         try:
             # usable from another thread (a service's worker threads), one caller at a time
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False)
-            self._db.executescript(_SCHEMA)
+            if read_only:
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+                self._db.execute("SELECT COUNT(*) FROM images").fetchone()
+            else:
+                self._db = sqlite3.connect(str(self.path), check_same_thread=False)
+                self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as err:
             raise IndexCorruptError(f"{self.path}: catalog is unreadable ({err})") from None
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
@@ -129,6 +130,26 @@ def write_file_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+_INDEX_FILES = {VECTORS, TOMBSTONES, EXACT_IDS, EXACT, CATALOG, f"{CATALOG}-journal"}
+_GEN_NAME = re.compile(r"gen-\d{6}")
+_TMP_NAME = re.compile(r"\.gen-tmp-[a-z0-9_]{8}")
+
+
+def _index_owned(entry: Path) -> bool:
+    """Whether `entry` in an index directory is something the index wrote, and so may be removed: a
+    generation folder (gen-NNNNNN) or a write's temporary folder (.gen-tmp-XXXXXXXX) holding nothing but
+    index files (and their own temporary files). A user's folder named like one is never touched."""
+    if not (_GEN_NAME.fullmatch(entry.name) or _TMP_NAME.fullmatch(entry.name)):
+        return False
+    if entry.is_symlink() or not entry.is_dir():
+        return False
+    try:
+        names = [p.name for p in entry.iterdir()]
+    except OSError:
+        return False
+    return all(n in _INDEX_FILES or (n.startswith(".") and n.endswith(".tmp")) for n in names)
+
+
 def _load_vectors(gen: Path, manifest: Manifest) -> VectorIndex:
     try:
         data = (gen / VECTORS).read_bytes()
@@ -172,14 +193,32 @@ class IndexStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> IndexStore:
-        """Open for reading. Raises IndexNotFoundError or IndexCorruptError."""
+        """Open for reading. Raises IndexNotFoundError or IndexCorruptError.
+
+        A writer may commit (and remove the generation just read) while this reads: a failure after
+        which manifest.json names another generation is retried on that one, so a reader never fails
+        because a writer committed."""
         root = Path(path)
-        manifest = _read_manifest(root)
+        for _ in range(5):
+            manifest = _read_manifest(root)
+            try:
+                return cls._open_generation(root, manifest)
+            except IndexCorruptError:
+                try:
+                    moved_on = _read_manifest(root).generation != manifest.generation
+                except IndexStoreError:
+                    moved_on = False
+                if not moved_on:
+                    raise
+        return cls._open_generation(root, _read_manifest(root))
+
+    @classmethod
+    def _open_generation(cls, root: Path, manifest: Manifest) -> IndexStore:
         gen = root / manifest.gen_dir
         vectors = _load_vectors(gen, manifest)
         if not (gen / CATALOG).is_file():
             raise IndexCorruptError(f"{root}: catalog file missing")
-        catalog = Catalog(gen / CATALOG)
+        catalog = Catalog(gen / CATALOG, read_only=True)
         store = cls(root, manifest, vectors, catalog)
         try:
             n_cat = catalog.count()
@@ -231,7 +270,7 @@ class Transaction:
     inside a `with` block) leaves the directory exactly as it was.
     """
 
-    def __init__(self, path: str | os.PathLike[str], manifest: Manifest, fresh: bool) -> None:
+    def __init__(self, path: str | os.PathLike[str], manifest: Manifest | None, fresh: bool) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -242,6 +281,8 @@ class Transaction:
             raise IndexLockedError(f"{self.path}: another simsearch process is writing this index") from None
         self._closed = False
         try:
+            if manifest is None:
+                manifest = _read_manifest(self.path)
             self._cleanup_leftovers(keep=None if fresh else manifest.gen_dir)
             self.base = manifest
             self.tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=self.path))
@@ -274,7 +315,7 @@ class Transaction:
         if root.exists() and not root.is_dir():
             raise IndexStoreError(f"{root}: exists and is not a folder")
         if root.is_dir() and not IndexStore.exists(root):
-            stray = [p.name for p in root.iterdir() if p.name != LOCK and not p.name.startswith((".gen-tmp-", "gen-"))]
+            stray = [p.name for p in root.iterdir() if p.name != LOCK and not _index_owned(p)]
             if stray:
                 raise IndexStoreError(
                     f"{root}: folder is not empty and is not a simsearch index; choose another --index path"
@@ -297,8 +338,10 @@ class Transaction:
 
     @classmethod
     def begin(cls, path: str | os.PathLike[str]) -> Transaction:
-        """Start changing an existing index."""
-        return cls(path, _read_manifest(Path(path)), fresh=False)
+        """Start changing an existing index (the manifest is read after the lock is taken, so a
+        writer always builds on the last commit)."""
+        _read_manifest(Path(path))  # a clear error for a missing index before a lock file is made
+        return cls(path, None, fresh=False)
 
     def new_ids(self, n: int) -> np.ndarray:
         ids = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
@@ -341,7 +384,11 @@ class Transaction:
             **manifest_changes,
         )
         final = self.path / manifest.gen_dir
-        if final.exists():  # a leftover of a crashed write that never became current
+        if final.exists() or final.is_symlink():  # a leftover of a crashed write that never became current
+            if not _index_owned(final):
+                raise IndexStoreError(
+                    f"{final}: exists and was not written by simsearch; move it out of the index folder"
+                )
             shutil.rmtree(final)
         os.rename(self.tmp, final)
         _fsync_dir(self.path)
@@ -375,10 +422,11 @@ class Transaction:
         self._release()
 
     def _cleanup_leftovers(self, keep: str | None) -> None:
-        # A generation is garbage only when neither manifest.json nor the caller names it.
+        # A generation is garbage only when neither manifest.json nor the caller names it, and only
+        # what the index itself wrote is ever removed.
         current = _read_manifest(self.path).gen_dir if IndexStore.exists(self.path) else None
         for p in self.path.iterdir():
-            if p.name.startswith(".gen-tmp-") or (p.name.startswith("gen-") and p.name not in (keep, current)):
+            if p.name not in (keep, current, getattr(self, "tmp", Path()).name) and _index_owned(p):
                 shutil.rmtree(p, ignore_errors=True)
 
     def _release(self) -> None:

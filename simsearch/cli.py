@@ -167,8 +167,10 @@ def index_build(folder: Path, index_path: Path, quiet: bool, as_json: bool, **op
     """Embed every image under FOLDER into the index (labels = first-level subfolders).
 
     Run again on the same index, it syncs: new and changed files are embedded, deleted ones
-    removed, moved ones re-pathed. Unreadable files are skipped with their reason and listed at
-    the end. The index is replaced in one atomic step: interrupting a build loses nothing.
+    removed, moved ones re-pathed; every image under FOLDER is indexed again (an `index remove`
+    of a file still there lasts until the next sync), and entries `index add` brought from
+    outside FOLDER are kept. Unreadable files are skipped with their reason and listed at the
+    end. The index is replaced in one atomic step: interrupting a build loses nothing.
     """
     from simsearch.engine import StrictModeError, build_index
 
@@ -194,6 +196,8 @@ def _print_report(report: Any, as_json: bool) -> None:
     parts = [f"{report.indexed:,} indexed", f"{len(report.skipped):,} skipped"]
     if not report.created:
         parts += [f"{report.unchanged:,} unchanged", f"{report.moved:,} moved", f"{report.removed:,} removed"]
+        if report.outside:
+            parts.append(f"{report.outside:,} kept from outside the folder")
     click.echo(f"{', '.join(parts)}; {report.total:,} images in {report.index} ({report.elapsed_s:.1f}s)")
 
 

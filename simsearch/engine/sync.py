@@ -41,6 +41,7 @@ class BuildReport:
     moved: int = 0
     removed: int = 0
     unchanged: int = 0
+    outside: int = 0  # entries from outside the synced folder (index add), kept as they are
     skipped: list[Skipped] = field(default_factory=list)
     elapsed_s: float = 0.0
     created: bool = False
@@ -58,6 +59,7 @@ class BuildReport:
             "moved": self.moved,
             "removed": self.removed,
             "unchanged": self.unchanged,
+            "outside": self.outside,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "elapsed_s": round(self.elapsed_s, 3),
             "created": self.created,
@@ -101,9 +103,11 @@ def build_index(
     `kind` is 'auto' (exact below 50,000 images, HNSW above), 'flat', 'hnsw' or 'ivfpq'; on an
     existing index it converts the index at commit (None keeps what the index has).
 
-    Sync: unchanged files (same path, size, mtime) are kept, changed ones re-embedded, files whose
-    content hash matches a vanished entry are re-pathed without embedding, and vanished files are
-    removed. The index is written as one atomic commit at the end; an interruption leaves the
+    Sync mirrors `folder`: unchanged files (same path, size, mtime) are kept, changed ones
+    re-embedded, files whose content hash matches a vanished entry are re-pathed without embedding,
+    vanished files are removed, and every image under the folder is indexed (an `index remove` of a
+    file that is still there lasts until the next sync). Entries outside the folder (from `index add`)
+    are kept and counted in `outside`. The index is written as one atomic commit at the end; an interruption leaves the
     previous index as it was. With strict=True any unreadable file aborts before writing.
     """
     from simsearch.embed import Embedder
@@ -148,7 +152,16 @@ def build_index(
                 changed_ids.append(rec.id)
                 changed_paths.add(path)
                 to_embed.append((path, f.label))
-        vanished = {rec.sha256: rec for path, rec in by_path.items() if path not in wanted}
+        # vanished entries by content; several may share bytes, and each is moved or removed on its own
+        vanished: dict[str, list[Record]] = {}
+        inside = os.path.abspath(root).rstrip(os.sep) + os.sep
+        for path, rec in by_path.items():
+            if path in wanted:
+                continue
+            if not path.startswith(inside):  # brought by `index add` from elsewhere: not this folder's to drop
+                report.outside += 1
+                continue
+            vanished.setdefault(rec.sha256, []).append(rec)
         # New files whose bytes match a vanished entry are moves: re-path, no embedding.
         if vanished:
             still_new = []
@@ -159,14 +172,15 @@ def build_index(
                         digest = _hash_file(Path(path))
                     except OSError:
                         digest = ""
-                    old = vanished.pop(digest, None)
+                    same = vanished.get(digest)
+                    old = same.pop() if same else None
                     if old is not None:
                         tx.catalog.repath(old.id, path, label, os.stat(path).st_mtime)
                         report.moved += 1
                         continue
                 still_new.append((path, label))
             to_embed = still_new
-        removed_ids = [rec.id for rec in vanished.values()]
+        removed_ids = [rec.id for recs in vanished.values() for rec in recs]
         report.removed = len(removed_ids)
         tx.remove(removed_ids + changed_ids)
 

@@ -467,7 +467,7 @@ def measure_runs(
         t = float(np.nextafter(np.sort(unknown)[::-1][int(np.floor(p * len(unknown)))], np.inf))
         oracle[f"fnir_at_fpir_{p:g}"] = open_set_rates(pooled, t)[1]
     grid = np.unique(np.quantile(unknown, np.linspace(0, 1, 80)))
-    det = {"fpir": [], "fnir": []}
+    det: dict[str, list[float]] = {"fpir": [], "fnir": []}
     for t in grid:
         f, n = open_set_rates(pooled, float(t))
         det["fpir"].append(round(float(f or 0.0), 6))

@@ -265,3 +265,24 @@ def test_a_threshold_that_is_not_a_number_is_refused(built, gallery):
         verify(star, star, index=idx, threshold=float("nan"), device="cpu")
     with Searcher(idx, device="cpu") as s, pytest.raises(ValueError, match="not a number"):
         s.identify(star, threshold=float("nan"))
+
+
+def test_sync_removes_every_vanished_copy_and_keeps_entries_from_elsewhere(tmp_path, gallery, random_model):
+    folder = tmp_path / "g"
+    shutil.copytree(gallery, folder)
+    # two files with the same bytes, both deleted later; one moved file with the same bytes as a third
+    shutil.copy(folder / "star" / "star_00.png", folder / "star" / "twin_a.png")
+    shutil.copy(folder / "star" / "star_00.png", folder / "cross" / "twin_b.png")
+    idx = tmp_path / "s.idx"
+    build_index(folder, idx, model=str(random_model), progress=False)
+    outside = tmp_path / "elsewhere.png"
+    shutil.copy(gallery / "circle" / "circle_00.png", outside)
+    add_files(idx, [str(outside)], label="circle", device="cpu", progress=False)
+    (folder / "star" / "twin_a.png").unlink()
+    (folder / "cross" / "twin_b.png").unlink()
+    report = build_index(folder, idx, progress=False)
+    assert report.removed == 2 and report.outside == 1 and report.total == 17
+    with Searcher(idx, device="cpu") as s:
+        paths = {r.path for r in s.store.catalog.all()}
+        assert str(outside) in paths and not any("twin" in p for p in paths)
+        assert s.store.check().ok

@@ -145,3 +145,78 @@ def test_auto_kind_turns_hnsw_past_the_size_limit(tmp_path, monkeypatch):
     assert m.kind.value == "hnsw" and m.requested_kind == "auto" and m.count == 150
     with IndexStore.open(tmp_path / "a.idx") as store:
         assert store.vectors.search(v[100:101], 1)[1][0, 0] == 100
+
+
+def test_user_folders_named_like_generations_are_never_removed(tmp_path):
+    # an --index folder holding only user folders that look like generations is not an index
+    idx = tmp_path / "mine"
+    for name in ("gen-2019", ".gen-tmp-notes", "gen-000001"):
+        (idx / name).mkdir(parents=True)
+        (idx / name / "photo.jpg").write_bytes(b"mine")
+    with pytest.raises(IndexStoreError, match="not empty and is not a simsearch index"):
+        Transaction.create(idx, 8, {"fingerprint": "f"})
+    assert sorted(p.name for p in idx.iterdir() if p.name != ".lock") == [".gen-tmp-notes", "gen-000001", "gen-2019"]
+    # inside a real index, such folders survive every write, and a generation number that is taken refuses
+    real = tmp_path / "x.idx"
+    make_index(real)
+    for name in ("gen-2019", ".gen-tmp-notes", "gen-000003"):
+        (real / name).mkdir()
+        (real / name / "photo.jpg").write_bytes(b"mine")
+    with Transaction.begin(real) as tx:
+        tx.remove([0])
+        tx.commit()  # generation 2
+    with pytest.raises(IndexStoreError, match="not written by simsearch"), Transaction.begin(real) as tx:
+        tx.remove([1])
+        tx.commit()  # generation 3 is the user's folder
+    for name in ("gen-2019", ".gen-tmp-notes", "gen-000003"):
+        assert (real / name / "photo.jpg").read_bytes() == b"mine"
+    with IndexStore.open(real) as store:
+        assert store.manifest.generation == 2 and store.check().ok
+    # what the index did write is still cleaned up: a leftover generation of a crashed write
+    (real / "gen-000009").mkdir()
+    (real / "gen-000009" / "vectors.faiss").write_bytes(b"half")
+    (real / "gen-000003" / "photo.jpg").unlink()
+    (real / "gen-000003").rmdir()
+    with Transaction.begin(real) as tx:
+        tx.remove([2])
+        tx.commit()
+    assert not (real / "gen-000009").exists() and (real / "gen-2019" / "photo.jpg").exists()
+
+
+def test_reading_never_writes_into_a_catalog(tmp_path):
+    idx = tmp_path / "x.idx"
+    make_index(idx)
+    manifest = json.loads((idx / "manifest.json").read_text())
+    catalog = idx / manifest["files"]["catalog"]
+    catalog.write_bytes(b"")  # an empty catalog file: damaged, and it must stay as it is
+    with pytest.raises(IndexCorruptError):
+        IndexStore.open(idx)
+    assert catalog.read_bytes() == b""
+
+
+def test_a_reader_opening_during_commits_never_fails(tmp_path):
+    import threading
+
+    idx = tmp_path / "x.idx"
+    make_index(idx, n=200)
+    stop, errors = threading.Event(), []
+
+    def write() -> None:
+        for k in range(30):
+            with Transaction.begin(idx) as tx:
+                tx.remove([k])
+                tx.commit()
+        stop.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    opened = 0
+    while not stop.is_set():
+        try:
+            with IndexStore.open(idx) as store:
+                assert store.check().ok
+                opened += 1
+        except IndexStoreError as err:  # pragma: no cover - the failure this test exists to catch
+            errors.append(str(err))
+    writer.join()
+    assert not errors and opened > 0
