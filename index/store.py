@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -41,6 +42,7 @@ EXACT_IDS = "exact_ids.npy"  # ivfpq only: sorted ids and their float32 vectors,
 EXACT = "exact.npy"
 CATALOG = "catalog.sqlite"
 LOCK = ".lock"
+_MAX_MANIFEST = 64 << 20  # a manifest holds two thinned score curves: well under a megabyte
 
 
 def _now() -> str:
@@ -87,12 +89,48 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
+        """Parse manifest.json. Raises IndexCorruptError naming the field that is missing or of the wrong
+        shape (a list for the whole, a string for the encoder, a generation that is not a number ...)."""
         d = json.loads(text)
+        if not isinstance(d, dict):
+            raise IndexCorruptError(f"{MANIFEST} is a {type(d).__name__}, not an object")
         if d.get("format_version") != FORMAT_VERSION:
             raise IndexCorruptError(f"unsupported index format version {d.get('format_version')!r}")
         d.pop("files", None)
+        for key, kinds in _FIELD_TYPES.items():
+            if key in d and not (isinstance(d[key], kinds) and not isinstance(d[key], bool)):
+                raise IndexCorruptError(f"{MANIFEST}: {key} is {d[key]!r}, not {_TYPE_NAMES[key]}")
+        for key in ("dim", "encoder", "metric", "kind"):
+            if key not in d:
+                raise IndexCorruptError(f"{MANIFEST}: {key} is missing")
+        if d["dim"] < 1 or min(d.get(k, 0) for k in ("generation", "count", "next_id")) < 0:
+            raise IndexCorruptError(f"{MANIFEST}: dim, generation, count or next_id out of range")
+        threshold = d.get("threshold")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and -2.0 <= threshold <= 2.0):
+            raise IndexCorruptError(f"{MANIFEST}: threshold is {threshold!r}, not a cosine score")
         d["metric"], d["kind"] = Metric.parse(d["metric"]), IndexKind.parse(d["kind"])
         return cls(**d)
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "dim": int,
+    "encoder": dict,
+    "generation": int,
+    "count": int,
+    "next_id": int,
+    "metric": str,
+    "kind": str,
+    "params": dict,
+    "threshold": (int, float, type(None)),
+    "calibration": (dict, type(None)),
+    "gallery_calibration": (dict, type(None)),
+    "created": str,
+    "updated": str,
+}
+_TYPE_NAMES = {
+    k: " or ".join("null" if t is type(None) else t.__name__ for t in (v if isinstance(v, tuple) else (v,)))
+    for k, v in _FIELD_TYPES.items()
+}
 
 
 @dataclass(frozen=True)
@@ -173,8 +211,12 @@ def _read_manifest(path: Path) -> Manifest:
     if not mpath.is_file():
         raise IndexNotFoundError(f"{path}: not a simsearch index (no {MANIFEST})")
     try:
+        if not stat.S_ISREG(os.stat(mpath).st_mode) or os.stat(mpath).st_size > _MAX_MANIFEST:
+            raise IndexCorruptError(f"{path}: {MANIFEST} is not a regular file of at most {_MAX_MANIFEST:,} bytes")
         return Manifest.from_json(mpath.read_text())
-    except (OSError, ValueError, TypeError, KeyError) as err:
+    except IndexCorruptError as err:
+        raise IndexCorruptError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from None
+    except (OSError, ValueError, TypeError, KeyError, RecursionError) as err:
         raise IndexCorruptError(f"{path}: {MANIFEST} is unreadable ({err})") from None
 
 
@@ -293,7 +335,8 @@ class Transaction:
                 shutil.copyfile(old / CATALOG, self.tmp / CATALOG)
                 self.vectors = _load_vectors(old, manifest)
             self.catalog = Catalog(self.tmp / CATALOG)
-            self.next_id = manifest.next_id
+            # never reuse an id, even when the manifest's next_id is stale
+            self.next_id = max(manifest.next_id, self.catalog.max_id() + 1)
         except BaseException:
             self._release()
             raise

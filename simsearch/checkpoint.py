@@ -15,7 +15,7 @@ from safetensors.torch import save as st_save
 
 from simsearch.encoder import Encoder, EncoderConfig, build_encoder
 from simsearch.errors import ModelError
-from simsearch.files import write_atomic
+from simsearch.files import NotReadable, read_regular, write_atomic
 
 __all__ = [
     "CONFIG_FILE",
@@ -115,6 +115,19 @@ def resolve_model(name_or_path: str | None) -> tuple[Path, str]:
     raise ModelError(f"{name}: not a built-in encoder ({known}) nor a checkpoint folder")
 
 
+# model.json is a few kilobytes; the largest weights an allowed config can have are 400 MB
+_MAX_CONFIG = 16 << 20
+_MAX_WEIGHTS = 1 << 30
+
+
+def _first_line(err: BaseException) -> str:
+    """An exception's message on one line (PyTorch's size-mismatch messages run to several)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}" + (f" (and {len(lines) - 2} more)" if len(lines) > 2 else "")
+    return lines[0] if lines else type(err).__name__
+
+
 def load_checkpoint(name_or_path: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """Load an encoder by built-in name or checkpoint folder, never unpickling anything.
 
@@ -123,21 +136,31 @@ def load_checkpoint(name_or_path: str | None = None, device: str | torch.device 
     """
     folder, source = resolve_model(name_or_path)
     try:
-        meta = json.loads((folder / CONFIG_FILE).read_text())
-        data = (folder / WEIGHTS_FILE).read_bytes()
+        meta = json.loads(read_regular(folder / CONFIG_FILE, _MAX_CONFIG))
+        if not isinstance(meta, dict):
+            raise ModelError(f"{folder}: {CONFIG_FILE} is a {type(meta).__name__}, not an object")
+        config = EncoderConfig.from_dict(meta["config"])  # checked (and bounded) before the weights are read
+        data = read_regular(folder / WEIGHTS_FILE, _MAX_WEIGHTS)
     except FileNotFoundError as err:
         raise ModelError(f"{folder}: incomplete checkpoint, missing {Path(err.filename).name}") from None
-    except (OSError, json.JSONDecodeError) as err:
+    except NotReadable as err:
         raise ModelError(f"{folder}: unreadable checkpoint ({err})") from None
+    except (OSError, ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+        raise ModelError(f"{folder}: unreadable checkpoint ({_first_line(err)})") from None
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ModelError(f"{folder}: {CONFIG_FILE} has no usable config ({_first_line(err)})") from None
     fp = fingerprint_of(data)
     if meta.get("fingerprint") and meta["fingerprint"] != fp:
         raise ModelError(f"{folder}: weights do not match the fingerprint in {CONFIG_FILE} (corrupt or replaced)")
     try:
-        config = EncoderConfig.from_dict(meta["config"])
+        tensors = st_load(data)
+    except Exception as err:  # safetensors raises its own error type for damaged bytes
+        raise ModelError(f"{folder}: {WEIGHTS_FILE} is not a readable safetensors file ({_first_line(err)})") from None
+    try:
         encoder = build_encoder(config)
-        encoder.load_state_dict(st_load(data))
+        encoder.load_state_dict(tensors)
     except (KeyError, ValueError, TypeError, RuntimeError) as err:
-        raise ModelError(f"{folder}: checkpoint does not fit its config ({err})") from None
+        raise ModelError(f"{folder}: checkpoint does not fit its config ({_first_line(err)})") from None
     encoder.eval().to(device)
     return LoadedModel(encoder=encoder, config=config, fingerprint=fp, source=source, meta=meta)
 

@@ -88,7 +88,13 @@ MONTAGE = click.option(
 
 
 def _echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False))
+    # a file name that is not valid UTF-8 is written with its odd bytes escaped, still valid JSON
+    click.echo(json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def _one_line(text: str) -> str:
+    """A path shown on one line: line breaks, other control characters and undecodable bytes escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 class _SectionedCommand(click.Command):
@@ -184,7 +190,7 @@ def index_build(folder: Path, index_path: Path, quiet: bool, as_json: bool, **op
 
 def _print_skipped(skipped: Sequence[Any]) -> None:
     for s in skipped:
-        click.echo(f"skipped: {s.path}: {s.reason}", err=True)
+        click.echo(f"skipped: {_one_line(s.path)}: {s.reason}", err=True)
 
 
 def _print_report(report: Any, as_json: bool) -> None:
@@ -237,7 +243,7 @@ def index_remove(targets: tuple[str, ...], index_path: Path, as_json: bool) -> i
     else:
         click.echo(f"{removed:,} removed from {index_path}")
         for t in unmatched:
-            click.echo(f"Error: {t}: not in the index", err=True)
+            click.echo(f"Error: {_one_line(t)}: not in the index", err=True)
     return 1 if unmatched else 0
 
 
@@ -318,25 +324,26 @@ def _answer(
     for path, reason in failed + unreadable:
         if as_json:
             _echo_json({"query": path, "error": reason})
-        click.echo(f"Error: cannot read query {path}: {reason}", err=True)
+        click.echo(f"Error: cannot read query {_one_line(path)}: {reason}", err=True)
     return 1 if failed or unreadable else 0
 
 
 def _show_hits(res: Any) -> str:
-    hits = [f"  {h.rank:3d}  {h.score:+.4f}  {h.label or '-':20s}  {h.path}" for h in res.results]
-    return "\n".join([f"query: {res.query}", *hits])
+    hits = [f"  {h.rank:3d}  {h.score:+.4f}  {_one_line(h.label or '-'):20s}  {_one_line(h.path)}" for h in res.results]
+    return "\n".join([f"query: {_one_line(res.query)}", *hits])
 
 
 def _show_identification(r: Any) -> str:
     where = f"threshold {r.decision.describe()}"
+    query, label = _one_line(r.query), _one_line(r.label or "-")
     if r.label is None:
-        return f"{r.query}: unknown  (no labelled gallery image near; {where})"
+        return f"{query}: unknown  (no labelled gallery image near; {where})"
     if r.known:
         return (
-            f"{r.query}: {r.label}  (score {r.score:+.4f}, margin {r.margin:.4f} over {r.runner_up or '-'}; "
-            f"match {r.match}; {where})"
+            f"{query}: {label}  (score {r.score:+.4f}, margin {r.margin:.4f} over {_one_line(r.runner_up or '-')}; "
+            f"match {_one_line(r.match or '-')}; {where})"
         )
-    return f"{r.query}: unknown  (closest {r.label} at {r.score:+.4f} < {where})"
+    return f"{query}: unknown  (closest {label} at {r.score:+.4f} < {where})"
 
 
 @cli.command("query")
@@ -604,11 +611,6 @@ def duplicates_cmd(
         click.echo(f"wrote {remove_list} ({len(doomed) - len(odd)} paths)", err=True)
     if montage_dir is not None:
         group_sheets(rows, montage_dir)
-
-
-def _one_line(text: str) -> str:
-    """A path shown on one line: line breaks and other control characters escaped."""
-    return text if text.isprintable() else repr(text)[1:-1]
 
 
 # ---------------------------------------------------------------- models / train / evaluate
@@ -1120,30 +1122,34 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.exit(rv if isinstance(rv, int) else 0)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.UsageError as e:  # one line, as every error: what is wrong and where help is
+        where = f"{e.ctx.command_path} --help" if e.ctx is not None else "simsearch --help"
+        click.echo(f"Error: {_one_line(e.format_message())} (see '{where}')", err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"Error: {_one_line(e.format_message())}", err=True)
         sys.exit(e.exit_code)
     except (click.Abort, KeyboardInterrupt):
         click.echo("\nInterrupted: nothing was changed.", err=True)
         sys.exit(130)
     except ConfigError as e:  # settings that do not go together: a usage error, in flags
-        click.echo(f"Error: {e.render(_flag)}", err=True)
+        click.echo(f"Error: {_one_line(e.render(_flag))}", err=True)
         sys.exit(2)
     except SimSearchError as e:
-        click.echo(f"Error: {e}", err=True)
+        click.echo(f"Error: {_one_line(str(e))}", err=True)
         sys.exit(state["error_exit"])
     except ValueError as e:  # configuration values validated in dataclasses
-        click.echo(f"Error: {e}", err=True)
+        click.echo(f"Error: {_one_line(str(e))}", err=True)
         sys.exit(2)
     except OSError as e:
-        click.echo(f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
+        click.echo(_one_line(f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")), err=True)
         sys.exit(state["error_exit"])
     except Exception as e:
         if "simsearch.engine" in sys.modules:  # an index's own errors (missing, locked, corrupt) come through it
             from simsearch.engine import IndexStoreError
 
             if isinstance(e, IndexStoreError):
-                click.echo(f"Error: {e}", err=True)
+                click.echo(f"Error: {_one_line(str(e))}", err=True)
                 sys.exit(state["error_exit"])
         raise
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -12,6 +13,9 @@ from torch import nn
 
 from simsearch.choices import parse_choice
 from simsearch.preprocess import Preprocess
+
+# A checkpoint whose config asks for more than this is refused before anything is allocated (400 MB of float32).
+_MAX_PARAMETERS = 100_000_000
 
 __all__ = ["Arch", "Encoder", "EncoderConfig", "Pool", "build_encoder"]
 
@@ -61,6 +65,18 @@ class EncoderConfig:
             raise ValueError("embedding_dim must be positive")
         if self.preprocess.size < 2 ** len(self.widths):
             raise ValueError(f"input size {self.preprocess.size} is too small for {len(self.widths)} stages")
+        if self.parameter_bound > _MAX_PARAMETERS:  # refuse before anything is allocated
+            raise ValueError(
+                f"widths {list(self.widths)} and embedding_dim {self.embedding_dim} make a network of about "
+                f"{self.parameter_bound:,} parameters, over the limit of {_MAX_PARAMETERS:,}"
+            )
+
+    @property
+    def parameter_bound(self) -> int:
+        """An upper bound on the parameter count (two 3x3 convolutions a stage, the head), from the config alone."""
+        chans = [self.preprocess.channels, *self.widths]
+        convs = sum(9 * a * b + 9 * b * b + a * b for a, b in pairwise(chans))
+        return convs + self.feature_dim * self.embedding_dim
 
     @property
     def feature_dim(self) -> int:

@@ -1,12 +1,45 @@
-"""Atomic file writes for the encoder side (checkpoints, histories, result files); torch- and faiss-free."""
+"""Safe reads and atomic writes of files for the encoder side (images, checkpoints, histories, result files);
+torch- and faiss-free."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["write_atomic"]
+__all__ = ["NotReadable", "read_regular", "write_atomic"]
+
+
+class NotReadable(Exception):
+    """A file that read_regular refuses, with a reason a person can act on."""
+
+
+def read_regular(path: str | os.PathLike[str], limit: int, sniff: Callable[[BinaryIO], None] | None = None) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, read once.
+
+    Only regular files are read (a FIFO, a device or a socket, even behind a symlink, is refused
+    without blocking), the size is checked before anything is read, and `sniff(file)` may look at
+    the head of the file and raise NotReadable before the body is read. Raises NotReadable or OSError.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise NotReadable("not a regular file (a pipe, device or socket)")
+        if st.st_size > limit:
+            raise NotReadable(f"{st.st_size:,} bytes is over the limit of {limit:,}")
+        if sniff is not None:
+            sniff(f)
+            f.seek(0)
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise NotReadable(f"grew past the limit of {limit:,} bytes while being read")
+    return data
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -7,11 +7,13 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from simsearch.errors import DataError, ImageError
+from simsearch.files import NotReadable, read_regular
 from simsearch.preprocess import Ink, Preprocess
 
 __all__ = [
@@ -103,8 +105,20 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
         for name in sorted(filenames):
             if _is_hidden(name) or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
-            scan.files.append(ImageFile(Path(dirpath) / name, label))
+            path = Path(dirpath) / name
+            if not _utf8(str(path)):  # the catalog, JSON and the page all need a text path
+                scan.skipped.append(Skipped(str(path), "file name is not valid UTF-8 (rename the file or folder)"))
+                continue
+            scan.files.append(ImageFile(path, label))
     return scan
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def collect_images(paths: list[str]) -> Scan:
@@ -141,12 +155,34 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(white, rgba).convert("RGB")
 
 
+# The largest file read as an image: a 100-megapixel 16-bit TIFF is about 600 MB.
+MAX_IMAGE_BYTES = 1 << 30
+
+
+def _sniff_image(f: BinaryIO) -> None:
+    """Refuse a file whose head Pillow does not know as an image, before its body is read."""
+    if not f.read(1):
+        raise NotReadable("empty file (0 bytes)")
+    f.seek(0)
+    try:  # Pillow reads only the header it needs to know the format
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(f):
+                pass
+    except UnidentifiedImageError:
+        raise NotReadable("not an image file Pillow can read") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        pass  # decode_image says what is wrong with it
+
+
 def read_file(path: str | os.PathLike[str]) -> bytes:
-    """The bytes of a file, or ImageError with a reason a person can act on."""
+    """The bytes of a regular image file, or ImageError with a reason a person can act on. Only
+    regular files are read, and a file whose header is not an image's is refused unread."""
     name = str(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular(path, MAX_IMAGE_BYTES, sniff=_sniff_image)
+    except NotReadable as err:
+        raise ImageError(name, str(err)) from None
     except PermissionError:
         raise ImageError(name, "permission denied") from None
     except FileNotFoundError:

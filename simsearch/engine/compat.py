@@ -75,9 +75,10 @@ def encoder_meta(source: Any) -> dict[str, Any]:
 
     pretrained = Path(__file__).resolve().parent.parent / "pretrained"
     folder = pretrained / str(source) if (pretrained / str(source)).is_dir() else Path(str(source))
+    from simsearch.files import NotReadable, read_regular
+
     try:
-        with open(folder / "model.json", "rb") as f:
-            meta = json.loads(f.read(1 << 20))
-    except (OSError, ValueError, TypeError, RecursionError):
+        meta = json.loads(read_regular(folder / "model.json", 16 << 20))
+    except (OSError, ValueError, TypeError, RecursionError, NotReadable):
         return {}
     return meta if isinstance(meta, dict) else {}

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -341,3 +342,26 @@ def test_a_fit_ink_model_frames_drawings_at_index_and_query_time(tmp_path, galle
     # framing is for one-channel drawings: asking it of colour photos is a usage error, nothing written
     proc = run_cli("train", gallery, "--out", tmp_path / "rgb", "--fit-ink", "--channels", "3", *short)
     assert proc.returncode == 2 and "fit_ink" in proc.stderr and not (tmp_path / "rgb").exists()
+
+
+def test_hostile_files_are_skipped_without_hanging_or_reading_them(tmp_path, gallery):
+    """Issue 23: a FIFO named .png, a link to a character device, a huge non-image, a name that is not
+    UTF-8 and a name holding a new-line: the build finishes, says why for each, and prints one line each."""
+    os.mkfifo(gallery / "star" / "pipe.png")
+    os.symlink("/dev/zero", gallery / "star" / "zero.png")
+    with open(gallery / "circle" / "huge.jpg", "wb") as f:  # 3 GB, sparse: reading it whole would show
+        f.truncate(3 << 30)
+    shutil.copy(gallery / "cross" / "cross_00.png", os.fsencode(gallery / "cross") + b"/bad-\xff-name.png")
+    shutil.copy(gallery / "cross" / "cross_01.png", gallery / "cross" / "two\nlines.png")
+    idx = tmp_path / "hostile.idx"
+    proc = run_cli("index", "build", gallery, "--index", idx, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped:")]
+    reasons = "\n".join(skipped)
+    assert "pipe.png: not a regular file" in reasons and "zero.png: not a regular file" in reasons
+    assert "huge.jpg: " in reasons and "not valid UTF-8" in reasons
+    # every skipped file is one line: the new-line is shown escaped, never as a line of its own
+    assert all(not line.startswith("lines.png") for line in proc.stderr.splitlines())
+    assert "two\\nlines.png" in proc.stdout + proc.stderr or "indexed" in proc.stdout
+    hits = run_cli("query", gallery / "cross" / "two\nlines.png", "--index", idx, "-k", "1", check=True).stdout
+    assert len(hits.splitlines()) == 2 and "two\\nlines.png" in hits

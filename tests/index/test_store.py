@@ -220,3 +220,37 @@ def test_a_reader_opening_during_commits_never_fails(tmp_path):
             errors.append(str(err))
     writer.join()
     assert not errors and opened > 0
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda m: [m], "is a list, not an object"),
+        (lambda m: dict(m, encoder="characters"), "encoder is 'characters', not dict"),
+        (lambda m: dict(m, generation="seven"), "generation is 'seven', not int"),
+        (lambda m: dict(m, threshold="0.5"), "threshold is '0.5'"),
+        (lambda m: dict(m, params=[1, 2]), "params is [1, 2], not dict"),
+        (lambda m: {k: v for k, v in m.items() if k != "dim"}, "dim is missing"),
+    ],
+)
+def test_a_manifest_of_the_wrong_shape_is_a_clear_error(tmp_path, damage, why):
+    idx = tmp_path / "x.idx"
+    make_index(idx)
+    manifest = json.loads((idx / "manifest.json").read_text())
+    (idx / "manifest.json").write_text(json.dumps(damage(manifest)))
+    with pytest.raises(IndexCorruptError, match=why.replace("[", r"\[").replace("]", r"\]")):
+        IndexStore.open(idx)
+
+
+def test_a_stale_next_id_never_reuses_an_id(tmp_path):
+    idx = tmp_path / "x.idx"
+    make_index(idx)
+    manifest = json.loads((idx / "manifest.json").read_text())
+    (idx / "manifest.json").write_text(json.dumps(dict(manifest, next_id=3)))
+    with Transaction.begin(idx) as tx:
+        ids = tx.new_ids(2)
+        assert ids.tolist() == [10, 11]
+        tx.add(unit_rows(2, 8, seed=5), [Record(int(i), f"/img/new{i}.png", None, 1, 1.0, "h") for i in ids])
+        tx.commit()
+    with IndexStore.open(idx) as store:
+        assert store.manifest.count == 12 and store.manifest.next_id == 12

@@ -117,3 +117,67 @@ def test_autocontrast_makes_a_faint_drawing_look_like_a_bold_one(tmp_path):
     del meta["config"]["preprocess"]["autocontrast"]
     (tmp_path / "model.json").write_text(json.dumps(meta))
     assert load_checkpoint(str(tmp_path)).config.preprocess.autocontrast is False
+
+
+def _small_checkpoint(folder, widths=(8, 16)):
+    torch.manual_seed(0)
+    pre = Preprocess(channels=1, size=32, invert=True, mean=(0.5,), std=(0.25,))
+    save_checkpoint(build_encoder(EncoderConfig(preprocess=pre, widths=widths, embedding_dim=12)), folder, {})
+    return folder
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda f: (f / "model.json").write_text("[]"), "is a list, not an object"),
+        (lambda f: (f / "model.json").write_text("null"), "is a NoneType, not an object"),
+        (lambda f: (f / "model.json").write_text(_nested(200_000)), "unreadable checkpoint"),
+        (lambda f: (f / "model.safetensors").write_bytes(b"garbage!"), "not a readable safetensors"),
+        (lambda f: (f / "model.safetensors").write_bytes(b""), "not a readable safetensors"),
+        (
+            lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:300]),
+            "not a readable safetensors",
+        ),
+        (
+            lambda f: (f / "model.safetensors").write_bytes((2**62).to_bytes(8, "little") + b"{}"),
+            "not a readable safetensors",
+        ),
+        (lambda f: ((f / "model.json").unlink(), (f / "model.json").symlink_to("/dev/zero")), "not a regular file"),
+        (
+            lambda f: (f / "model.json").write_text(
+                json.dumps(
+                    dict(
+                        json.loads((f / "model.json").read_text()),
+                        config=dict(json.loads((f / "model.json").read_text())["config"], widths=[20000, 20000, 20000]),
+                    )
+                )
+            ),
+            "over the limit",
+        ),
+    ],
+)
+def test_a_damaged_checkpoint_is_one_clear_line(tmp_path, damage, why):
+    folder = _small_checkpoint(tmp_path / "ck")
+    meta = json.loads((folder / "model.json").read_text())
+    meta.pop("fingerprint", None)  # so that damaged weights reach the reader, not the fingerprint check
+    (folder / "model.json").write_text(json.dumps(meta))
+    damage(folder)
+    with pytest.raises(ModelError, match=why) as err:
+        load_checkpoint(str(folder))
+    assert "\n" not in str(err.value)
+
+
+def test_weights_of_another_shape_are_one_line(tmp_path):
+    folder = _small_checkpoint(tmp_path / "ck")
+    other = _small_checkpoint(tmp_path / "other", widths=(8, 24))
+    (folder / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+    meta = json.loads((folder / "model.json").read_text())
+    meta.pop("fingerprint")
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="does not fit its config") as err:
+        load_checkpoint(str(folder))
+    assert "\n" not in str(err.value)
