@@ -1083,9 +1083,22 @@ def serve_cmd(index_path: Path, host: str, port: int, max_upload_mb: float, time
     """
     import uvicorn
 
-    from simsearch.service import create_app
+    from simsearch.service import LOOPBACK_NAMES, create_app, is_loopback
 
-    app = create_app(index_path, device=device, max_upload=int(max_upload_mb * 2**20), timeout_s=timeout_s)
+    local = is_loopback(host)
+    app = create_app(
+        index_path,
+        device=device,
+        max_upload=int(max_upload_mb * 2**20),
+        timeout_s=timeout_s,
+        allowed_hosts=LOOPBACK_NAMES if local else None,
+    )
+    if not local:
+        click.echo(
+            f"warning: serving on {host}: anyone who can reach this machine can search the index and fetch every "
+            "gallery image; bind 127.0.0.1 unless that is what you want",
+            err=True,
+        )
     click.echo(
         f"serving {index_path} ({len(app.state.searcher.store.vectors):,} images) on http://{host}:{port}/", err=True
     )

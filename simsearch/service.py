@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import os
+import stat
 import threading
 import time
 from collections import OrderedDict, deque
@@ -21,6 +23,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
@@ -28,7 +31,7 @@ from simsearch.engine import OperatingPoint, Searcher
 from simsearch.errors import DataError, ImageError
 from simsearch.images import decode_image, load_array
 
-__all__ = ["DEFAULT_MAX_UPLOAD", "DEFAULT_TIMEOUT_S", "create_app"]
+__all__ = ["DEFAULT_MAX_UPLOAD", "DEFAULT_TIMEOUT_S", "LOOPBACK_NAMES", "create_app", "is_loopback"]
 
 DEFAULT_MAX_UPLOAD = 20 * 2**20  # bytes
 DEFAULT_TIMEOUT_S = 30.0
@@ -68,16 +71,104 @@ class _Stats:
         }
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_PAGE_CSP = (
+    b"default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    b"script-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'"
+)
+_MAX_ID = 2**63 - 1
+ImageId = Annotated[int, FastApiPath(ge=0, le=_MAX_ID, description="the image's catalog id")]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a --host value binds only this machine."""
+    return host.strip("[]") in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+class _TooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"upload too large: the limit is {limit:,} bytes")
+
+
+class _Guard:
+    """ASGI middleware in front of every route: refuses a Host header naming another machine while the
+    server is bound to loopback (DNS rebinding), refuses a body whose Content-Length is over the limit
+    before reading it and cuts a streamed one at the limit, and adds security headers to every answer."""
+
+    def __init__(self, app: Any, max_body: int, allowed_hosts: tuple[str, ...] | None) -> None:
+        self.app, self.max_body, self.allowed_hosts = app, max_body, allowed_hosts
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+
+        async def secured_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                extra = list(_SECURITY_HEADERS)
+                if not scope["path"].startswith(("/docs", "/redoc")):
+                    extra.append((b"content-security-policy", _PAGE_CSP))
+                message = dict(message, headers=[*message.get("headers", []), *extra])
+            await send(message)
+
+        async def refuse(status: int, detail: str) -> None:
+            body = json.dumps({"detail": detail}).encode()
+            await secured_send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+        if self.allowed_hosts is not None:
+            host = headers.get(b"host", b"").decode("latin-1")
+            name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+            if name not in self.allowed_hosts:
+                await refuse(421, "this server answers requests for localhost only")
+                return
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body:
+            await refuse(413, f"upload too large: the limit is {self.max_body:,} bytes")
+            return
+        seen = 0
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _TooLarge(self.max_body)
+            return message
+
+        await self.app(scope, limited_receive, secured_send)
+
+
 def create_app(
     index: str | os.PathLike[str],
     model: str | None = None,
     device: str = "auto",
     max_upload: int = DEFAULT_MAX_UPLOAD,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    allowed_hosts: tuple[str, ...] | None = LOOPBACK_NAMES,
 ) -> FastAPI:
-    """A FastAPI app answering over one index (opened now, with its encoder loaded once)."""
+    """A FastAPI app answering over one index (opened now, with its encoder loaded once).
+
+    `allowed_hosts`: the Host header names accepted (loopback names by default: a page on another site
+    cannot reach a loopback server through DNS rebinding); None accepts any, for a server bound beyond
+    loopback. Bodies over `max_upload` (plus the multipart framing) are refused before they are read."""
     searcher = Searcher(index, model=model, device=device)
     lock = threading.Lock()
+    # decoding is bounded too: at most this many uploads are decoded at once, whatever the concurrency
+    decoding = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
     stats = _Stats()
     thumbs: OrderedDict[int, bytes] = OrderedDict()
     embedder = searcher.embedder
@@ -95,6 +186,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.searcher = searcher
+    app.add_middleware(_Guard, max_body=max_upload + 64 * 1024, allowed_hosts=allowed_hosts)
 
     async def _read_upload(request: Request, file: UploadFile) -> bytes:
         declared = request.headers.get("content-length")
@@ -117,7 +209,8 @@ def create_app(
 
         def work() -> dict[str, Any]:
             try:
-                arr = load_array(data, embedder.preprocess)
+                with decoding:
+                    arr = load_array(data, embedder.preprocess)
             except ImageError as err:
                 raise HTTPException(415, f"{name}: {err.reason}") from None
             with lock:
@@ -184,16 +277,21 @@ def create_app(
             rec = searcher.store.catalog.get([id_]).get(id_)
         if rec is None:
             raise HTTPException(404, f"no gallery image with id {id_}")
-        if not os.path.isfile(rec.path):
-            raise HTTPException(410, f"gallery image {id_} is no longer on disk")
+        # only the regular file that was indexed: not whatever a link put in its place since
+        try:
+            st = os.stat(rec.path)
+        except OSError:
+            raise HTTPException(410, f"gallery image {id_} is no longer on disk") from None
+        if not stat.S_ISREG(st.st_mode) or st.st_size != rec.size or st.st_mtime != rec.mtime:
+            raise HTTPException(410, f"gallery image {id_} changed since it was indexed; sync the index")
         return rec.path
 
     @app.get("/images/{image_id}", summary="A gallery image, by catalog id")
-    def image(image_id: int) -> FileResponse:
+    def image(image_id: ImageId) -> FileResponse:
         return FileResponse(_record_path(image_id))
 
     @app.get("/thumbnails/{image_id}", summary="A JPEG thumbnail of a gallery image, by catalog id")
-    def thumbnail(image_id: int) -> Response:
+    def thumbnail(image_id: ImageId) -> Response:
         cached = thumbs.get(image_id)
         if cached is None:
             path = _record_path(image_id)

@@ -251,3 +251,46 @@ def test_the_page_in_headless_chromium(server, tmp_path):
             assert page.locator("#results .hit").count() == 0
         finally:
             browser.close()
+
+
+def test_hostile_requests_get_clear_refusals(server):
+    base = server["base"]
+    # ids beyond what the catalog can hold: a 422, never a 500
+    for route in ("/images/", "/thumbnails/"):
+        assert request(base + route + "9" * 30)[0] == 422
+        assert request(base + route + "-1")[0] == 422
+    # a declared body over the limit is refused before it is read
+    status, body, _ = request(
+        base + "/search",
+        "POST",
+        b"x",
+        {"Content-Type": "multipart/form-data; boundary=b", "Content-Length": "99999999"},
+    )
+    assert status == 413 and b"upload too large" in body
+    # DNS rebinding: a loopback server answers only requests addressed to loopback names
+    status, _, _ = request(base + "/health", headers={"Host": "evil.example:80"})
+    assert status == 421
+    # security headers on every answer; a content security policy on the page
+    status, _, headers = request(base + "/")
+    lower = {k.lower(): v for k, v in headers.items()}
+    assert lower["x-content-type-options"] == "nosniff" and lower["x-frame-options"] == "DENY"
+    assert "default-src 'self'" in lower["content-security-policy"]
+
+
+def test_a_gallery_file_replaced_by_a_link_is_not_served(server, tmp_path):
+    base, gallery, index = server["base"], server["gallery"], server["index"]
+    target = sorted((gallery / "cross").iterdir())[2]
+    hit = json.loads(run_cli("query", target, "--index", index, "-k", "1", "--json", check=True).stdout)["results"][0]
+    assert request(base + f"/images/{hit['id']}")[0] == 200
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for you")
+    original, st = target.read_bytes(), target.stat()
+    target.unlink()
+    target.symlink_to(secret)
+    try:
+        status, body, _ = request(base + f"/images/{hit['id']}")
+        assert status == 410 and b"not for you" not in body
+    finally:
+        target.unlink()
+        target.write_bytes(original)
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
