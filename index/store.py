@@ -15,6 +15,7 @@ moment leaves manifest.json naming a complete generation; leftovers are removed 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -64,6 +65,7 @@ class Manifest:
     threshold: float | None = None
     calibration: dict[str, Any] | None = None
     gallery_calibration: dict[str, Any] | None = None  # the gallery measured on itself at each commit
+    checksums: dict[str, str] = field(default_factory=dict)  # file of the generation -> "sha256:<hex>"
     created: str = field(default_factory=_now)
     updated: str = field(default_factory=_now)
     format_version: int = FORMAT_VERSION
@@ -124,6 +126,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "threshold": (int, float, type(None)),
     "calibration": (dict, type(None)),
     "gallery_calibration": (dict, type(None)),
+    "checksums": dict,
     "created": str,
     "updated": str,
 }
@@ -188,6 +191,33 @@ def _index_owned(entry: Path) -> bool:
     return all(n in _INDEX_FILES or (n.startswith(".") and n.endswith(".tmp")) for n in names)
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return f"sha256:{h.hexdigest()}"
+
+
+def checksum_problems(root: Path, manifest: Manifest) -> list[str]:
+    """The files of the current generation whose bytes do not match the checksums its manifest recorded
+    (overwritten in place, damaged, or missing); empty for a sound generation or an index too old to
+    have checksums."""
+    problems = []
+    gen = root / manifest.gen_dir
+    for name, want in sorted(manifest.checksums.items()):
+        path = gen / name
+        try:
+            got = _sha256(path) if Path(name).name == name else None
+        except OSError:
+            got = None
+        if got is None:
+            problems.append(f"{manifest.gen_dir}/{name}: missing")
+        elif got != want:
+            problems.append(f"{manifest.gen_dir}/{name}: content does not match its checksum (damaged or overwritten)")
+    return problems
+
+
 def _load_vectors(gen: Path, manifest: Manifest) -> VectorIndex:
     try:
         data = (gen / VECTORS).read_bytes()
@@ -199,7 +229,11 @@ def _load_vectors(gen: Path, manifest: Manifest) -> VectorIndex:
         raise IndexCorruptError(f"{gen.parent}: vector file missing or unreadable ({err.strerror})") from None
     except ValueError as err:
         raise IndexCorruptError(f"{gen.parent}: exact vector file unreadable ({err})") from None
-    return VectorIndex.from_bytes(data, manifest.dim, manifest.kind, manifest.kind_params, tomb, exact)
+    try:
+        params = manifest.kind_params
+    except (ValueError, TypeError, KeyError) as err:
+        raise IndexCorruptError(f"{gen.parent}: {MANIFEST} has damaged index parameters ({err})") from None
+    return VectorIndex.from_bytes(data, manifest.dim, manifest.kind, params, tomb, exact)
 
 
 def _read_manifest(path: Path) -> Manifest:
@@ -297,6 +331,15 @@ class IndexStore:
             problems.append(f"manifest count {self.manifest.count} != catalog rows {len(cat_ids)}")
         if cat_ids and max(cat_ids) >= self.manifest.next_id:
             problems.append("manifest next_id is not above every id")
+        damaged = checksum_problems(self.path, self.manifest)
+        if damaged and _read_manifest(self.path).generation != self.manifest.generation:
+            damaged = []  # a writer committed and removed this generation meanwhile: nothing is damaged
+        problems += damaged
+        _, vecs = self.vectors.vectors()
+        if len(vecs):
+            bad = ~np.isfinite(vecs).all(axis=1) | (np.abs(np.linalg.norm(vecs, axis=1) - 1) > 1e-2)
+            if bad.any():
+                problems.append(f"{int(bad.sum())} vectors are not finite unit vectors")
         return CheckReport(count=len(cat_ids), problems=problems)
 
     def size_on_disk(self) -> int:
@@ -332,6 +375,11 @@ class Transaction:
                 self.vectors = VectorIndex(manifest.dim, manifest.kind, manifest.kind_params)
             else:
                 old = self.path / manifest.gen_dir
+                damaged = checksum_problems(self.path, manifest)
+                if damaged:  # never build a new generation on damaged files
+                    raise IndexCorruptError(
+                        f"{self.path}: {damaged[0]}; rebuild the index with `index build --overwrite`"
+                    )
                 shutil.copyfile(old / CATALOG, self.tmp / CATALOG)
                 self.vectors = _load_vectors(old, manifest)
             self.catalog = Catalog(self.tmp / CATALOG)
@@ -417,6 +465,7 @@ class Transaction:
         if exact is not None:
             write_file_atomic(self.tmp / EXACT_IDS, exact[0])
             write_file_atomic(self.tmp / EXACT, exact[1])
+        written = [n for n in (VECTORS, CATALOG, TOMBSTONES, EXACT_IDS, EXACT) if (self.tmp / n).is_file()]
         manifest = replace(
             self.base,
             kind=self.vectors.kind,
@@ -424,6 +473,7 @@ class Transaction:
             count=count,
             next_id=self.next_id,
             updated=_now(),
+            checksums={n: _sha256(self.tmp / n) for n in written},
             **manifest_changes,
         )
         final = self.path / manifest.gen_dir

@@ -1158,6 +1158,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         click.echo(_one_line(f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")), err=True)
         sys.exit(state["error_exit"])
     except Exception as e:
+        import sqlite3
+
+        if isinstance(e, sqlite3.DatabaseError):  # a damaged page met while reading the catalog
+            click.echo(f"Error: the index catalog is damaged ({_one_line(str(e))}); rebuild with --overwrite", err=True)
+            sys.exit(state["error_exit"])
         if "simsearch.engine" in sys.modules:  # an index's own errors (missing, locked, corrupt) come through it
             from simsearch.engine import IndexStoreError
 

@@ -254,3 +254,20 @@ def test_a_stale_next_id_never_reuses_an_id(tmp_path):
         tx.commit()
     with IndexStore.open(idx) as store:
         assert store.manifest.count == 12 and store.manifest.next_id == 12
+
+
+def test_files_overwritten_in_place_are_caught_by_their_checksums(tmp_path):
+    idx = tmp_path / "x.idx"
+    make_index(idx)
+    manifest = json.loads((idx / "manifest.json").read_text())
+    assert set(manifest["checksums"]) == {"vectors.faiss", "catalog.sqlite"}
+    vectors = idx / manifest["files"]["vectors"]
+    data = bytearray(vectors.read_bytes())
+    data[-40:-8] = np.full(8, np.nan, dtype=np.float32).tobytes()  # same size, NaN where numbers were
+    vectors.write_bytes(bytes(data))
+    with IndexStore.open(idx) as store:
+        report = store.check()
+    assert not report.ok and any("does not match its checksum" in p for p in report.problems)
+    # no new generation is built on damaged files
+    with pytest.raises(IndexCorruptError, match="does not match its checksum"):
+        Transaction.begin(idx)
