@@ -294,3 +294,47 @@ def test_a_gallery_file_replaced_by_a_link_is_not_served(server, tmp_path):
         target.unlink()
         target.write_bytes(original)
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_every_route_of_the_openapi_description_survives_fuzzing(server):
+    """Issue 23: the service fuzzed from its own OpenAPI description (Schemathesis' idea, with Hypothesis):
+    for every operation, odd values for each declared parameter and random bytes as the upload; no answer
+    may be a 5xx. Bounded: 40 requests an operation, loopback only."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = server["base"]
+    spec = json.loads(request(base + "/openapi.json")[1])
+    odd = st.one_of(
+        st.integers(-(2**70), 2**70).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(str),
+        st.text(max_size=12),
+        st.sampled_from(["", "true", "nan", "-inf", "1e309", "0x10", "%00", "../../etc/passwd"]),
+    )
+
+    def fuzzer(path: str, method: str, names: list[tuple[str, str]], takes_file: bool):
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @given(st.lists(odd, min_size=len(names), max_size=len(names)), st.binary(max_size=2048))
+        def fuzz(values, blob):
+            url, query = path, []
+            for (name, where), value in zip(names, values, strict=True):
+                if where == "path":
+                    url = url.replace("{" + name + "}", urllib.request.quote(value, safe="") or "0")
+                else:
+                    query.append(f"{name}={urllib.request.quote(value, safe='')}")
+            target = url + ("?" + "&".join(query) if query else "")
+            if takes_file:
+                status, _ = upload(base, target, blob)
+            else:
+                status = request(base + target, method.upper())[0]
+            assert status < 500, (method, target, status)
+
+        return fuzz
+
+    operations = 0
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            names = [(p["name"], p["in"]) for p in op.get("parameters", [])]
+            fuzzer(path, method, names, "requestBody" in op)()
+            operations += 1
+    assert operations >= 6  # search, identify, images, thumbnails, health, stats
