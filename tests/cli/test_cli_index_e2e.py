@@ -71,8 +71,6 @@ def test_calibrate_saves_threshold_that_identify_uses(tmp_path, gallery):
     info = json.loads(run_cli("index", "info", "--index", idx, "--json", check=True).stdout)
     assert info["threshold"] == pytest.approx(cal["threshold"]) and info["threshold_source"] == "calibrated"
     assert info["class_sizes"] == {"circle": 4, "cross": 4, "star": 4, "triangle": 4}
-    text = run_cli("calibrate", labelled, "--index", idx, "--dry-run", check=True).stdout
-    assert "FPIR  threshold   FNIR" in text and "not saved (--dry-run)" in text
     probes = tmp_path / "probes"
     write_symbol_set(probes, ["hourglass", "star"], per_class=2, seed=12)
     out = lines_json(run_cli("identify", probes, "--index", idx, "--json", check=True).stdout)
@@ -82,11 +80,9 @@ def test_calibrate_saves_threshold_that_identify_uses(tmp_path, gallery):
         assert o["threshold_source"] == "calibrated" and o["fpir"] == 0.05 and "labelled probes" in o["calibrated_on"]
         assert o["known"] == (o["score"] >= o["threshold"])
         assert (o["label"] is None) == (not o["known"])
-    # the operating point is the user's: another FPIR off the same curve, or closed-set
-    looser = lines_json(run_cli("identify", probes, "--index", idx, "--fpir", "0.2", "--json", check=True).stdout)
-    assert all(o["operating_point"] == "FPIR 0.2" and o["threshold"] <= cal["threshold"] for o in looser)
-    closed = lines_json(run_cli("identify", probes, "--index", idx, "--closed-set", "--json", check=True).stdout)
-    assert all(o["known"] and o["threshold"] is None and o["threshold_source"] == "closed-set" for o in closed)
+    # the operating point is the user's (another FPIR, closed-set: checked in-process in tests/engine); in text
+    text = run_cli("identify", probes, "--index", idx, "--closed-set", check=True).stdout
+    assert len(text.splitlines()) == 4 and "closed-set: always the nearest class" in text
     both = run_cli("identify", probes, "--index", idx, "--fpir", "0.2", "--threshold", "0.5")
     assert both.returncode == 2 and "at most one" in both.stderr
     # an unknown class is rejected: an empty page scores below a threshold set from real pairs
