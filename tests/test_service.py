@@ -229,25 +229,31 @@ def test_the_page_in_headless_chromium(server, tmp_path):
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=flags)
         try:
+            # the page runs under its Content-Security-Policy (no eval): waits use locators, not script strings
+            expect = sync_api.expect
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(base + "/")
-            page.wait_for_function("document.getElementById('stats').textContent.includes('16 images')")
+            expect(page.locator("#stats")).to_contain_text("16 images")
+            expect(page.locator("#stats")).to_contain_text("gallery: FPIR 0.01")
             page.fill("#k", "5")
             page.set_input_files("#file", str(query))
-            page.wait_for_function("document.querySelectorAll('#results .hit').length === 5")
-            page.wait_for_function("document.getElementById('identity').textContent.length > 0")
+            expect(page.locator("#results .hit")).to_have_count(5)
+            expect(page.locator("#identity")).to_contain_text("identified: star")
             assert page.inner_text("#identity").startswith("identified: star")
             labels = page.locator("#results .hit .label").all_inner_texts()
             assert labels[0] == "star"
-            # every thumbnail actually loaded from /thumbnails/{id}
-            page.wait_for_function(
-                "[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)"
-            )
+            # every thumbnail is served from /thumbnails/{id}, as a JPEG
+            sources = [img.get_attribute("src") or "" for img in page.locator("#results img").all()]
+            assert len(sources) == 5 and all("thumbnails/" in src for src in sources)
+            for src in sources:
+                status, body, _ = request(base + "/" + src.lstrip("/"))
+                assert status == 200 and body[:2] == b"\xff\xd8"
+            page.wait_for_load_state("networkidle")
             shot = Path(os.environ.get("SIMSEARCH_SCREENSHOT", tmp_path / "page.png"))
             page.screenshot(path=str(shot), full_page=True)
             assert Image.open(shot).size[0] >= 1000
             page.set_input_files("#file", str(notes))
-            page.wait_for_function("document.getElementById('error').textContent.includes('415')")
+            expect(page.locator("#error")).to_contain_text("415")
             assert page.locator("#results .hit").count() == 0
         finally:
             browser.close()
