@@ -245,7 +245,8 @@ def _read_manifest(path: Path) -> Manifest:
     if not mpath.is_file():
         raise IndexNotFoundError(f"{path}: not a simsearch index (no {MANIFEST})")
     try:
-        if not stat.S_ISREG(os.stat(mpath).st_mode) or os.stat(mpath).st_size > _MAX_MANIFEST:
+        st = os.stat(mpath)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_MANIFEST:
             raise IndexCorruptError(f"{path}: {MANIFEST} is not a regular file of at most {_MAX_MANIFEST:,} bytes")
         return Manifest.from_json(mpath.read_text())
     except IndexCorruptError as err:

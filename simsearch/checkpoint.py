@@ -16,6 +16,14 @@ from safetensors.torch import save as st_save
 from simsearch.encoder import Encoder, EncoderConfig, build_encoder
 from simsearch.errors import ModelError
 from simsearch.files import NotReadable, read_regular, write_atomic
+from simsearch.model_files import (
+    CONFIG_FILE,
+    DEFAULT_MODEL,
+    WEIGHTS_FILE,
+    builtin_models,
+    read_model_json,
+    resolve_model,
+)
 
 __all__ = [
     "CONFIG_FILE",
@@ -32,11 +40,7 @@ __all__ = [
     "weights_bytes",
 ]
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "model.json"
 FORMAT_VERSION = 1
-DEFAULT_MODEL = "characters"
-_PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 
 
 @dataclass(frozen=True)
@@ -91,32 +95,7 @@ def save_checkpoint(
     return fp
 
 
-def builtin_models() -> dict[str, Path]:
-    """Built-in encoder names mapped to their folders inside the package."""
-    if not _PRETRAINED.is_dir():
-        return {}
-    return {
-        p.name: p for p in sorted(_PRETRAINED.iterdir()) if (p / WEIGHTS_FILE).is_file() and (p / CONFIG_FILE).is_file()
-    }
-
-
-def resolve_model(name_or_path: str | None) -> tuple[Path, str]:
-    """(checkpoint folder, source string) for a built-in name, a folder, or None for the default."""
-    name = name_or_path or DEFAULT_MODEL
-    builtins = builtin_models()
-    if name in builtins:
-        return builtins[name], name
-    path = Path(name)
-    if path.is_file() and path.name in (WEIGHTS_FILE, CONFIG_FILE):
-        path = path.parent
-    if path.is_dir():
-        return path, str(path.resolve())
-    known = ", ".join(builtins) or "none installed"
-    raise ModelError(f"{name}: not a built-in encoder ({known}) nor a checkpoint folder")
-
-
-# model.json is a few kilobytes; the largest weights an allowed config can have are 400 MB
-_MAX_CONFIG = 16 << 20
+# the largest weights an allowed config can have are 400 MB
 _MAX_WEIGHTS = 1 << 30
 
 
@@ -136,9 +115,7 @@ def load_checkpoint(name_or_path: str | None = None, device: str | torch.device 
     """
     folder, source = resolve_model(name_or_path)
     try:
-        meta = json.loads(read_regular(folder / CONFIG_FILE, _MAX_CONFIG))
-        if not isinstance(meta, dict):
-            raise ModelError(f"{folder}: {CONFIG_FILE} is a {type(meta).__name__}, not an object")
+        meta = read_model_json(folder)
         config = EncoderConfig.from_dict(meta["config"])  # checked (and bounded) before the weights are read
         data = read_regular(folder / WEIGHTS_FILE, _MAX_WEIGHTS)
     except FileNotFoundError as err:
@@ -170,7 +147,7 @@ def model_summaries() -> list[dict[str, Any]]:
     default, arch, input (CxSxS), dim, parameters, fingerprint (12 hex digits), description."""
     rows = []
     for name, folder in builtin_models().items():
-        meta = json.loads((folder / CONFIG_FILE).read_text())
+        meta = read_model_json(folder)
         cfg = meta["config"]
         rows.append(
             {

@@ -576,8 +576,8 @@ def duplicates_cmd(
     group the largest file is marked "keep" and the others "remove"; nothing is deleted.
     """
     from simsearch.engine import duplicate_rows, duplicate_threshold, find_duplicates, open_index
-    from simsearch.engine.compat import encoder_meta
     from simsearch.files import write_atomic
+    from simsearch.model_files import recorded_meta
     from simsearch.pictures import group_sheets
     from simsearch.results import write_rows
 
@@ -585,7 +585,7 @@ def duplicates_cmd(
     if threshold is None:
         with open_index(index_path) as store:
             encoder = store.manifest.encoder
-        threshold, source = duplicate_threshold(encoder, encoder_meta(encoder.get("source")))
+        threshold, source = duplicate_threshold(encoder, recorded_meta(encoder.get("source")))
     rows = duplicate_rows(find_duplicates(index_path, threshold))
     for row in rows:
         if as_json:

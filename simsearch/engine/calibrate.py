@@ -66,38 +66,59 @@ def pair_threshold(
     return threshold_at_far(np.einsum("ij,ij->i", vectors[i], vectors[j]), far)
 
 
+@dataclass(frozen=True)
+class _LabelledGallery:
+    """The gallery's rows as identify sees them: (N, D) vectors of the labelled images, their classes as
+    ints into `classes` (sorted names), their paths; `every` holds the vectors of all images, labelled or not."""
+
+    vectors: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    paths: list[str]
+    every: np.ndarray
+
+
+def _labelled_gallery(vectors: VectorIndex, catalog: Catalog) -> _LabelledGallery:
+    ids, vecs = vectors.vectors()
+    records = catalog.get(ids.tolist())
+    rows = [(p, records[int(i)]) for p, i in enumerate(ids) if int(i) in records and records[int(i)].label is not None]
+    classes = sorted({r.label for _, r in rows if r.label is not None})
+    index_of = {c: k for k, c in enumerate(classes)}
+    return _LabelledGallery(
+        vectors=vecs[[p for p, _ in rows]],
+        labels=np.array([index_of[r.label] for _, r in rows if r.label is not None], dtype=np.int64),
+        classes=classes,
+        paths=[r.path for _, r in rows],
+        every=vecs,
+    )
+
+
 def gallery_calibration(vectors: VectorIndex, catalog: Catalog) -> dict[str, Any]:
     """The gallery measured on itself: each labelled image (up to 2,000, seeded) probes the rest with
     itself left out; against the other classes it is an unknown probe at the gallery's size, and where its
     class has other images also a known one. With fewer than 5 labelled images in 2 classes the record
     has no curve, and says why; its pair threshold then comes from pairs of any two images."""
-    ids, vecs = vectors.vectors()
-    records = catalog.get(ids.tolist())
-    names = [records[int(i)].label if int(i) in records else None for i in ids]
-    keep = np.array([n is not None for n in names], dtype=bool)
-    classes = sorted({n for n in names if n is not None})
-    if keep.sum() < MIN_UNKNOWN or len(classes) < 2:
+    g = _labelled_gallery(vectors, catalog)
+    if len(g.labels) < MIN_UNKNOWN or len(g.classes) < 2:
         return {
             "source": "gallery",
-            "measured_on": f"the gallery itself ({len(ids):,} images, {len(classes):,} classes)",
-            "images": int(keep.sum()),
-            "classes": len(classes),
+            "measured_on": f"the gallery itself ({len(g.every):,} images, {len(g.classes):,} classes)",
+            "images": len(g.labels),
+            "classes": len(g.classes),
             "curve": None,
             "why": "identify needs at least 5 labelled images in 2 classes to measure the gallery on itself",
-            "pair_threshold": pair_threshold(vecs, None),
+            "pair_threshold": pair_threshold(g.every, None),
             "at": _now(),
         }
-    index_of = {c: k for k, c in enumerate(classes)}
-    labels = np.array([index_of[n] for n in names if n is not None])
-    scores = gallery_self_scores(vecs[keep], labels, max_probes=_SELF_PROBES)
-    curve = OpenSetCurve.fit(scores, len(classes))
+    scores = gallery_self_scores(g.vectors, g.labels, max_probes=_SELF_PROBES)
+    curve = OpenSetCurve.fit(scores, len(g.classes))
     return {
         "source": "gallery",
-        "measured_on": f"the gallery itself ({int(keep.sum()):,} labelled images, {len(classes):,} classes)",
-        "images": int(keep.sum()),
-        "classes": len(classes),
+        "measured_on": f"the gallery itself ({len(g.labels):,} labelled images, {len(g.classes):,} classes)",
+        "images": len(g.labels),
+        "classes": len(g.classes),
         "curve": curve.to_dict(),
-        "pair_threshold": pair_threshold(vecs[keep], labels),
+        "pair_threshold": pair_threshold(g.vectors, g.labels),
         "at": _now(),
     }
 
@@ -193,24 +214,20 @@ def calibrate(
     with Searcher(index, device=device) as searcher:
         emb, labels, paths, skipped = _embed_labelled(searcher, labelled, progress)
         fingerprint = searcher.manifest.encoder.get("fingerprint")
-        ids, gallery = searcher.store.vectors.vectors()
-        records = searcher.store.catalog.get(ids.tolist())
+        g = _labelled_gallery(searcher.store.vectors, searcher.store.catalog)
         meta = searcher.model.meta
         base = searcher.manifest
-    g_names = [records[int(i)].label if int(i) in records else None for i in ids]
-    g_keep = np.array([n is not None for n in g_names], dtype=bool)
-    classes = sorted({n for n in g_names if n is not None})
+    classes = g.classes
     if len(classes) < 2:
         raise DataError(f"{index}: the gallery needs at least two classes for identify to be calibrated")
     index_of = {c: k for k, c in enumerate(classes)}
-    g_labels = np.array([index_of[n] for n in g_names if n is not None])
-    g_paths = [records[int(i)].path for i, k in zip(ids, g_keep, strict=True) if k]
+    g_paths = g.paths
     row_of = {p: r for r, p in enumerate(g_paths)}
     # labels the gallery lacks get their own numbers past the gallery's
     extra = {c: len(classes) + k for k, c in enumerate(sorted(set(labels) - set(classes)))}
     p_labels = np.array([index_of.get(c, extra.get(c, -1)) for c in labels], dtype=np.int64)
     exclude = np.array([row_of.get(p, -1) for p in paths], dtype=np.int64)
-    scores = probe_scores(emb, p_labels, gallery[g_keep], g_labels, exclude=exclude)
+    scores = probe_scores(emb, p_labels, g.vectors, g.labels, exclude=exclude)
     true_unknown = int(np.sum(p_labels >= len(classes)))
     if len(scores.unknown) < MIN_UNKNOWN:
         raise DataError(
@@ -220,18 +237,18 @@ def calibrate(
     curve = OpenSetCurve.fit(scores, len(classes))
     measured_on = (
         f"{len(emb):,} labelled probes in {Path(labelled).name} ({len(scores.known):,} known, "
-        f"{len(scores.unknown):,} unknown) against {int(g_keep.sum()):,} gallery images in {len(classes):,} classes"
+        f"{len(scores.unknown):,} unknown) against {len(g.labels):,} gallery images in {len(classes):,} classes"
     )
     target: dict[str, float] = {"fpir": point.fpir} if point.fpir is not None else {"fnir": float(point.fnir or 0)}
     record = {
         "source": "calibrate",
         "measured_on": measured_on,
         "data": str(labelled),
-        "images": int(g_keep.sum()),
+        "images": len(g.labels),
         "classes": len(classes),
         "curve": curve.to_dict(),
         "target": target,
-        "pair_threshold": _probe_pair_threshold(emb, p_labels),
+        "pair_threshold": pair_threshold(emb, p_labels),
         "at": _now(),
     }
     decision = resolve_threshold(replace(base, calibration=record, threshold=None), meta, point)
@@ -259,7 +276,7 @@ def calibrate(
         known_probes=len(scores.known),
         unknown_probes=true_unknown,
         derived_unknown=len(scores.unknown) - true_unknown,
-        gallery_images=int(g_keep.sum()),
+        gallery_images=len(g.labels),
         gallery_classes=len(classes),
         nearest_class_accuracy=curve.rank1,
         target=target,
@@ -276,7 +293,3 @@ def calibrate(
                 raise DataError(f"{index} changed while calibrating; run calibrate again")
             tx.commit(threshold=decision.value, calibration=record)
     return result
-
-
-def _probe_pair_threshold(emb: np.ndarray, labels: np.ndarray) -> float | None:
-    return pair_threshold(emb, labels) if len(np.unique(labels)) > 1 else None

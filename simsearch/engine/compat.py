@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from simsearch.embed import Embedder
     from simsearch.encoder import EncoderConfig
 
-__all__ = ["check_model_against", "encoder_meta", "encoder_record", "model_for_index", "recorded_config"]
+__all__ = ["check_model_against", "encoder_record", "model_for_index", "recorded_config"]
 
 
 def encoder_record(model: LoadedModel) -> dict[str, Any]:
@@ -67,18 +67,3 @@ def model_for_index(manifest: Manifest, index: Path, model: str | None, device: 
         ) from None
     check_model_against(manifest, embedder.loaded, index)
     return embedder
-
-
-def encoder_meta(source: Any) -> dict[str, Any]:
-    """The model.json of a built-in encoder or checkpoint folder, without loading weights or torch ({} if unreadable)."""
-    import json
-
-    pretrained = Path(__file__).resolve().parent.parent / "pretrained"
-    folder = pretrained / str(source) if (pretrained / str(source)).is_dir() else Path(str(source))
-    from simsearch.files import NotReadable, read_regular
-
-    try:
-        meta = json.loads(read_regular(folder / "model.json", 16 << 20))
-    except (OSError, ValueError, TypeError, RecursionError, NotReadable):
-        return {}
-    return meta if isinstance(meta, dict) else {}

@@ -17,7 +17,15 @@ from index.store import Manifest
 from simsearch.errors import DataError
 from simsearch.evaluate.openset import OpenSetCurve
 
-__all__ = ["DEFAULT_FPIR", "DEFAULT_THRESHOLD", "OperatingPoint", "Threshold", "resolve_threshold", "stored_curves"]
+__all__ = [
+    "DEFAULT_FPIR",
+    "DEFAULT_THRESHOLD",
+    "OperatingPoint",
+    "Threshold",
+    "resolve_pair_threshold",
+    "resolve_threshold",
+    "stored_curves",
+]
 
 DEFAULT_FPIR = 0.01
 DEFAULT_THRESHOLD = 0.5
@@ -175,3 +183,25 @@ def resolve_threshold(
             "pairs of the encoder's validation classes, not this gallery",
         )
     return Threshold(DEFAULT_THRESHOLD, "default", "none", None, None, "nothing")
+
+
+def resolve_pair_threshold(
+    manifest: Manifest | None, encoder_meta: dict[str, Any], override: float | None = None
+) -> tuple[float, str]:
+    """(threshold, source) for 1:1 verification: explicit > calibrate's pairs at FAR 1% > the gallery's own
+    pairs at FAR 1% > an old calibrated pair threshold > the encoder's > 0.5. Pairs, not best-of-gallery
+    scores: verify compares two images. `manifest` None: no index, only the encoder's."""
+    if override is not None:
+        if not math.isfinite(override):
+            raise ValueError(f"threshold {override} is not a number (a cosine score, in [-1, 1])")
+        return override, "explicit"
+    if manifest is not None:
+        for source, rec in (("calibrated", manifest.calibration), ("gallery", manifest.gallery_calibration)):
+            t = rec.get("pair_threshold") if isinstance(rec, dict) else None
+            if isinstance(t, (int, float)) and math.isfinite(t):
+                return float(t), f"{source} (pair FAR 0.01)"
+        legacy = isinstance(manifest.calibration, dict) and "curve" not in manifest.calibration
+        if manifest.threshold is not None and legacy:
+            return float(manifest.threshold), "calibrated"
+    t = encoder_meta.get("threshold")
+    return (float(t), "encoder (pair FAR 0.01)") if t is not None else (DEFAULT_THRESHOLD, "default")

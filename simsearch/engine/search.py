@@ -13,7 +13,13 @@ import numpy as np
 
 from index.store import IndexStore, Manifest
 from simsearch.engine.compat import model_for_index
-from simsearch.engine.decision import DEFAULT_THRESHOLD, OperatingPoint, Threshold, resolve_threshold
+from simsearch.engine.decision import (
+    DEFAULT_THRESHOLD,
+    OperatingPoint,
+    Threshold,
+    resolve_pair_threshold,
+    resolve_threshold,
+)
 from simsearch.errors import DataError
 from simsearch.images import collect_images
 
@@ -209,19 +215,8 @@ class Searcher:
         return self.decision(override).value
 
     def pair_threshold(self, override: float | None = None) -> tuple[float, str]:
-        """(threshold, source) for 1:1 verification: explicit > calibrated pair FAR 1% > the gallery's own
-        pairs at FAR 1% > the encoder's > 0.5. Pairs, not best-of-gallery scores: verify compares two images."""
-        if override is not None:
-            return override, "explicit"
-        for source, rec in (("calibrated", self.manifest.calibration), ("gallery", self.manifest.gallery_calibration)):
-            t = rec.get("pair_threshold") if isinstance(rec, dict) else None
-            if isinstance(t, (int, float)) and np.isfinite(t):
-                return float(t), f"{source} (pair FAR 0.01)"
-        if self.manifest.threshold is not None and isinstance(self.manifest.calibration, dict):
-            if "curve" not in self.manifest.calibration:
-                return float(self.manifest.threshold), "calibrated"
-        t = self.model.meta.get("threshold")
-        return (float(t), "encoder (pair FAR 0.01)") if t is not None else (DEFAULT_THRESHOLD, "default")
+        """(threshold, source) for 1:1 verification on this index: see decision.resolve_pair_threshold."""
+        return resolve_pair_threshold(self.manifest, self.model.meta, override)
 
     def identify_vectors(
         self,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from index.catalog import Record
 from index.store import IndexStore, Transaction
 from simsearch.engine.calibrate import gallery_calibration
-from simsearch.engine.compat import encoder_meta, encoder_record, model_for_index
+from simsearch.engine.compat import encoder_record, model_for_index
 from simsearch.errors import DataError, ImageError, SimSearchError
 from simsearch.images import Skipped, collect_images, scan_folder
 
@@ -312,13 +312,14 @@ def index_info(index: str | os.PathLike[str]) -> dict[str, Any]:
     each calibration the index holds. Reads only: the encoder is not loaded (its threshold is read
     from its model.json when the index has no curve of its own)."""
     from simsearch.engine.decision import resolve_threshold
+    from simsearch.model_files import recorded_meta
 
     with IndexStore.open(index) as store:
         m = store.manifest
         labels = store.catalog.labels()
         size = store.size_on_disk()
     try:
-        decision = resolve_threshold(m, encoder_meta(m.encoder.get("source")))
+        decision = resolve_threshold(m, recorded_meta(m.encoder.get("source")))
         in_force: dict[str, Any] = decision.to_dict()
     except SimSearchError as err:
         in_force = {"threshold": None, "threshold_source": None, "error": str(err)}

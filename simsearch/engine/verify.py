@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from simsearch.engine.decision import DEFAULT_THRESHOLD
+from simsearch.engine.decision import resolve_pair_threshold
 from simsearch.engine.search import Searcher
 from simsearch.errors import ImageError
 
@@ -47,8 +46,6 @@ def verify(
     best-of-gallery scores as identify's is.
     Raises ImageError when either image cannot be read.
     """
-    if threshold is not None and not math.isfinite(threshold):
-        raise ValueError(f"threshold {threshold} is not a number (a cosine score, in [-1, 1])")
     if index is not None:
         with Searcher(index, model=model, device=device) as searcher:
             vecs, failed = searcher.embed_paths([str(a), str(b)])
@@ -59,11 +56,7 @@ def verify(
 
         embedder = Embedder.load(model, device)
         vecs, failed = embedder.embed_paths([a, b])
-        t = embedder.loaded.meta.get("threshold")
-        thr = threshold if threshold is not None else (float(t) if t is not None else DEFAULT_THRESHOLD)
-        thr_source = (
-            "explicit" if threshold is not None else ("encoder (pair FAR 0.01)" if t is not None else "default")
-        )
+        thr, thr_source = resolve_pair_threshold(None, embedder.loaded.meta, threshold)
         source = embedder.loaded.source
     if failed:
         raise ImageError(*failed[0])
