@@ -1068,10 +1068,32 @@ def demo_cmd(workdir: Path, data: Path | None, device: str) -> None:
     default=30.0,
     show_default=True,
     type=click.FloatRange(min=0.1),
-    help="Seconds a query may take before it is answered 504.",
+    help="Seconds a query may take before it is answered 504 (its work then stops at its next step).",
+)
+@click.option(
+    "--decode-threads",
+    default=None,
+    type=click.IntRange(1, 256),
+    help="Uploads decoded at once (default: the CPU count).",
+)
+@click.option(
+    "--decode-megapixels",
+    default=128.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0),
+    help="Megapixels decoded at once across all requests: bounds memory (about 6 bytes a pixel) whatever the load.",
 )
 @DEVICE
-def serve_cmd(index_path: Path, host: str, port: int, max_upload_mb: float, timeout_s: float, device: str) -> None:
+def serve_cmd(
+    index_path: Path,
+    host: str,
+    port: int,
+    max_upload_mb: float,
+    timeout_s: float,
+    decode_threads: int | None,
+    decode_megapixels: float,
+    device: str,
+) -> None:
     """Serve an index over HTTP, with a web page at / for drag-and-drop search.
 
     \b
@@ -1092,6 +1114,8 @@ def serve_cmd(index_path: Path, host: str, port: int, max_upload_mb: float, time
         max_upload=int(max_upload_mb * 2**20),
         timeout_s=timeout_s,
         allowed_hosts=LOOPBACK_NAMES if local else None,
+        decode_pixels=int(decode_megapixels * 1_000_000),
+        decode_threads=decode_threads,
     )
     if not local:
         click.echo(

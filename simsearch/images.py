@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +24,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageFile",
     "Ink",
+    "PixelBudget",
     "Scan",
     "Skipped",
     "center_crop",
@@ -28,6 +32,7 @@ __all__ = [
     "decode_image",
     "fit_ink",
     "frame",
+    "image_pixels",
     "load_array",
     "read_file",
     "scan_folder",
@@ -37,6 +42,14 @@ __all__ = [
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
+# Pillow lays big images out in blocks of PILLOW_BLOCK_SIZE (16 MB by default). glibc serves blocks
+# that size from per-thread heaps it keeps after they are freed, so decoding big images in many
+# threads held gigabytes (7 GB after 16 decodes of 64 MP, two at a time). Blocks over 32 MB are always
+# mapped and unmapped, so memory follows what is being decoded (1 GB for the same run). A user's own
+# PILLOW_BLOCK_SIZE wins.
+if "PILLOW_BLOCK_SIZE" not in os.environ:
+    Image.core.set_block_size(64 * 2**20)
+
 # 64 megapixels (8000 x 8000) is larger than any phone photo and far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
 
@@ -194,6 +207,54 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
     if not data:
         raise ImageError(name, "empty file (0 bytes)")
     return data
+
+
+def image_pixels(data: bytes) -> int:
+    """Width x height of an image from its header alone (nothing is decoded). Raises ImageError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+    except Image.DecompressionBombError:
+        raise ImageError("<bytes>", "too many pixels (decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise ImageError("<bytes>", "not an image file Pillow can read") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as err:
+        raise ImageError("<bytes>", f"cannot read the header: {err or type(err).__name__}") from None
+    return int(width) * int(height)
+
+
+class PixelBudget:
+    """Bounds the pixels being decoded at once across threads, so memory is bounded by the budget
+    (a few bytes a pixel) whatever the concurrency. An image larger than the whole budget waits until
+    it is alone. `hold` raises TimeoutError when the budget does not free up in time."""
+
+    def __init__(self, pixels: int) -> None:
+        if pixels < 1:
+            raise ValueError("the pixel budget must be at least 1")
+        self.pixels = pixels
+        self._free = pixels
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int, timeout: float | None = None) -> Iterator[None]:
+        need = max(1, min(int(pixels), self.pixels))
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._free >= need, timeout):
+                raise TimeoutError(f"no room to decode {pixels:,} pixels in time")
+            self._free -= need
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += need
+                self._cond.notify_all()
+
+    @property
+    def in_use(self) -> int:
+        with self._cond:
+            return self.pixels - self._free
 
 
 def decode_image(

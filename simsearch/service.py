@@ -21,20 +21,29 @@ from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Annotated, Any
 
+import anyio
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi import Path as FastApiPath
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from simsearch.engine import OperatingPoint, Searcher
 from simsearch.errors import DataError, ImageError
-from simsearch.images import decode_image, load_array
+from simsearch.images import DEFAULT_MAX_PIXELS, PixelBudget, decode_image, image_pixels, load_array
 
-__all__ = ["DEFAULT_MAX_UPLOAD", "DEFAULT_TIMEOUT_S", "LOOPBACK_NAMES", "create_app", "is_loopback"]
+__all__ = [
+    "DEFAULT_DECODE_PIXELS",
+    "DEFAULT_MAX_UPLOAD",
+    "DEFAULT_TIMEOUT_S",
+    "LOOPBACK_NAMES",
+    "create_app",
+    "is_loopback",
+]
 
 DEFAULT_MAX_UPLOAD = 20 * 2**20  # bytes
 DEFAULT_TIMEOUT_S = 30.0
+# pixels decoded at once across all requests: two of the largest images allowed (about 1.5 GB at most)
+DEFAULT_DECODE_PIXELS = 2 * DEFAULT_MAX_PIXELS
 _THUMB = 256
 _THUMB_CACHE = 512
 
@@ -47,6 +56,7 @@ class _Stats:
         self.started = time.time()
         self.queries = 0
         self.errors = 0
+        self.abandoned = 0
         self._lat: deque[float] = deque(maxlen=10_000)
 
     def record(self, seconds: float) -> None:
@@ -58,14 +68,19 @@ class _Stats:
         with self._lock:
             self.errors += 1
 
+    def abandon(self) -> None:
+        with self._lock:
+            self.abandoned += 1
+
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
             lat = np.array(self._lat) * 1000
-            queries, errors = self.queries, self.errors
+            queries, errors, abandoned = self.queries, self.errors, self.abandoned
         pct = {f"p{p}": round(float(np.percentile(lat, p)), 3) if len(lat) else None for p in (50, 90, 99)}
         return {
             "queries": queries,
             "errors": errors,
+            "abandoned": abandoned,
             "uptime_s": round(time.time() - self.started, 1),
             "latency_ms": pct,
         }
@@ -88,6 +103,10 @@ ImageId = Annotated[int, FastApiPath(ge=0, le=_MAX_ID, description="the image's 
 def is_loopback(host: str) -> bool:
     """Whether a --host value binds only this machine."""
     return host.strip("[]") in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+class _Abandoned(Exception):
+    """A request's work found its deadline passed and stopped."""
 
 
 class _TooLarge(HTTPException):
@@ -159,16 +178,22 @@ def create_app(
     max_upload: int = DEFAULT_MAX_UPLOAD,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     allowed_hosts: tuple[str, ...] | None = LOOPBACK_NAMES,
+    decode_pixels: int = DEFAULT_DECODE_PIXELS,
+    decode_threads: int | None = None,
 ) -> FastAPI:
     """A FastAPI app answering over one index (opened now, with its encoder loaded once).
 
     `allowed_hosts`: the Host header names accepted (loopback names by default: a page on another site
     cannot reach a loopback server through DNS rebinding); None accepts any, for a server bound beyond
-    loopback. Bodies over `max_upload` (plus the multipart framing) are refused before they are read."""
+    loopback. Bodies over `max_upload` (plus the multipart framing) are refused before they are read.
+    At most `decode_threads` uploads (default: the CPU count) are decoded at once, holding at most
+    `decode_pixels` pixels between them. A request past its timeout is answered 504 and its work
+    stops at the next step (waiting to decode, decoding, waiting to embed): nothing runs on for it."""
     searcher = Searcher(index, model=model, device=device)
     lock = threading.Lock()
-    # decoding is bounded too: at most this many uploads are decoded at once, whatever the concurrency
-    decoding = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+    # decoding is bounded in count (CPU) and in pixels (memory), whatever the concurrency
+    decoding = threading.BoundedSemaphore(max(1, decode_threads or os.cpu_count() or 1))
+    budget = PixelBudget(decode_pixels)
     stats = _Stats()
     thumbs: OrderedDict[int, bytes] = OrderedDict()
     embedder = searcher.embedder
@@ -207,19 +232,49 @@ def create_app(
         data = await _read_upload(request, file)
         name = file.filename or "upload"
 
-        def work() -> dict[str, Any]:
+        t = time.perf_counter()
+        deadline = t + timeout_s
+
+        def left() -> float:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise _Abandoned
+            return remaining
+
+        def steps() -> dict[str, Any]:
             try:
-                with decoding:
-                    arr = load_array(data, embedder.preprocess)
+                pixels = image_pixels(data)
+                if not decoding.acquire(timeout=left()):
+                    raise _Abandoned
+                try:
+                    with budget.hold(pixels, timeout=left()):
+                        left()
+                        arr = load_array(data, embedder.preprocess)
+                finally:
+                    decoding.release()
             except ImageError as err:
                 raise HTTPException(415, f"{name}: {err.reason}") from None
-            with lock:
+            except TimeoutError:
+                raise _Abandoned from None
+            if not lock.acquire(timeout=left()):
+                raise _Abandoned
+            try:
+                left()
                 return respond(embedder.embed_arrays(arr[None]), name)
+            finally:
+                lock.release()
 
-        t = time.perf_counter()
+        def work() -> dict[str, Any]:
+            try:
+                return steps()
+            except _Abandoned:
+                stats.abandon()  # counted here: after a 504 nobody awaits this thread
+                raise
+
         try:
-            out = await asyncio.wait_for(run_in_threadpool(work), timeout_s)
-        except TimeoutError:
+            # the 504 goes out at the deadline; the thread, abandoned, stops itself at its next step
+            out = await asyncio.wait_for(anyio.to_thread.run_sync(work, abandon_on_cancel=True), timeout_s)
+        except (TimeoutError, _Abandoned):
             stats.error()
             raise HTTPException(504, f"the request took longer than {timeout_s:g} s") from None
         except HTTPException:

@@ -63,6 +63,28 @@ def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def start_server(index: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    """`simsearch serve` on a free loopback port, once /health answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*simsearch_cmd(), "serve", "--index", str(index), "--port", str(port), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            if request(base + "/health")[0] == 200:
+                return proc, base
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from simsearch.symbols import write_symbol_set
@@ -72,24 +94,7 @@ def server(tmp_path_factory):
     write_symbol_set(gallery, ["circle", "triangle", "star", "cross"], per_class=4, seed=0)
     index = root / "g.idx"
     run_cli("index", "build", gallery, "--index", index, "-q", check=True)
-    port = free_port()
-    proc = subprocess.Popen(
-        [*simsearch_cmd(), "serve", "--index", str(index), "--port", str(port), "--max-upload-mb", str(MAX_UPLOAD_MB)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            if request(base + "/health")[0] == 200:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise AssertionError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.2)
+    proc, base = start_server(index, "--max-upload-mb", str(MAX_UPLOAD_MB))
     yield {"base": base, "gallery": gallery, "index": index, "proc": proc}
     proc.terminate()
     proc.wait(timeout=20)
@@ -281,6 +286,53 @@ def test_hostile_requests_get_clear_refusals(server):
     lower = {k.lower(): v for k, v in headers.items()}
     assert lower["x-content-type-options"] == "nosniff" and lower["x-frame-options"] == "DENY"
     assert "default-src 'self'" in lower["content-security-policy"]
+
+
+def _memory_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's memory from /proc")
+def test_sixteen_concurrent_64_megapixel_uploads_stay_in_memory_and_time_bounds(server):
+    """16 small PNGs of 64 megapixels each at once, with 16 decode threads: the pixel budget (128 MP by
+    default) bounds the server's memory, and requests past the timeout are answered 504 and their work
+    stops (counted as abandoned) instead of running on."""
+    from PIL import ImageDraw
+
+    big = Image.new("RGB", (8000, 8000), (250, 250, 250))
+    ImageDraw.Draw(big).ellipse((1500, 1500, 6500, 6500), outline=(0, 0, 0), width=200)
+    buf = io.BytesIO()
+    big.save(buf, "PNG", compress_level=1)
+    del big
+    content = buf.getvalue()
+    assert len(content) < 2 * 2**20  # small on the wire, 192 MB once decoded
+    proc, base = start_server(server["index"], "--decode-threads", "16", "--timeout", "6")
+    try:
+        assert upload(base, "/search", blank_png())[0] == 200  # warm: the encoder has run once
+        before = _memory_kb(proc.pid, "VmRSS")
+        with ThreadPoolExecutor(16) as pool:
+            statuses = [s for s, _ in pool.map(lambda _: upload(base, "/search?k=1", content, "big.png"), range(16))]
+        assert set(statuses) <= {200, 504} and 200 in statuses, statuses
+        grown_mb = (_memory_kb(proc.pid, "VmHWM") - before) / 1024
+        # two 64 MP images decode at once (about 0.5 GB); all 16 at once would take several GB
+        print(f"16 x 64 MP: grew {grown_mb:.0f} MB; answers {sorted(statuses)}")
+        assert grown_mb < 2000, f"the server grew by {grown_mb:.0f} MB"
+        refused = statuses.count(504)
+        deadline = time.time() + 60
+        while True:  # abandoned work notices its deadline at its next step, then stops
+            stats = json.loads(request(base + "/stats")[1])
+            if stats["abandoned"] >= refused or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert stats["queries"] == 1 + statuses.count(200)
+        assert refused - 1 <= stats["abandoned"] <= refused, (refused, stats)  # one may have been embedding
+        assert upload(base, "/search", blank_png())[0] == 200  # and the server still answers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def test_a_gallery_file_replaced_by_a_link_is_not_served(server, tmp_path):

@@ -73,3 +73,45 @@ def test_kill_9_at_random_moments_of_writes_loses_nothing(tmp_path):
         assert left == [store.manifest.gen_dir] and store.check().ok
     assert generations == sorted(generations) and generations[-1] > 1  # writes did land between kills
     assert np.all(np.diff(generations) >= 0)
+
+
+def test_kill_9_at_random_moments_of_cli_syncs_and_adds_loses_nothing(tmp_path):
+    """The real command line killed while it syncs or adds (scanning, embedding or committing): each time
+    the index checks clean and answers, and a sync run to the end leaves exactly the folder's files."""
+    from simsearch.symbols import write_symbol_set
+    from tests.conftest import run_cli, simsearch_cmd
+
+    rnd = random.Random(1)
+    gallery, extra, idx = tmp_path / "gallery", tmp_path / "extra", tmp_path / "s.idx"
+    write_symbol_set(gallery, ["circle", "triangle"], per_class=4, seed=0)
+    write_symbol_set(extra, ["star", "cross", "square"], per_class=6, seed=1)
+    run_cli("index", "build", gallery, "--index", idx, "-q", check=True)
+    kinds = []
+    for trial in range(4):
+        # change the folder, then start a sync (or an add of another folder) and kill it somewhere
+        for p in rnd.sample(sorted(gallery.rglob("*.png")), 2):
+            p.unlink()
+        write_symbol_set(gallery, ["star", "cross"], per_class=3, seed=10 + trial)
+        args = ["index", "build", str(gallery)] if trial % 2 == 0 else ["index", "add", str(extra / "square")]
+        proc = subprocess.Popen(
+            [*simsearch_cmd(), *args, "--index", str(idx), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        time.sleep(rnd.uniform(0.5, 5.0))
+        kinds.append("killed" if proc.poll() is None else "finished")
+        proc.kill()
+        proc.wait(timeout=30)
+        with IndexStore.open(idx) as store:
+            report = store.check()
+            assert report.ok, report.problems
+        probe = next(iter(sorted(gallery.rglob("*.png"))))
+        assert run_cli("query", probe, "--index", idx, "-k", "1", "--json").returncode == 0
+    assert "killed" in kinds, kinds  # at least one kill landed mid-run
+    run_cli("index", "build", gallery, "--index", idx, "-q", check=True)
+    with IndexStore.open(idx) as store:
+        assert store.check().ok
+        paths = sorted(r.path for r in store.catalog.all())
+    on_disk = sorted(str(p) for p in gallery.rglob("*.png"))
+    added = sorted(str(p) for p in (extra / "square").glob("*.png"))
+    assert [p for p in paths if p not in added] == on_disk  # no ghost, nothing lost, nothing twice
+    left = [p.name for p in idx.iterdir() if p.name.startswith(".gen-tmp-")]
+    assert left == []

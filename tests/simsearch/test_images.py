@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from simsearch.errors import DataError, ImageError
-from simsearch.images import decode_image, load_array, scan_folder
+from simsearch.images import PixelBudget, decode_image, image_pixels, load_array, scan_folder
 from simsearch.preprocess import Preprocess
 
 
@@ -199,3 +199,33 @@ def test_fit_ink_ignores_a_speck_and_leaves_a_blank_page_alone():
     assert fit_ink(Image.fromarray(specked), Ink.DARK).size == fit_ink(drawing, Ink.DARK).size
     blank = Image.new("L", (50, 40), 250)
     assert fit_ink(blank, Ink.DARK) is blank
+
+
+def test_pixel_budget_bounds_what_is_decoded_at_once():
+    import threading
+    import time
+
+    budget = PixelBudget(100)
+    buf = io.BytesIO()
+    Image.new("RGB", (12, 5)).save(buf, "PNG")
+    assert image_pixels(buf.getvalue()) == 60
+    with pytest.raises(ImageError):
+        image_pixels(b"not an image")
+    peak, lock = [0], threading.Lock()
+
+    def one(pixels: int) -> None:
+        with budget.hold(pixels, timeout=10):
+            with lock:
+                peak[0] = max(peak[0], budget.in_use)
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=one, args=(p,)) for p in (60, 60, 30, 500, 10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] <= 100 and budget.in_use == 0  # 500 waited to be alone, counted as the whole budget
+    with budget.hold(80):
+        with pytest.raises(TimeoutError):
+            with budget.hold(30, timeout=0.05):
+                pass
