@@ -396,3 +396,19 @@ def test_every_route_of_the_openapi_description_survives_fuzzing(server):
             fuzzer(path, method, names, "requestBody" in op)()
             operations += 1
     assert operations >= 6  # search, identify, images, thumbnails, health, stats
+
+
+def test_serving_beyond_loopback_says_so(server):
+    """--host 0.0.0.0 warns that everything is exposed. The port is held here, so the server never listens:
+    nothing is exposed by the test, and it ends on its own."""
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", 0))
+        port = held.getsockname()[1]
+        proc = subprocess.run(
+            [*simsearch_cmd(), "serve", "--index", str(server["index"]), "--host", "0.0.0.0", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode != 0
+    assert "warning: serving on 0.0.0.0: anyone who can reach this machine" in proc.stderr

@@ -178,3 +178,18 @@ def test_evaluate_open_set_states_and_observes_fpir(tmp_path):
         assert img.size[0] > 500
     misplaced = run_cli("evaluate", data, "--roc", det)
     assert misplaced.returncode == 2 and "--roc" in misplaced.stderr and "--open-set" in misplaced.stderr
+
+
+def test_a_damaged_catalog_page_is_one_line_and_exit_1(tmp_path, gallery):
+    idx = tmp_path / "d.idx"
+    run_cli("index", "build", gallery, "--index", idx, "-q", check=True)
+    manifest = json.loads((idx / "manifest.json").read_text())
+    catalog = idx / manifest["files"]["catalog"]
+    data = bytearray(catalog.read_bytes())
+    assert len(data) > 4096  # the first page is the schema; the rows live after it
+    data[4096:] = b"\xff" * (len(data) - 4096)
+    catalog.write_bytes(bytes(data))
+    for args in (["query", gallery / "star" / "star_00.png"], ["index", "check"], ["index", "info"]):
+        out = run_cli(*args, "--index", idx)
+        assert out.returncode == 1, (args, out.stderr)
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith("Error: ") and "Traceback" not in out.stderr
