@@ -106,6 +106,22 @@ class Catalog:
     def ids(self) -> list[int]:
         return [int(r[0]) for r in self._db.execute("SELECT id FROM images ORDER BY id")]
 
+    def ids_where(self, labels: list[str] | None = None, under: str | None = None) -> list[int]:
+        """Ids of the entries with one of `labels` (None: any) whose path starts with `under` (None: any)."""
+        where: list[str] = []
+        args: list[object] = []
+        if labels is not None:
+            where.append(f"label IN ({','.join('?' * len(labels))})")
+            args += list(labels)
+        if under is not None:
+            where.append("substr(path, 1, ?) = ?")
+            args += [len(under), under]
+        q = "SELECT id FROM images" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return [int(r[0]) for r in self._db.execute(q, args)]
+
+    def paths(self) -> list[str]:
+        return [str(r[0]) for r in self._db.execute("SELECT path FROM images")]
+
     def labels(self) -> dict[str | None, int]:
         """Image count per label."""
         return {r[0]: int(r[1]) for r in self._db.execute("SELECT label, COUNT(*) FROM images GROUP BY label")}

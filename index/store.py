@@ -66,6 +66,7 @@ class Manifest:
     calibration: dict[str, Any] | None = None
     gallery_calibration: dict[str, Any] | None = None  # the gallery measured on itself at each commit
     checksums: dict[str, str] = field(default_factory=dict)  # file of the generation -> "sha256:<hex>"
+    gallery: str | None = None  # the folder the index was last built or synced from (absolute)
     created: str = field(default_factory=_now)
     updated: str = field(default_factory=_now)
     format_version: int = FORMAT_VERSION
@@ -127,6 +128,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "calibration": (dict, type(None)),
     "gallery_calibration": (dict, type(None)),
     "checksums": dict,
+    "gallery": (str, type(None)),
     "created": str,
     "updated": str,
 }

@@ -123,6 +123,10 @@ def check_vectors(vectors: np.ndarray, dim: int, ids: np.ndarray | None = None, 
             raise VectorError(f"ids must be int64 of shape ({len(vectors)},)")
 
 
+# a filtered search scores up to this many allowed rows exactly; above it FAISS searches with an id selector
+EXACT_SUBSET = 200_000
+
+
 def _new_faiss(kind: IndexKind, dim: int, params: KindParams) -> faiss.Index:
     if kind is IndexKind.FLAT:
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
@@ -390,11 +394,15 @@ class VectorIndex:
             p.sel = sel
         return p, sel
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best entries for each query; with `allow`, only among those ids (a filter: exact over the
+        allowed rows up to EXACT_SUBSET of them, a FAISS id selector beyond)."""
         check_vectors(queries, self.dim)
         if k < 1:
             raise VectorError("k must be at least 1")
         self.finalize()
+        if allow is not None:
+            return self._search_among(queries, k, np.asarray(allow, dtype=np.int64))
         n = len(self)
         if not n or not len(queries):
             return (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
@@ -414,6 +422,48 @@ class VectorIndex:
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
         scores[ids < 0] = -np.inf
         return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
+
+    def _vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), D) stored vectors of live ids."""
+        if self.exact is not None:
+            all_ids, vecs = self.exact.arrays()
+            return np.asarray(vecs[np.searchsorted(all_ids, ids)], dtype=np.float32)
+        assert self._index is not None
+        return np.asarray(self._index.reconstruct_batch(ids), dtype=np.float32).reshape(len(ids), self.dim)
+
+    def _search_among(self, queries: np.ndarray, k: int, allow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        live = np.intersect1d(allow, self.ids())
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        ids = np.full((len(queries), k), -1, np.int64)
+        if not len(live) or not len(queries):
+            return scores, ids
+        kk = min(k, len(live))
+        if len(live) <= EXACT_SUBSET:
+            for start in range(0, len(live), 65_536):  # bounded memory for the score block
+                part = live[start : start + 65_536]
+                block = queries @ self._vectors_of(part).T
+                both_s = np.concatenate([scores[:, :kk], block], axis=1)
+                both_i = np.concatenate([ids[:, :kk], np.broadcast_to(part, block.shape)], axis=1)
+                order = np.argsort(-both_s, axis=1, kind="stable")[:, :kk]
+                scores[:, :kk] = np.take_along_axis(both_s, order, axis=1)
+                ids[:, :kk] = np.take_along_axis(both_i, order, axis=1)
+            return scores, ids
+        sel = faiss.IDSelectorBatch(live)
+        params, _keep = self._search_params()
+        if params is None:
+            params = faiss.SearchParameters()
+            params.sel = sel
+        else:  # tombstones are already outside `live`: the allowed set alone decides
+            params.sel = sel
+        assert self._index is not None
+        if self.exact is not None:
+            _, cand = self._index.search(queries, min(len(live), max(kk * self.params.rerank, 32)), params=params)
+            found_s, found_i = self.exact.rerank(queries, cand, kk)
+        else:
+            found_s, found_i = self._index.search(queries, kk, params=params)
+        scores[:, :kk], ids[:, :kk] = found_s, found_i
+        scores[ids < 0] = -np.inf
+        return scores, ids
 
     def range_search(self, queries: np.ndarray, min_score: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each query, (ids, scores) of every entry scoring at least `min_score` (exact for flat)."""

@@ -83,7 +83,8 @@ MONTAGE = click.option(
     "--montage",
     type=click.Path(path_type=Path),
     default=None,
-    help="Draw a contact sheet PNG: one row per query (first 50). Frames are green/red when the query's folder name is a gallery class.",
+    help="Draw a contact sheet PNG: one row per query, at most 16 taken in turn from each folder of queries, with "
+    "file names. Frames are green/red when the query's folder name is a gallery class.",
 )
 
 
@@ -301,15 +302,21 @@ def _answer(
     """query and identify: expand the arguments, answer every readable image, print each answer
     (JSON or `show(answer)`), write --out and --montage, list the unreadable; exit 1 if any was."""
     from simsearch.engine import Searcher, expand_queries
-    from simsearch.pictures import identify_sheet, query_sheet
+    from simsearch.pictures import MONTAGE_ROWS, identify_sheet, query_sheet
     from simsearch.results import write_rows
 
     paths, failed = expand_queries(list(images))
     if not paths and not failed:
         raise click.UsageError("no query images found in the given paths")
     with Searcher(index_path, model=model, device=device) as searcher:
-        answers, unreadable = getattr(searcher, f"{ask}_paths")(paths, **how)
         classes = searcher.classes()
+        missing = sorted(set(how.get("labels") or ()) - classes)
+        if missing:
+            known = ", ".join(sorted(classes)[:10]) + (" ..." if len(classes) > 10 else "")
+            raise click.UsageError(
+                f"no class {', '.join(map(repr, missing))} in this gallery (classes: {known or 'none'})"
+            )
+        answers, unreadable = getattr(searcher, f"{ask}_paths")(paths, **how)
     for a in answers:
         if as_json:
             _echo_json(a.to_dict())
@@ -320,7 +327,9 @@ def _answer(
         click.echo(f"wrote {write_rows([a.to_dict() for a in answers], out, flatten=flatten)}", err=True)
     if montage is not None and answers:
         sheet = query_sheet if ask == "query" else identify_sheet
-        click.echo(f"wrote {sheet(answers, montage, classes)}", err=True)
+        shown = min(len(answers), MONTAGE_ROWS)
+        part = f"{shown} of {len(answers)} queries, sampled across their folders" if shown < len(answers) else ""
+        click.echo(f"wrote {sheet(answers, montage, classes)}" + (f" ({part})" if part else ""), err=True)
     for path, reason in failed + unreadable:
         if as_json:
             _echo_json({"query": path, "error": reason})
@@ -339,8 +348,10 @@ def _show_identification(r: Any) -> str:
     if r.label is None:
         return f"{query}: unknown  (no labelled gallery image near; {where})"
     if r.known:
+        status, why = r.status
+        flag = f"{status}: {why}; " if status == "uncertain" else ""
         return (
-            f"{query}: {label}  (score {r.score:+.4f}, margin {r.margin:.4f} over {_one_line(r.runner_up or '-')}; "
+            f"{query}: {label}  ({flag}score {r.score:+.4f}, margin {r.margin:.4f} over {_one_line(r.runner_up or '-')}; "
             f"match {_one_line(r.match or '-')}; {where})"
         )
     return f"{query}: unknown  (closest {label} at {r.score:+.4f} < {where})"
@@ -357,17 +368,55 @@ def _show_identification(r: Any) -> str:
     type=click.IntRange(1, 10000),
     help="How many nearest gallery images to list.",
 )
+@click.option(
+    "--offset",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 100_000),
+    help="Skip this many best results first (the next page: --offset 5 -k 5 lists ranks 6-10).",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    help="Only gallery images of this class (first-level subfolder); repeat for several.",
+)
+@click.option(
+    "--under",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Only gallery images under this folder.",
+)
 @MODEL_FOR_INDEX
 @DEVICE
 @OUT
 @MONTAGE
 @JSON
-def query_cmd(images: tuple[str, ...], index_path: Path, k: int, **opts: Any) -> int:
+def query_cmd(
+    images: tuple[str, ...],
+    index_path: Path,
+    k: int,
+    offset: int,
+    labels: tuple[str, ...],
+    under: Path | None,
+    **opts: Any,
+) -> int:
     """Find the gallery images most similar to each query image (files or folders), best first.
 
-    Scores are cosine similarities in [-1, 1]. Exit 1 if any query image could not be read.
+    Scores are cosine similarities in [-1, 1]. --label and --under search a part of the gallery;
+    --offset pages on. Exit 1 if any query image could not be read.
     """
-    return _answer(images, index_path, ask="query", show=_show_hits, k=k, **opts)
+    return _answer(
+        images,
+        index_path,
+        ask="query",
+        show=_show_hits,
+        k=k,
+        offset=offset,
+        labels=list(labels) or None,
+        under=under,
+        **opts,
+    )
 
 
 @cli.command("identify")
@@ -610,7 +659,9 @@ def duplicates_cmd(
         write_atomic(remove_list, text.encode("utf-8", "surrogateescape"))
         click.echo(f"wrote {remove_list} ({len(doomed) - len(odd)} paths)", err=True)
     if montage_dir is not None:
-        group_sheets(rows, montage_dir)
+        drawn = group_sheets(rows, montage_dir)
+        more = f" (the first {len(drawn)} of {len(rows)} groups)" if len(drawn) < len(rows) else ""
+        click.echo(f"wrote {len(drawn)} group sheet(s) to {montage_dir}{more}", err=True)
 
 
 # ---------------------------------------------------------------- models / train / evaluate
@@ -1083,6 +1134,26 @@ def demo_cmd(workdir: Path, data: Path | None, device: str) -> None:
     type=click.FloatRange(min=1.0),
     help="Megapixels decoded at once across all requests: bounds memory (about 6 bytes a pixel) whatever the load.",
 )
+@click.option(
+    "--token",
+    envvar="SIMSEARCH_TOKEN",
+    default=None,
+    help="Ask every request for this access token (Authorization: Bearer TOKEN; the page: open /?token=TOKEN "
+    "once). Also read from SIMSEARCH_TOKEN. Use it whenever the server is reachable beyond this machine.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="What the server logs to stderr: info includes one access-log line per request "
+    "(method, path, status, milliseconds).",
+)
+@click.option(
+    "--absolute-paths",
+    is_flag=True,
+    help="Answer with the server's full paths of gallery images (default: paths relative to the gallery folder).",
+)
 @DEVICE
 def serve_cmd(
     index_path: Path,
@@ -1092,22 +1163,33 @@ def serve_cmd(
     timeout_s: float,
     decode_threads: int | None,
     decode_megapixels: float,
+    token: str | None,
+    log_level: str,
+    absolute_paths: bool,
     device: str,
 ) -> None:
     """Serve an index over HTTP, with a web page at / for drag-and-drop search.
 
     \b
-    POST /search?k=5    multipart field `file`: the same JSON as `query --json`
-    POST /identify      multipart field `file`: the same JSON as `identify --json`
+    POST /search?k=5&offset=0&label=L&under=DIR   multipart field `file`: as `query --json`
+    POST /identify      multipart field `file`: as `identify --json`
     GET  /images/ID, /thumbnails/ID   gallery images by catalog id only
-    GET  /health, /stats, /docs (OpenAPI)
-    The encoder loads once; queries never write to the index or the gallery.
+    GET  /classes, /health, /stats, /metrics (Prometheus), /docs (OpenAPI, offline)
+    Answers give gallery paths relative to the gallery folder. The encoder loads once; queries never
+    write to the index or the gallery.
     """
+    import logging
+
     import uvicorn
 
     from simsearch.service import LOOPBACK_NAMES, create_app, is_loopback
 
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     local = is_loopback(host)
+    if token is not None and not token.strip():
+        raise click.BadParameter("the access token is empty", param_hint="--token")
     app = create_app(
         index_path,
         device=device,
@@ -1116,17 +1198,22 @@ def serve_cmd(
         allowed_hosts=LOOPBACK_NAMES if local else None,
         decode_pixels=int(decode_megapixels * 1_000_000),
         decode_threads=decode_threads,
+        token=token,
+        absolute_paths=absolute_paths,
     )
     if not local:
         click.echo(
             f"warning: serving on {host}: anyone who can reach this machine can search the index and fetch every "
-            "gallery image; bind 127.0.0.1 unless that is what you want",
+            "gallery image"
+            + ("" if token else "; no --token is set, so nothing asks who they are (bind 127.0.0.1, or set --token)"),
             err=True,
         )
     click.echo(
-        f"serving {index_path} ({len(app.state.searcher.store.vectors):,} images) on http://{host}:{port}/", err=True
+        f"serving {index_path} ({len(app.state.searcher.store.vectors):,} images) on http://{host}:{port}/"
+        + (" (access token required)" if token else ""),
+        err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
 
 
 def _flag_names() -> dict[str, str]:

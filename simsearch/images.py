@@ -50,6 +50,8 @@ IMAGE_EXTENSIONS = frozenset(
 if "PILLOW_BLOCK_SIZE" not in os.environ:
     Image.core.set_block_size(64 * 2**20)
 
+NOT_AN_IMAGE = "not an image file of a format simsearch reads (JPEG, PNG, GIF, BMP, TIFF, WebP, PPM)"
+
 # 64 megapixels (8000 x 8000) is larger than any phone photo and far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
 
@@ -183,7 +185,7 @@ def _sniff_image(f: BinaryIO) -> None:
             with Image.open(f):
                 pass
     except UnidentifiedImageError:
-        raise NotReadable("not an image file Pillow can read") from None
+        raise NotReadable(NOT_AN_IMAGE) from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         pass  # decode_image says what is wrong with it
 
@@ -219,7 +221,7 @@ def image_pixels(data: bytes) -> int:
     except Image.DecompressionBombError:
         raise ImageError("<bytes>", "too many pixels (decompression bomb)") from None
     except UnidentifiedImageError:
-        raise ImageError("<bytes>", "not an image file Pillow can read") from None
+        raise ImageError("<bytes>", NOT_AN_IMAGE) from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as err:
         raise ImageError("<bytes>", f"cannot read the header: {err or type(err).__name__}") from None
     return int(width) * int(height)
@@ -289,7 +291,7 @@ def decode_image(
     except Image.DecompressionBombError:
         raise ImageError(name, "too many pixels (decompression bomb)") from None
     except UnidentifiedImageError:
-        raise ImageError(name, "not an image file Pillow can read") from None
+        raise ImageError(name, NOT_AN_IMAGE) from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as err:
         reason = str(err) or type(err).__name__
         if "truncated" in reason.lower():

@@ -14,10 +14,21 @@ from PIL import Image, ImageDraw, ImageFont
 from simsearch.errors import ImageError
 from simsearch.images import decode_image
 
-__all__ = ["Tile", "contact_sheet", "det_picture", "identify_sheet", "query_sheet", "roc_picture"]
+__all__ = [
+    "MONTAGE_ROWS",
+    "Tile",
+    "contact_sheet",
+    "det_picture",
+    "group_sheets",
+    "identify_sheet",
+    "query_sheet",
+    "roc_picture",
+    "sample_across",
+]
 
 _THUMB = 128
-_CAPTION = 30
+_CAPTION = 42
+MONTAGE_ROWS = 16  # rows (queries) a query/identify sheet shows by default: about 3,000 pixels tall
 _PAD = 6
 GREEN, RED, GREY = (30, 150, 60), (200, 40, 40), (120, 120, 120)
 
@@ -29,6 +40,7 @@ class Tile:
     path: str
     line1: str
     line2: str = ""
+    line3: str = ""
     colour: tuple[int, int, int] | None = None
 
 
@@ -66,6 +78,7 @@ def contact_sheet(rows: Sequence[Sequence[Tile]], out: str | os.PathLike[str]) -
                 draw.rectangle([x - 3, y - 3, x + _THUMB + 2, y + _THUMB + 2], outline=tile.colour, width=3)
             draw.text((x, y + _THUMB + 3), _fit(tile.line1), fill=tile.colour or (0, 0, 0), font=font)
             draw.text((x, y + _THUMB + 15), _fit(tile.line2), fill=GREY, font=font)
+            draw.text((x, y + _THUMB + 27), _fit(tile.line3), fill=GREY, font=font)
         if row:
             draw.line([(cell_w, r * cell_h + _PAD), (cell_w, (r + 1) * cell_h - _PAD)], fill=GREY, width=1)
     out = Path(out)
@@ -159,40 +172,71 @@ def _true_label(query: str, classes: set[str]) -> str | None:
     return name if name in classes else None
 
 
-def query_sheet(results: Sequence[Any], out: str | os.PathLike[str], classes: set[str], max_rows: int = 50) -> Path:
-    """Contact sheet of QueryResults: the query, then its hits with score and label."""
+def sample_across(items: Sequence[Any], key: Any, rows: int) -> list[Any]:
+    """At most `rows` items, taken in turn from each group (`key(item)`, e.g. a query's folder) so that
+    every group shows before any shows twice; in their original order."""
+    groups: dict[Any, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(key(item), []).append(i)
+    picked: list[int] = []
+    queues = list(groups.values())
+    depth = 0
+    while len(picked) < min(rows, len(items)):
+        for q in queues:
+            if depth < len(q) and len(picked) < rows:
+                picked.append(q[depth])
+        depth += 1
+    return [items[i] for i in sorted(picked)]
+
+
+def _folder(query: str) -> str:
+    return str(Path(query).parent)
+
+
+def query_sheet(
+    results: Sequence[Any], out: str | os.PathLike[str], classes: set[str], max_rows: int = MONTAGE_ROWS
+) -> Path:
+    """Contact sheet of QueryResults, at most `max_rows` queries sampled across their folders: the query,
+    then its hits with rank, score, class and file name."""
     rows = []
-    for res in results[:max_rows]:
+    for res in sample_across(results, lambda r: _folder(r.query), max_rows):
         truth = _true_label(res.query, classes)
-        row = [Tile(res.query, "query", truth or "")]
+        row = [Tile(res.query, "query", truth or "", Path(res.query).name)]
         for h in res.results:
             colour = None if truth is None else (GREEN if h.label == truth else RED)
-            row.append(Tile(h.path, f"{h.rank}. {h.score:+.3f}", h.label or "", colour))
+            row.append(Tile(h.path, f"{h.rank}. {h.score:+.3f}", h.label or "", Path(h.path).name, colour))
         rows.append(row)
     return contact_sheet(rows, out)
 
 
-def identify_sheet(results: Sequence[Any], out: str | os.PathLike[str], classes: set[str], max_rows: int = 50) -> Path:
-    """Contact sheet of Identifications: the query, then its best match with the decision."""
+def identify_sheet(
+    results: Sequence[Any], out: str | os.PathLike[str], classes: set[str], max_rows: int = MONTAGE_ROWS
+) -> Path:
+    """Contact sheet of Identifications, at most `max_rows` queries sampled across their folders: the
+    query, then its best match with the decision (identified, uncertain or unknown)."""
     rows = []
-    for r in results[:max_rows]:
+    for r in sample_across(results, lambda r: _folder(r.query), max_rows):
         truth = _true_label(r.query, classes)
+        status, _ = r.status
         answer = r.label if r.known else "unknown"
         right = (answer == truth) if truth is not None else None
         colour = None if right is None else (GREEN if right else RED)
-        row = [Tile(r.query, "query", truth or "")]
+        row = [Tile(r.query, "query", truth or "", Path(r.query).name)]
         if r.match:
-            row.append(Tile(r.match, f"{answer} {r.score:+.3f}", f"margin {r.margin:.3f}", colour))
+            shown = f"{answer}?" if status == "uncertain" else answer
+            row.append(Tile(r.match, f"{shown} {r.score:+.3f}", f"margin {r.margin:.3f}", Path(r.match).name, colour))
         rows.append(row)
     return contact_sheet(rows, out)
 
 
-def group_sheets(rows: Sequence[dict[str, Any]], folder: str | os.PathLike[str], per_group: int = 12) -> list[Path]:
-    """One contact sheet per duplicate group (engine.duplicate_rows' rows): group-0001.png, ...;
-    the first `per_group` members, each captioned with its score against the group's centre (or "keep")
-    and its file name."""
+def group_sheets(
+    rows: Sequence[dict[str, Any]], folder: str | os.PathLike[str], per_group: int = 12, max_groups: int = 200
+) -> list[Path]:
+    """One contact sheet per duplicate group (engine.duplicate_rows' rows): group-0001.png, ... for the
+    first `max_groups` groups; the first `per_group` members, each captioned with its score against the
+    group's centre (or "keep") and its file name."""
     out = []
-    for row in rows:
+    for row in rows[:max_groups]:
         tiles = [
             Tile(m["path"], "keep" if m["keep"] else f"{m['score']:+.3f} {m['match']}", Path(m["path"]).name)
             for m in row["members"][:per_group]

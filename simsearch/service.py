@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import io
 import json
+import logging
 import os
 import stat
 import threading
@@ -19,13 +21,16 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi import Path as FastApiPath
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from simsearch.engine import OperatingPoint, Searcher
 from simsearch.errors import DataError, ImageError
@@ -46,6 +51,34 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_DECODE_PIXELS = 2 * DEFAULT_MAX_PIXELS
 _THUMB = 256
 _THUMB_CACHE = 512
+_MAX_RANK = 10_000  # offset + k: how deep a result list may be paged
+TOKEN_COOKIE = "simsearch_token"
+access_log = logging.getLogger("simsearch.access")
+
+
+class _Metrics:
+    """Prometheus metrics of one app (its own registry, so two apps in a process do not mix)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "simsearch_requests", "HTTP requests answered", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "simsearch_request_duration_seconds",
+            "Time to answer a request",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("simsearch_requests_in_flight", "Requests being answered", registry=self.registry)
+        self.queue = Gauge(
+            "simsearch_queue_depth", "Queries waiting for a decode slot or for the encoder", registry=self.registry
+        )
+        self.images = Gauge("simsearch_index_images", "Images in the served index", registry=self.registry)
+        self.abandoned = Counter(
+            "simsearch_abandoned", "Queries whose work stopped after their timeout", registry=self.registry
+        )
 
 
 class _Stats:
@@ -116,59 +149,112 @@ class _TooLarge(HTTPException):
 
 class _Guard:
     """ASGI middleware in front of every route: refuses a Host header naming another machine while the
-    server is bound to loopback (DNS rebinding), refuses a body whose Content-Length is over the limit
-    before reading it and cuts a streamed one at the limit, and adds security headers to every answer."""
+    server is bound to loopback (DNS rebinding), asks for the bearer token when one is set, refuses a
+    body whose Content-Length is over the limit before reading it and cuts a streamed one at the limit,
+    adds security headers to every answer, and writes the access log line and the request metrics."""
 
-    def __init__(self, app: Any, max_body: int, allowed_hosts: tuple[str, ...] | None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_body: int,
+        allowed_hosts: tuple[str, ...] | None,
+        token: str | None = None,
+        metrics: _Metrics | None = None,
+    ) -> None:
         self.app, self.max_body, self.allowed_hosts = app, max_body, allowed_hosts
+        self.token, self.metrics = token, metrics
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        assert self.token is not None
+        want = self.token.encode()
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer " and hmac.compare_digest(auth[7:].strip(), want):
+            return True
+        for part in headers.get(b"cookie", b"").split(b";"):
+            name, _, value = part.strip().partition(b"=")
+            if name == TOKEN_COOKIE.encode() and hmac.compare_digest(value, want):
+                return True
+        return False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        status_seen = [500]
 
         async def secured_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                status_seen[0] = int(message["status"])
                 extra = list(_SECURITY_HEADERS)
                 if not scope["path"].startswith(("/docs", "/redoc")):
                     extra.append((b"content-security-policy", _PAGE_CSP))
                 message = dict(message, headers=[*message.get("headers", []), *extra])
             await send(message)
 
-        async def refuse(status: int, detail: str) -> None:
+        async def refuse(status: int, detail: str, more: list[tuple[bytes, bytes]] | None = None) -> None:
             body = json.dumps({"detail": detail}).encode()
             await secured_send(
                 {
                     "type": "http.response.start",
                     "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        *(more or []),
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": body})
 
-        if self.allowed_hosts is not None:
-            host = headers.get(b"host", b"").decode("latin-1")
-            name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
-            if name not in self.allowed_hosts:
-                await refuse(421, "this server answers requests for localhost only")
+        async def answer() -> None:
+            if self.allowed_hosts is not None:
+                host = headers.get(b"host", b"").decode("latin-1")
+                name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+                if name not in self.allowed_hosts:
+                    await refuse(421, "this server answers requests for localhost only")
+                    return
+            if self.token is not None and not self._authorized(headers):
+                if scope["path"] == "/" and scope.get("query_string", b"").startswith(b"token="):
+                    await self.app(scope, receive, secured_send)  # the page's log-in link: checked there
+                    return
+                await refuse(
+                    401,
+                    "this server needs its access token: send 'Authorization: Bearer <token>', or open /?token=<token> once",
+                    [(b"www-authenticate", b"Bearer")],
+                )
                 return
-        declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body:
-            await refuse(413, f"upload too large: the limit is {self.max_body:,} bytes")
-            return
-        seen = 0
+            declared = headers.get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self.max_body:
+                await refuse(413, f"upload too large: the limit is {self.max_body:,} bytes")
+                return
+            seen = 0
 
-        async def limited_receive() -> dict[str, Any]:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise _TooLarge(self.max_body)
-            return message
+            async def limited_receive() -> dict[str, Any]:
+                nonlocal seen
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > self.max_body:
+                        raise _TooLarge(self.max_body)
+                return message
 
-        await self.app(scope, limited_receive, secured_send)
+            await self.app(scope, limited_receive, secured_send)
+
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
+        try:
+            await answer()
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            if self.metrics is not None:
+                self.metrics.in_flight.dec()
+                self.metrics.requests.labels(scope["method"], route, str(status_seen[0])).inc()
+                self.metrics.latency.labels(route).observe(elapsed)
+            path = scope["path"] if scope["path"].isprintable() else repr(scope["path"])[1:-1]
+            access_log.info("%s %s %d %.1f ms", scope["method"], path, status_seen[0], elapsed * 1000)
 
 
 def create_app(
@@ -180,6 +266,8 @@ def create_app(
     allowed_hosts: tuple[str, ...] | None = LOOPBACK_NAMES,
     decode_pixels: int = DEFAULT_DECODE_PIXELS,
     decode_threads: int | None = None,
+    token: str | None = None,
+    absolute_paths: bool = False,
 ) -> FastAPI:
     """A FastAPI app answering over one index (opened now, with its encoder loaded once).
 
@@ -188,13 +276,20 @@ def create_app(
     loopback. Bodies over `max_upload` (plus the multipart framing) are refused before they are read.
     At most `decode_threads` uploads (default: the CPU count) are decoded at once, holding at most
     `decode_pixels` pixels between them. A request past its timeout is answered 504 and its work
-    stops at the next step (waiting to decode, decoding, waiting to embed): nothing runs on for it."""
+    stops at the next step (waiting to decode, decoding, waiting to embed): nothing runs on for it.
+    `token`: every route then asks for it (an `Authorization: Bearer` header, or the cookie that
+    `/?token=...` sets for the page). Answers name gallery images by id and by their path relative to
+    the gallery folder; `absolute_paths` gives the server's full paths instead."""
+    if token is not None and not token.strip():
+        raise ValueError("the access token is empty")
     searcher = Searcher(index, model=model, device=device)
     lock = threading.Lock()
     # decoding is bounded in count (CPU) and in pixels (memory), whatever the concurrency
     decoding = threading.BoundedSemaphore(max(1, decode_threads or os.cpu_count() or 1))
     budget = PixelBudget(decode_pixels)
     stats = _Stats()
+    metrics = _Metrics()
+    metrics.images.set_function(lambda: len(searcher.store.vectors))
     thumbs: OrderedDict[int, bytes] = OrderedDict()
     embedder = searcher.embedder
     page = resources.files("simsearch").joinpath("web/index.html").read_text(encoding="utf-8")
@@ -204,14 +299,19 @@ def create_app(
         yield
         searcher.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from assets shipped in the package: they work offline
         title="simsearch",
         version="1",
         description="Reverse image search and one-shot identification over a simsearch index.",
         lifespan=lifespan,
     )
     app.state.searcher = searcher
-    app.add_middleware(_Guard, max_body=max_upload + 64 * 1024, allowed_hosts=allowed_hosts)
+    app.add_middleware(
+        _Guard, max_body=max_upload + 64 * 1024, allowed_hosts=allowed_hosts, token=token, metrics=metrics
+    )
+
+    def shown(path: str) -> str:
+        return path if absolute_paths else searcher.relative(path)
 
     async def _read_upload(request: Request, file: UploadFile) -> bytes:
         declared = request.headers.get("content-length")
@@ -235,6 +335,14 @@ def create_app(
         t = time.perf_counter()
         deadline = t + timeout_s
 
+        @contextlib.contextmanager
+        def waiting() -> Any:
+            metrics.queue.inc()
+            try:
+                yield
+            finally:
+                metrics.queue.dec()
+
         def left() -> float:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
@@ -244,8 +352,9 @@ def create_app(
         def steps() -> dict[str, Any]:
             try:
                 pixels = image_pixels(data)
-                if not decoding.acquire(timeout=left()):
-                    raise _Abandoned
+                with waiting():
+                    if not decoding.acquire(timeout=left()):
+                        raise _Abandoned
                 try:
                     with budget.hold(pixels, timeout=left()):
                         left()
@@ -253,10 +362,12 @@ def create_app(
                 finally:
                     decoding.release()
             except ImageError as err:
-                raise HTTPException(415, f"{name}: {err.reason}") from None
+                raise HTTPException(415, f"{name} cannot be used: {err.reason}") from None
             except TimeoutError:
                 raise _Abandoned from None
-            if not lock.acquire(timeout=left()):
+            with waiting():
+                got = lock.acquire(timeout=left())
+            if not got:
                 raise _Abandoned
             try:
                 left()
@@ -269,6 +380,7 @@ def create_app(
                 return steps()
             except _Abandoned:
                 stats.abandon()  # counted here: after a 504 nobody awaits this thread
+                metrics.abandoned.inc()
                 raise
 
         try:
@@ -284,16 +396,52 @@ def create_app(
         return out
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def home() -> str:
-        return page
+    def home(token_given: Annotated[str | None, Query(alias="token")] = None) -> Response:
+        if token is not None and token_given is not None:
+            # the log-in link: a right token becomes a cookie (so the page's requests carry it) and leaves the URL
+            if not hmac.compare_digest(token_given.encode(), token.encode()):
+                raise HTTPException(401, "wrong access token")
+            answer = RedirectResponse("/", status_code=303)
+            answer.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+            return answer
+        return HTMLResponse(page)
+
+    def _hit(h: Any) -> dict[str, Any]:
+        return dict(h.to_dict(), path=shown(h.path), name=os.path.basename(h.path))
 
     @app.post("/search", summary="Nearest gallery images to an uploaded image, best first")
     async def search(
         request: Request,
         file: Annotated[UploadFile, File(description="the query image")],
         k: Annotated[int, Query(ge=1, le=1000, description="how many results")] = 5,
+        offset: Annotated[int, Query(ge=0, le=_MAX_RANK, description="skip this many best results first (paging)")] = 0,
+        label: Annotated[
+            list[str] | None, Query(max_length=100, description="only images of these classes (repeat for several)")
+        ] = None,
+        under: Annotated[
+            str | None, Query(max_length=4096, description="only images under this folder of the gallery (relative)")
+        ] = None,
     ) -> dict[str, Any]:
-        return await _answer(request, file, lambda vec, name: searcher.search_vectors(vec, [name], k)[0].to_dict())
+        if offset + k > _MAX_RANK:
+            raise HTTPException(422, f"offset + k may be at most {_MAX_RANK:,}")
+        if under is not None and (os.path.isabs(under) or ".." in Path(under).parts):
+            raise HTTPException(422, "under must be a folder of the gallery, relative to it (like 'cats/2021')")
+
+        def respond(vec: np.ndarray, name: str) -> dict[str, Any]:  # under the lock: the catalog is ours
+            if label:
+                missing = sorted(set(label) - searcher.classes())
+                if missing:
+                    raise HTTPException(422, f"no class {', '.join(map(repr, missing))} in this gallery")
+            folder = None
+            if under is not None and under.strip("/. "):
+                root = searcher.gallery_root
+                if root is None:
+                    raise HTTPException(422, "this index has no gallery folder to filter by")
+                folder = os.path.join(root, under)
+            res = searcher.search_vectors(vec, [name], k, offset=offset, labels=label or None, under=folder)[0]
+            return dict(res.to_dict(), results=[_hit(h) for h in res.results])
+
+        return await _answer(request, file, respond)
 
     @app.post("/identify", summary="Which gallery class an uploaded image shows, or unknown")
     async def identify(
@@ -321,7 +469,10 @@ def create_app(
 
         def respond(vec: np.ndarray, name: str) -> dict[str, Any]:
             try:
-                return searcher.identify_vectors(vec, [name], point=point)[0].to_dict()
+                answer = searcher.identify_vectors(vec, [name], point=point)[0].to_dict()
+                if answer.get("match") is not None:
+                    answer["match"] = shown(answer["match"])
+                return answer
             except DataError as err:  # a gallery without classes
                 raise HTTPException(409, str(err)) from None
 
@@ -363,6 +514,17 @@ def create_app(
                 while len(thumbs) > _THUMB_CACHE:
                     thumbs.popitem(last=False)
         return Response(cached, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+
+    @app.get("/classes", summary="The gallery's classes and how many images each has, largest first")
+    def classes() -> dict[str, Any]:
+        with lock:
+            sizes = searcher.store.catalog.labels()
+        named = sorted(((c, n) for c, n in sizes.items() if c is not None), key=lambda cn: (-cn[1], cn[0]))
+        return {"classes": [{"label": c, "images": n} for c, n in named], "unlabelled": sizes.get(None, 0)}
+
+    @app.get("/metrics", summary="Prometheus metrics: requests, latency histogram, queue depth, index size")
+    def metrics_view() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", summary="Liveness")
     def health() -> dict[str, str]:

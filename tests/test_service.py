@@ -14,6 +14,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -125,15 +126,58 @@ def test_search_answers_like_the_cli(server):
     assert got["query"] == target.name and len(got["results"]) == 3
     assert [h["id"] for h in got["results"]] == [h["id"] for h in cli["results"]]
     assert [h["label"] for h in got["results"]] == [h["label"] for h in cli["results"]]
-    assert set(got["results"][0]) == {"rank", "id", "score", "label", "path"}
-    assert got["results"][0]["path"] == str(target) and got["results"][0]["score"] > 0.999
+    assert set(got["results"][0]) == {"rank", "id", "score", "label", "path", "name"}
+    # paths relative to the gallery folder: no server path is given away
+    assert got["results"][0]["path"] == f"star/{target.name}" and got["results"][0]["name"] == target.name
+    assert got["results"][0]["score"] > 0.999 and got["total"] == 16 and got["offset"] == 0
+
+
+def test_paging_and_filters(server):
+    base, gallery, index = server["base"], server["gallery"], server["index"]
+    target = sorted((gallery / "star").iterdir())[1].read_bytes()
+    whole = upload(base, "/search?k=16", target)[1]["results"]
+    page = upload(base, "/search?k=5&offset=5", target)[1]
+    assert [h["id"] for h in page["results"]] == [h["id"] for h in whole[5:10]] and page["results"][0]["rank"] == 6
+    # the same pages as the command line's
+    cli = json.loads(
+        run_cli(
+            "query",
+            gallery / "star" / sorted(os.listdir(gallery / "star"))[1],
+            "--index",
+            index,
+            "-k",
+            "5",
+            "--offset",
+            "5",
+            "--json",
+            check=True,
+        ).stdout
+    )
+    assert [h["id"] for h in cli["results"]] == [h["id"] for h in page["results"]]
+    status, one = upload(base, "/search?k=10&label=triangle", target)
+    assert status == 200 and one["total"] == 4 and {h["label"] for h in one["results"]} == {"triangle"}
+    status, two = upload(base, "/search?k=10&label=triangle&label=cross", target)
+    assert two["total"] == 8 and {h["label"] for h in two["results"]} == {"triangle", "cross"}
+    status, under = upload(base, "/search?k=10&under=cross", target)
+    assert under["total"] == 4 and all(h["path"].startswith("cross/") for h in under["results"])
+    for bad, words in (
+        ("label=nosuch", "no class 'nosuch'"),
+        ("under=../etc", "relative to it"),
+        ("under=/etc", "relative to it"),
+        ("offset=9999&k=5", "at most 10,000"),
+    ):
+        status, err = upload(base, f"/search?{bad}", target)
+        assert status == 422 and words in err["detail"], (bad, err)
+    status, cls = request(base + "/classes")[:2]
+    assert status == 200 and json.loads(cls)["classes"][0] == {"label": "circle", "images": 4}
 
 
 def test_identify_known_and_unknown(server):
     base, gallery = server["base"], server["gallery"]
     img = sorted((gallery / "triangle").iterdir())[0].read_bytes()
     status, got = upload(base, "/identify", img)
-    assert status == 200 and got["known"] is True and got["label"] == "triangle" and got["match"].endswith(".png")
+    assert status == 200 and got["known"] is True and got["label"] == "triangle"
+    assert got["match"].startswith("triangle/") and got["status"] in ("identified", "uncertain")
     assert got["threshold_source"] == "gallery" and got["operating_point"] == "FPIR 0.01" and got["fpir"] == 0.01
     status, got = upload(base, "/identify?threshold=1.0", blank_png())
     assert status == 200 and got["known"] is False and got["label"] is None and got["best_class"] is not None
@@ -205,7 +249,7 @@ def test_concurrent_queries_are_answered_correctly_and_nothing_is_written(server
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(one, jobs))
     for path, status, got in answers:
-        assert status == 200 and got["results"][0]["path"] == str(path)
+        assert status == 200 and got["results"][0]["path"] == str(path.relative_to(gallery))
     assert snapshot(gallery, index) == before
     stats = json.loads(request(base + "/stats")[1])
     assert stats["queries"] >= 64 and stats["latency_ms"]["p50"] > 0
@@ -220,15 +264,37 @@ def test_serve_refuses_a_missing_index(tmp_path):
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+def _artifacts() -> Path:
+    """Where the browser test leaves its screenshots: $SIMSEARCH_ARTIFACTS, else test-artifacts/ in the repository."""
+    from tests.conftest import REPO
+
+    folder = Path(os.environ.get("SIMSEARCH_ARTIFACTS", REPO / "test-artifacts")) / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def test_the_page_in_headless_chromium(server, tmp_path):
-    """Upload an image on the page, see the matches and the identification rendered, screenshot it."""
+    """The page as a person uses it: empty, a query with results and file names, more, a class filter, a
+    folder filter, an unknown, an error in words; a screenshot of each state is kept as a test artefact."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     sync_api = pytest.importorskip("playwright.sync_api")
+    from simsearch.symbols import draw_symbol
+
     base, gallery = server["base"], server["gallery"]
     query = sorted((gallery / "star").iterdir())[2]
     notes = tmp_path / "notes.txt"
     notes.write_text("not an image")
+    # a drawing of a class the gallery lacks that the server calls unknown (asked through the API first)
+    unknown = None
+    for seed, name in enumerate(["wave", "square", "wave", "square"]):
+        candidate = tmp_path / f"{name}-{seed}.png"
+        draw_symbol(name, np.random.default_rng(100 + seed)).save(candidate)
+        if upload(base, "/identify", candidate.read_bytes())[1]["status"] == "unknown":
+            unknown = candidate
+            break
+    assert unknown is not None, "no drawing of an absent class was called unknown"
+    shots = _artifacts()
     flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
     flags += ["--disable-component-update", "--disable-sync"]
     with sync_api.sync_playwright() as pw:
@@ -237,31 +303,81 @@ def test_the_page_in_headless_chromium(server, tmp_path):
             # the page runs under its Content-Security-Policy (no eval): waits use locators, not script strings
             expect = sync_api.expect
             page = browser.new_page(viewport={"width": 1100, "height": 900})
+
+            def shot(name: str) -> None:
+                page.wait_for_load_state("networkidle")
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+            # empty: statistics and classes, no query box (no broken image), no error, no "more"
             page.goto(base + "/")
             expect(page.locator("#stats")).to_contain_text("16 images")
-            expect(page.locator("#stats")).to_contain_text("gallery: FPIR 0.01")
+            expect(page.locator("#stats")).to_contain_text("FPIR 0.01")
+            expect(page.locator("#label option")).to_have_count(5)
+            for hidden in ("#query-box", "#query-img", "#error", "#more"):
+                expect(page.locator(hidden)).to_be_hidden()
+            shot("1-empty")
+            # a query: results with scores, classes and file names; the identification
             page.fill("#k", "5")
             page.set_input_files("#file", str(query))
             expect(page.locator("#results .hit")).to_have_count(5)
-            expect(page.locator("#identity")).to_contain_text("identified: star")
-            assert page.inner_text("#identity").startswith("identified: star")
-            labels = page.locator("#results .hit .label").all_inner_texts()
-            assert labels[0] == "star"
-            # every thumbnail is served from /thumbnails/{id}, as a JPEG
+            expect(page.locator("#identity")).to_contain_text("star")
+            assert page.get_attribute("#identity", "data-status") in ("identified", "uncertain")
+            assert page.locator("#results .hit .label").all_inner_texts()[0] == "star"
+            names = page.locator("#results .hit .name").all_inner_texts()
+            assert all(n.endswith(".png") and "/" not in n for n in names) and names[0].startswith("star_")
             sources = [img.get_attribute("src") or "" for img in page.locator("#results img").all()]
             assert len(sources) == 5 and all("thumbnails/" in src for src in sources)
-            for src in sources:
+            for src in sources[:2]:
                 status, body, _ = request(base + "/" + src.lstrip("/"))
                 assert status == 200 and body[:2] == b"\xff\xd8"
-            page.wait_for_load_state("networkidle")
-            shot = Path(os.environ.get("SIMSEARCH_SCREENSHOT", tmp_path / "page.png"))
-            page.screenshot(path=str(shot), full_page=True)
-            assert Image.open(shot).size[0] >= 1000
+            expect(page.locator("#status")).to_contain_text("showing 5 of 16")
+            shot("2-results")
+            # more: the next five, ranks 6-10, then on to the end, where "more" goes away
+            page.click("#more")
+            expect(page.locator("#results .hit")).to_have_count(10)
+            assert page.locator("#results .hit .score").nth(5).inner_text().startswith("#6")
+            shot("3-more")
+            page.click("#more")
+            expect(page.locator("#results .hit")).to_have_count(15)
+            page.click("#more")
+            expect(page.locator("#results .hit")).to_have_count(16)
+            expect(page.locator("#more")).to_be_hidden()
+            # a class filter, then a folder filter
+            page.select_option("#label", "triangle")
+            expect(page.locator("#status")).to_contain_text("of 4 images")
+            assert set(page.locator("#results .hit .label").all_inner_texts()) == {"triangle"}
+            shot("4-class-filter")
+            page.select_option("#label", "")
+            page.fill("#under", "cross")
+            page.locator("#under").dispatch_event("change")
+            expect(page.locator("#status")).to_contain_text("of 4 images")
+            assert set(page.locator("#results .hit .label").all_inner_texts()) == {"cross"}
+            page.fill("#under", "")
+            page.locator("#under").dispatch_event("change")
+            expect(page.locator("#status")).to_contain_text("of 16 images")
+            # an unknown
+            page.set_input_files("#file", str(unknown))
+            expect(page.locator("#identity")).to_have_attribute("data-status", "unknown")
+            expect(page.locator("#identity")).to_contain_text("unknown")
+            shot("5-unknown")
+            # an error, in words: what to do, no status code, no library name, and no stale results
             page.set_input_files("#file", str(notes))
-            expect(page.locator("#error")).to_contain_text("415")
+            expect(page.locator("#error")).to_contain_text("is not an image this server can read")
+            error = page.inner_text("#error")
+            assert "415" not in error and "Pillow" not in error and "notes.txt" in error
             assert page.locator("#results .hit").count() == 0
+            expect(page.locator("#query-box")).to_be_hidden()
+            shot("6-error")
         finally:
             browser.close()
+    assert sorted(p.name for p in shots.glob("*.png"))[:6] == [
+        "1-empty.png",
+        "2-results.png",
+        "3-more.png",
+        "4-class-filter.png",
+        "5-unknown.png",
+        "6-error.png",
+    ]
 
 
 def test_hostile_requests_get_clear_refusals(server):
@@ -412,3 +528,93 @@ def test_serving_beyond_loopback_says_so(server):
         )
     assert proc.returncode != 0
     assert "warning: serving on 0.0.0.0: anyone who can reach this machine" in proc.stderr
+
+
+def test_token_metrics_access_log_and_offline_docs(server, tmp_path):
+    """A server with an access token (from SIMSEARCH_TOKEN): every route asks for it, the page gets it as a
+    cookie from /?token=; /metrics speaks Prometheus; one access-log line per request; /docs needs no CDN."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    token = "s3cret-" + uuid.uuid4().hex
+    log = tmp_path / "server.log"
+    port = free_port()
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [*simsearch_cmd(), "serve", "--index", str(server["index"]), "--port", str(port), "--absolute-paths"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=dict(os.environ, SIMSEARCH_TOKEN=token),
+        )
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"Bearer {token}"}
+        try:
+            deadline = time.time() + 90
+            while True:
+                try:
+                    if request(base + "/health", headers=auth)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                assert proc.poll() is None and time.time() < deadline, log.read_text()[-2000:]
+                time.sleep(0.2)
+            # without the token, or with a wrong one: 401 on every route, with what to do
+            for route in ("/", "/health", "/stats", "/metrics", "/docs", "/openapi.json", "/images/1"):
+                status, body, headers = request(base + route)
+                assert status == 401 and b"access token" in body, route
+                assert request(base + route, headers={"Authorization": "Bearer nope"})[0] == 401
+            assert request(base + "/?token=nope")[0] == 401
+            # the page's log-in link: a cookie, and the token leaves the address bar
+            opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+            with opener.open(base + f"/?token={token}", timeout=30) as r:
+                assert r.status == 200 and r.url == base + "/" and b"<title>simsearch</title>" in r.read()
+            with opener.open(base + "/stats", timeout=30) as r:
+                assert json.loads(r.read())["count"] == 16
+            # the bearer header works for uploads, and --absolute-paths gives the server's paths
+            target = sorted((server["gallery"] / "circle").iterdir())[0]
+            boundary = uuid.uuid4().hex
+            body = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="q.png"\r\n\r\n'.encode()
+                + target.read_bytes()
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
+            status, raw, _ = request(
+                base + "/search?k=1",
+                "POST",
+                body,
+                {**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
+            assert status == 200 and json.loads(raw)["results"][0]["path"] == str(target)
+            # Prometheus metrics
+            status, raw, headers = request(base + "/metrics", headers=auth)
+            assert status == 200 and headers["content-type"].startswith("text/plain")
+            families = {f.name: f for f in text_string_to_metric_families(raw.decode())}
+            assert {"simsearch_requests", "simsearch_request_duration_seconds", "simsearch_queue_depth"} <= set(
+                families
+            )
+            assert next(iter(families["simsearch_index_images"].samples)).value == 16
+            searches = [
+                s
+                for s in families["simsearch_requests"].samples
+                if s.name == "simsearch_requests_total" and s.labels["route"] == "/search"
+            ]
+            assert searches and searches[0].labels["status"] == "200" and searches[0].value == 1
+            unauthorized = sum(
+                s.value
+                for s in families["simsearch_requests"].samples
+                if s.name == "simsearch_requests_total" and s.labels["status"] == "401"
+            )
+            assert unauthorized >= 15
+            # /docs from local assets: the page names no other host, and its script is served here
+            status, raw, _ = request(base + "/docs", headers=auth)
+            page = raw.decode()
+            assert status == 200 and "cdn." not in page and "https://" not in page.split("<body>")[1]
+            script = page.split('src="')[1].split('"')[0]
+            status, js, _ = request(base + script, headers=auth)
+            assert status == 200 and len(js) > 100_000
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    lines = [ln for ln in log.read_text().splitlines() if "simsearch.access" in ln]
+    assert any(" POST /search 200 " in ln and ln.endswith(" ms") for ln in lines)
+    assert any(" GET /metrics 401 " in ln for ln in lines)
+    assert token not in log.read_text()  # the log names paths, never query strings or headers

@@ -10,8 +10,10 @@ threshold for this gallery at its size.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from index.store import Manifest
 from simsearch.errors import DataError
@@ -29,6 +31,9 @@ __all__ = [
 
 DEFAULT_FPIR = 0.01
 DEFAULT_THRESHOLD = 0.5
+# Where no curve says how rare a score is among impostors: an acceptance within this much of the
+# threshold is called uncertain.
+UNCERTAIN_BAND = 0.05
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,10 @@ class Threshold:
     was chosen for ("FPIR 0.01", "FNIR 0.05", "pair FAR 0.01", ...). fpir / fnir: the rates expected at
     it on this gallery (the target, or read off the curve; None where nothing was measured).
     calibrated_on: what the curve or threshold was measured on.
+    confident: the score from which an acceptance is called sure rather than uncertain. With a curve, the
+    threshold for a tenth of the FPIR in force (an answer that a ten times stricter setting would turn to
+    unknown is one an impostor reaches now and then), capped at the median score of the gallery's correct
+    matches; without a curve, the threshold plus UNCERTAIN_BAND.
     """
 
     value: float
@@ -69,9 +78,23 @@ class Threshold:
     fpir: float | None
     fnir: float | None
     calibrated_on: str
+    confident: float = math.nan
 
     def accepts(self, score: float) -> bool:
         return score >= self.value
+
+    def status(self, score: float, runner_up_score: float | None) -> tuple[str, str | None]:
+        """("identified" | "uncertain" | "unknown", why uncertain). Uncertain: accepted, but the score is
+        below `confident`, or the runner-up class scores high enough to be accepted too (for closed-set,
+        as high as `confident`)."""
+        if not self.accepts(score):
+            return "unknown", None
+        floor = self.value if math.isfinite(self.value) else self.confident
+        if runner_up_score is not None and math.isfinite(floor) and runner_up_score >= floor:
+            return "uncertain", "another class matches almost as well"
+        if math.isfinite(self.confident) and score < self.confident:
+            return "uncertain", "the score is close to the threshold"
+        return "identified", None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +104,7 @@ class Threshold:
             "fpir": None if self.fpir is None else round(self.fpir, 6),
             "fnir": None if self.fnir is None else round(self.fnir, 6),
             "calibrated_on": self.calibrated_on,
+            "confident_from": round(self.confident, 6) if math.isfinite(self.confident) else None,
         }
 
     def describe(self) -> str:
@@ -116,10 +140,38 @@ def _on(rec: dict[str, Any]) -> str:
 def resolve_threshold(
     manifest: Manifest, encoder_meta: dict[str, Any], point: OperatingPoint | None = None
 ) -> Threshold:
-    """The threshold identify uses on this index for `point` (see the module's order of sources).
+    """The threshold identify uses on this index for `point` (see the module's order of sources), with
+    the score from which an acceptance is sure (Threshold.confident).
     Raises DataError when a target FPIR or FNIR is asked for and no curve can give it."""
-    point = point or OperatingPoint()
     curves = stored_curves(manifest)
+    thr = _resolve(manifest, encoder_meta, point or OperatingPoint(), curves)
+    return replace(thr, confident=_confident(thr, curves))
+
+
+def _confident(thr: Threshold, curves: list[tuple[str, dict[str, Any], OpenSetCurve]]) -> float:
+    """The sure point: the threshold for a tenth of the FPIR, but never above the median score of the
+    gallery's correct matches (a small gallery's fitted tail can put a tenth of the FPIR beyond any real
+    score, and then every answer would be uncertain), nor above halfway to a perfect score without them."""
+    if curves and thr.fpir is not None and thr.fpir > 0:
+        curve = curves[0][2]
+        try:
+            strict = curve.threshold_at_fpir(max(thr.fpir / 10, 1e-9))
+        except ValueError:
+            strict = math.nan
+        if math.isfinite(strict):
+            right = curve.known[curve.correct]
+            base = thr.value if math.isfinite(thr.value) else float(np.min(curve.unknown))
+            ceiling = float(np.median(right)) if len(right) else (base + 1.0) / 2
+            return max(min(strict, ceiling), thr.value)
+    return thr.value + UNCERTAIN_BAND if math.isfinite(thr.value) else math.nan
+
+
+def _resolve(
+    manifest: Manifest,
+    encoder_meta: dict[str, Any],
+    point: OperatingPoint,
+    curves: list[tuple[str, dict[str, Any], OpenSetCurve]],
+) -> Threshold:
     if point.closed_set:
         fnir = next((c.fnir(-math.inf) for _, _, c in curves if c.n_known), None)
         return Threshold(-math.inf, "closed-set", "closed-set", 1.0, fnir, "nothing: every answer is a class")

@@ -45,11 +45,21 @@ class Hit:
 
 @dataclass(frozen=True)
 class QueryResult:
+    """The hits of one query, best first: ranks offset+1 .. offset+len(results) of `total` candidates
+    (the gallery, or the part of it the filters allow)."""
+
     query: str
     results: list[Hit]
+    offset: int = 0
+    total: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "results": [h.to_dict() for h in self.results]}
+        return {
+            "query": self.query,
+            "results": [h.to_dict() for h in self.results],
+            "offset": self.offset,
+            "total": self.total,
+        }
 
 
 def _score(x: float) -> float | None:
@@ -76,11 +86,23 @@ class Identification:
     def threshold(self) -> float:
         return self.decision.value
 
+    @property
+    def runner_up_score(self) -> float | None:
+        return self.score - self.margin if self.runner_up is not None else None
+
+    @property
+    def status(self) -> tuple[str, str | None]:
+        """("identified" | "uncertain" | "unknown", why it is uncertain): see Threshold.status."""
+        return self.decision.status(self.score, self.runner_up_score)
+
     def to_dict(self) -> dict[str, Any]:
+        status, why = self.status
         return {
             "query": self.query,
             "label": self.label if self.known else None,
             "known": self.known,
+            "status": status,
+            "uncertain_because": why,
             "score": _score(self.score),
             "match": self.match,
             "best_class": self.label,
@@ -154,10 +176,11 @@ class Searcher:
             rows.append(vecs)
         return (np.concatenate(rows) if rows else np.zeros((0, self.manifest.dim), np.float32)), names
 
-    def query(self, images: Any, k: int = 5) -> list[QueryResult]:
-        """The `k` nearest gallery images to each query image, best first."""
+    def query(self, images: Any, k: int = 5, **filters: Any) -> list[QueryResult]:
+        """The `k` nearest gallery images to each query image, best first (`offset`, `labels`, `under`:
+        see search_vectors)."""
         vecs, names = self.embed(images)
-        return self.search_vectors(vecs, names, k)
+        return self.search_vectors(vecs, names, k, **filters)
 
     def identify(
         self, images: Any, threshold: float | None = None, point: OperatingPoint | None = None
@@ -167,9 +190,11 @@ class Searcher:
         vecs, names = self.embed(images)
         return self.identify_vectors(vecs, names, threshold, point)
 
-    def query_paths(self, paths: Sequence[str], k: int = 5) -> tuple[list[QueryResult], list[tuple[str, str]]]:
+    def query_paths(
+        self, paths: Sequence[str], k: int = 5, **filters: Any
+    ) -> tuple[list[QueryResult], list[tuple[str, str]]]:
         """query() over files, going on past unreadable ones: (answers, (path, reason) for the others)."""
-        return self._over_paths(paths, lambda v, n: self.search_vectors(v, n, k))
+        return self._over_paths(paths, lambda v, n: self.search_vectors(v, n, k, **filters))
 
     def identify_paths(
         self, paths: Sequence[str], threshold: float | None = None, point: OperatingPoint | None = None
@@ -184,19 +209,72 @@ class Searcher:
         bad = {p for p, _ in failed}
         return answer(vecs, [str(p) for p in paths if str(p) not in bad]), failed
 
-    def search_vectors(self, queries: np.ndarray, names: list[str], k: int) -> list[QueryResult]:
-        """Nearest gallery images to (N, D) unit query rows, one QueryResult per name."""
-        scores, ids = self.store.vectors.search(queries, k)
+    def search_vectors(
+        self,
+        queries: np.ndarray,
+        names: list[str],
+        k: int,
+        offset: int = 0,
+        labels: Sequence[str] | None = None,
+        under: str | os.PathLike[str] | None = None,
+    ) -> list[QueryResult]:
+        """Nearest gallery images to (N, D) unit query rows, one QueryResult per name: ranks offset+1 ..
+        offset+k, among the images of `labels` (class names) under the folder `under` when given."""
+        if offset < 0:
+            raise ValueError("offset must be 0 or more")
+        allow = self.allowed(labels, under)
+        total = len(self.store.vectors) if allow is None else len(allow)
+        scores, ids = self.store.vectors.search(queries, offset + k, allow=allow)
+        scores, ids = scores[:, offset:], ids[:, offset:]
         records = self.store.catalog.get(ids.ravel().tolist())
         out = []
         for name, row_s, row_i in zip(names, scores, ids, strict=True):
             hits = [
-                Hit(rank=r + 1, id=int(i), score=float(s), label=records[int(i)].label, path=records[int(i)].path)
+                Hit(
+                    rank=offset + r + 1,
+                    id=int(i),
+                    score=float(s),
+                    label=records[int(i)].label,
+                    path=records[int(i)].path,
+                )
                 for r, (s, i) in enumerate(zip(row_s, row_i, strict=True))
                 if i >= 0 and int(i) in records
             ]
-            out.append(QueryResult(name, hits))
+            out.append(QueryResult(name, hits, offset, total))
         return out
+
+    def allowed(
+        self, labels: Sequence[str] | None = None, under: str | os.PathLike[str] | None = None
+    ) -> np.ndarray | None:
+        """Ids of the images of `labels` under the folder `under` (None: no filter)."""
+        if labels is None and under is None:
+            return None
+        prefix = None
+        if under is not None:
+            prefix = os.path.abspath(os.fspath(under)).rstrip(os.sep) + os.sep
+        return np.asarray(
+            self.store.catalog.ids_where(list(labels) if labels is not None else None, prefix), dtype=np.int64
+        )
+
+    @property
+    def gallery_root(self) -> str | None:
+        """The folder the gallery was built from (recorded at build/sync; for an older index, the folder
+        all its images share), or None for an empty index."""
+        if self.manifest.gallery is not None:
+            return self.manifest.gallery
+        if not hasattr(self, "_common_root"):
+            paths = self.store.catalog.paths()
+            common = os.path.commonpath(paths) if paths else None
+            self._common_root = os.path.dirname(common) if common is not None and len(paths) == 1 else common
+        return self._common_root
+
+    def relative(self, path: str) -> str:
+        """A gallery path as the service shows it: relative to the gallery folder, or only the file name
+        for an image brought in from elsewhere (no server path is given away)."""
+        root = self.gallery_root
+        if root is not None and path.startswith(root.rstrip(os.sep) + os.sep):
+            return os.path.relpath(path, root)
+        return os.path.basename(path)
 
     def decision(self, threshold: float | None = None, point: OperatingPoint | None = None) -> Threshold:
         """The threshold identify uses: explicit > calibrated on labelled probes > the gallery's own

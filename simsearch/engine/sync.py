@@ -67,11 +67,11 @@ class BuildReport:
         }
 
 
-def _commit(tx: Transaction) -> Any:
+def _commit(tx: Transaction, **changes: Any) -> Any:
     """Commit with the gallery measured on itself (its own open-set curve at its new size); a curve
     `calibrate` fitted on another gallery size is marked stale, and no longer used."""
     own = gallery_calibration(tx.vectors, tx.catalog)
-    changes: dict[str, Any] = {"gallery_calibration": own}
+    changes["gallery_calibration"] = own
     cal = tx.base.calibration
     if isinstance(cal, dict) and "curve" in cal and not cal.get("stale"):
         now = own.get("images"), own.get("classes")
@@ -194,10 +194,12 @@ def build_index(
             raise DataError(f"{root}: no image files found (looked for .jpg, .png, .gif, .bmp, .tif, .webp ...)")
         unchanged = not (report.created or report.added or report.updated or report.moved or report.removed)
         measured = tx.base.gallery_calibration is not None  # indexes made before self-calibration get it now
-        if unchanged and measured and tx.base.requested_kind == (kind or tx.base.requested_kind):
+        gallery = os.path.abspath(root)
+        same_kind = tx.base.requested_kind == (kind or tx.base.requested_kind)
+        if unchanged and measured and same_kind and tx.base.gallery == gallery:
             report.total = tx.base.count  # nothing to write: the current generation stays
         else:
-            report.total = _commit(tx).count
+            report.total = _commit(tx, gallery=gallery).count
     report.elapsed_s = time.monotonic() - start
     return report
 

@@ -286,3 +286,63 @@ def test_sync_removes_every_vanished_copy_and_keeps_entries_from_elsewhere(tmp_p
         paths = {r.path for r in s.store.catalog.all()}
         assert str(outside) in paths and not any("twin" in p for p in paths)
         assert s.store.check().ok
+
+
+def test_paging_and_filters_by_class_and_folder(built, gallery, random_model):
+    idx, _ = built
+    paths = sorted(str(f.path) for f in scan_folder(gallery).files)
+    emb = Embedder.load(str(random_model), "cpu")
+    vecs, _ = emb.embed_paths(paths)
+    labels = [os.path.basename(os.path.dirname(p)) for p in paths]
+    with Searcher(idx, device="cpu") as s:
+        whole = s.query(paths[0], k=16)[0]
+        assert whole.total == 16 and [h.rank for h in whole.results] == list(range(1, 17))
+        # pages: the same order, ranks continuing
+        page2 = s.query(paths[0], k=5, offset=5)[0]
+        assert [h.id for h in page2.results] == [h.id for h in whole.results[5:10]]
+        assert [h.rank for h in page2.results] == [6, 7, 8, 9, 10] and page2.offset == 5
+        assert s.query(paths[0], k=5, offset=15)[0].results[0].rank == 16
+        assert s.query(paths[0], k=5, offset=16)[0].results == []
+        # a class filter: exactly the brute-force order within that class
+        cls = labels[5]
+        res = s.query(paths[0], k=10, labels=[cls])[0]
+        mine = [i for i, lbl in enumerate(labels) if lbl == cls]
+        want = [paths[i] for i in sorted(mine, key=lambda i: -float(vecs[i] @ vecs[0]))]
+        assert [h.path for h in res.results] == want and res.total == len(mine)
+        # a folder filter, and both together
+        folder = os.path.dirname(paths[9])
+        under = s.query(paths[0], k=16, under=folder)[0]
+        assert under.results and all(h.path.startswith(folder + os.sep) for h in under.results)
+        assert s.query(paths[0], k=16, labels=[cls], under=folder)[0].total == (len(mine) if cls == labels[9] else 0)
+        # a folder whose name only starts like a gallery folder is not under it
+        assert s.query(paths[0], k=4, under=folder[:-1])[0].results == []
+        # paths as the service shows them: relative to the gallery folder recorded at build
+        assert s.gallery_root == os.path.abspath(gallery)
+        assert s.relative(paths[9]) == os.path.relpath(paths[9], gallery)
+        assert s.relative("/elsewhere/x.png") == "x.png"
+
+
+def test_uncertain_answers_are_told_apart(built, gallery):
+    """Accepted answers are 'uncertain' when the runner-up class also clears the threshold or the score
+    is below the stricter threshold of a tenth of the FPIR; the rest are 'identified' or 'unknown'."""
+    idx, _ = built
+    with Searcher(idx, device="cpu") as s:
+        answers = s.identify(sorted(str(f.path) for f in scan_folder(gallery).files))
+        for a in answers:
+            status, why = a.status
+            d = a.decision
+            assert status == ("unknown" if a.score < d.value else status)
+            if status == "identified":
+                assert a.score >= d.confident and (a.runner_up_score is None or a.runner_up_score < d.value)
+            if status == "uncertain":
+                assert why and (a.score < d.confident or a.runner_up_score >= d.value)
+            assert a.to_dict()["status"] == status
+        # at FPIR 1% the sure point is at least the threshold, at most the one for FPIR 0.1%
+        d = answers[0].decision
+        strict = s.decision(point=OperatingPoint(fpir=0.001))
+        assert d.value <= d.confident <= max(strict.value, d.value) + 1e-9
+        # and never above the median score of the gallery's correct matches: an exact copy is sure
+        assert d.confident < 1.0
+        # a threshold low enough that every class clears it: every answer with a runner-up is uncertain
+        low = s.identify(str(sorted(scan_folder(gallery).files, key=lambda f: str(f.path))[0].path), threshold=-1.0)[0]
+        assert low.status == ("uncertain", "another class matches almost as well")

@@ -155,3 +155,37 @@ def test_range_search_matches_brute_force():
     for row, (ids, scores) in zip(g[:5], res, strict=True):
         want = set(np.flatnonzero(g @ row >= 0.9).tolist())
         assert set(ids.tolist()) == want and (scores >= 0.9 - 1e-6).all()
+
+
+@pytest.mark.parametrize("kind", [IndexKind.FLAT, IndexKind.HNSW, IndexKind.IVFPQ])
+def test_a_filtered_search_is_exact_over_the_allowed_rows(kind, monkeypatch):
+    """Allowed ids (a class, a folder): exactly the best of them, removed ones never, for every kind; and
+    past EXACT_SUBSET rows through FAISS's id selector, where flat stays exact."""
+    import index.vector_index as vi
+
+    g, q = clustered_rows(3000, 16, seed=5), clustered_rows(12, 16, seed=6)
+    ids = np.arange(3000, dtype=np.int64) * 3 + 7
+    idx = VectorIndex(16, kind, KindParams(pq_m=8))
+    idx.add(g, ids)
+    allow = ids[::7]
+    gone = allow[:20]
+    idx.remove(gone)
+    keep = np.isin(ids, allow) & ~np.isin(ids, gone)
+    want_s, want_i = brute_force(g[keep], ids[keep], q, 10)
+    scores, got = idx.search(q, 10, allow=np.concatenate([allow, [10**9]]))  # an id never stored is ignored
+    np.testing.assert_array_equal(got, want_i)
+    np.testing.assert_allclose(scores, want_s, atol=1e-5)
+    # more wanted than allowed: padded
+    few = ids[keep][:3]
+    s3, i3 = idx.search(q[:2], 5, allow=few)
+    assert set(i3[0, :3].tolist()) == set(few.tolist()) and i3[0, 3:].tolist() == [-1, -1]
+    assert np.isneginf(s3[:, 3:]).all()
+    assert (idx.search(q[:1], 4, allow=np.zeros(0, np.int64))[1] == -1).all()
+    # the selector path (a large allowed set)
+    monkeypatch.setattr(vi, "EXACT_SUBSET", 10)
+    _, sel = idx.search(q, 10, allow=allow)
+    assert not np.isin(sel, gone).any() and np.isin(sel[sel >= 0], allow).all()
+    if kind is IndexKind.FLAT:
+        np.testing.assert_array_equal(sel, want_i)
+    else:
+        assert recall_at(sel, want_i) >= 0.8
