@@ -261,8 +261,9 @@ def index_info(index_path: Path, as_json: bool) -> None:
         return
     for k, v in info.items():
         if k == "class_sizes":
-            shown = ", ".join(f"{c} {n}" for c, n in list(v.items())[:20])
-            click.echo(f"{k:16s} {shown}{' ...' if len(v) > 20 else ''}")
+            shown = ", ".join(f"{_one_line(str(c))} {n}" for c, n in list(v.items())[:50])
+            more = f" ... and {len(v) - 50:,} more (--json lists every class)" if len(v) > 50 else ""
+            click.echo(f"{k:16s} {shown}{more}")
         elif k == "calibrations":
             for name, rec in v.items():
                 click.echo(f"{'calibration':16s} {name}: " + "; ".join(f"{a} {b}" for a, b in rec.items()))

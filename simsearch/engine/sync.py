@@ -328,6 +328,7 @@ def index_info(index: str | os.PathLike[str]) -> dict[str, Any]:
     classes = {k: v for k, v in sorted(labels.items(), key=lambda kv: (-kv[1], str(kv[0]))) if k is not None}
     return {
         "index": str(index),
+        "gallery": m.gallery,
         "count": m.count,
         "classes": len(classes),
         "class_sizes": classes,

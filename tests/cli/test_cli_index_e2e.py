@@ -106,12 +106,38 @@ def test_batch_output_and_montage(tmp_path, gallery):
         table = list(csv.DictReader(f))
     assert len(table) == 12 and {"query", "rank", "id", "score", "label", "path"} <= set(table[0])
     with Image.open(sheet) as img:
-        assert img.size == (5 * 140, 3 * 170)
+        assert img.size == (5 * 140, 3 * 182)
         # the query folder is named like a gallery class, so hits get green or red frames
         colours = {img.getpixel((140 + 3, 3)), img.getpixel((2 * 140 + 3, 3))}
         assert colours <= {(30, 150, 60), (200, 40, 40)}
     bad = run_cli("query", probes, "--index", idx, "--out", tmp_path / "r.txt")
     assert bad.returncode == 1 and "use .jsonl or .csv" in bad.stderr
+    # many queries: the sheet keeps to 16 rows, taken in turn from each folder of queries, and says so
+    write_symbol_set(tmp_path / "many", ["circle", "cross", "wave"], per_class=8, seed=22)
+    many = run_cli("query", tmp_path / "many", "--index", idx, "-k", "2", "--montage", sheet, "--json", check=True)
+    assert "(16 of 24 queries, sampled across their folders)" in many.stderr
+    with Image.open(sheet) as img:
+        assert img.size == (3 * 140, 16 * 182)
+
+
+def test_query_pages_and_filters(tmp_path, gallery):
+    idx = tmp_path / "g.idx"
+    run_cli("index", "build", gallery, "--index", idx, "-q", check=True)
+    probe = gallery / "star" / "star_01.png"
+    whole = lines_json(run_cli("query", probe, "--index", idx, "-k", "16", "--json", check=True).stdout)[0]
+    page = lines_json(run_cli("query", probe, "--index", idx, "-k", "4", "--offset", "4", "--json", check=True).stdout)
+    assert [h["id"] for h in page[0]["results"]] == [h["id"] for h in whole["results"][4:8]]
+    assert page[0]["results"][0]["rank"] == 5 and page[0]["total"] == 16
+    only = lines_json(
+        run_cli(
+            "query", probe, "--index", idx, "-k", "16", "--label", "cross", "--label", "circle", "--json", check=True
+        ).stdout
+    )[0]
+    assert only["total"] == 8 and {h["label"] for h in only["results"]} == {"cross", "circle"}
+    under = run_cli("query", probe, "--index", idx, "-k", "16", "--under", gallery / "triangle", check=True).stdout
+    assert under.count("triangle_") == 4 and "star_" not in under.split("\n", 1)[1]
+    bad = run_cli("query", probe, "--index", idx, "--label", "nosuch")
+    assert bad.returncode == 2 and "no class 'nosuch'" in bad.stderr and bad.stderr.count("\n") == 1
 
 
 def test_duplicates_groups(tmp_path, gallery):

@@ -82,3 +82,13 @@ def test_reading_or_editing_an_index_does_not_load_torch():
     )
     loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "'simsearch.engine'" in loaded and "'torch'" not in loaded
+
+
+def test_montage_rows_are_taken_in_turn_from_each_folder():
+    from simsearch.pictures import sample_across
+
+    items = [f"a{i}" for i in range(10)] + ["b0", "b1"] + [f"c{i}" for i in range(5)]
+    picked = sample_across(items, lambda s: s[0], 7)
+    assert picked == ["a0", "a1", "a2", "b0", "b1", "c0", "c1"]  # every folder before any shows thrice
+    assert sample_across(items, lambda s: s[0], 100) == items
+    assert sample_across([], lambda s: s, 5) == []
