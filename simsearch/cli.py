@@ -168,9 +168,25 @@ def index_group() -> None:
     default=None,
     help="Index structure: flat (exact), hnsw (fast, approximate), ivfpq (16x smaller in memory; exact vectors stay on disk for re-ranking), or auto: flat below 50,000 images, hnsw above. Default: auto for a new index, unchanged for an existing one.",
 )
+@click.option(
+    "--cluster",
+    default=None,
+    help="Embed on a Dask cluster: 'local' starts --workers processes here (on 127.0.0.1), or give a "
+    "scheduler address (tcp://host:8786) whose workers see FOLDER at the same path. Makes a new index "
+    "(with --overwrite over an old one); the same index a local build makes. Needs simsearch[distributed].",
+)
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Worker processes of --cluster local (the cores are shared between them).",
+)
 @QUIET
 @JSON
-def index_build(folder: Path, index_path: Path, quiet: bool, as_json: bool, **opts: Any) -> None:
+def index_build(
+    folder: Path, index_path: Path, quiet: bool, as_json: bool, cluster: str | None, workers: int, **opts: Any
+) -> None:
     """Embed every image under FOLDER into the index (labels = first-level subfolders).
 
     Run again on the same index, it syncs: new and changed files are embedded, deleted ones
@@ -182,7 +198,14 @@ def index_build(folder: Path, index_path: Path, quiet: bool, as_json: bool, **op
     from simsearch.engine import StrictModeError, build_index
 
     try:
-        report = build_index(folder, index_path, progress=not (quiet or as_json), **opts)
+        if cluster is not None:
+            from simsearch.engine.distributed import build_distributed
+
+            report = build_distributed(
+                folder, index_path, cluster=cluster, workers=workers, progress=not (quiet or as_json), **opts
+            )
+        else:
+            report = build_index(folder, index_path, progress=not (quiet or as_json), **opts)
     except StrictModeError as err:
         _print_skipped(err.skipped)
         raise
@@ -269,6 +292,59 @@ def index_info(index_path: Path, as_json: bool) -> None:
                 click.echo(f"{'calibration':16s} {name}: " + "; ".join(f"{a} {b}" for a, b in rec.items()))
         else:
             click.echo(f"{k:16s} {v}")
+
+
+@index_group.command("export")
+@click.argument("out", type=click.Path(path_type=Path))
+@INDEX
+@JSON
+def index_export(out: Path, index_path: Path, as_json: bool) -> None:
+    """Write the index's embeddings to OUT (.parquet, or .npy with a .json beside it): one row per image
+    with id, path, label, size, mtime, sha256 and the embedding; the encoder's record (source,
+    fingerprint, preprocessing) goes in the file's metadata. Parquet needs pyarrow (simsearch[parquet])."""
+    from simsearch.engine import export_embeddings
+
+    done = export_embeddings(index_path, out)
+    summary = {
+        "out": str(out),
+        "count": len(done),
+        "dim": done.meta["dim"],
+        "encoder": done.meta["encoder"].get("source"),
+    }
+    if as_json:
+        _echo_json(summary)
+    else:
+        click.echo(f"wrote {len(done):,} embeddings of width {done.meta['dim']} to {out}")
+
+
+@index_group.command("import")
+@click.argument("src", type=click.Path(path_type=Path))
+@INDEX
+@click.option(
+    "--model",
+    default=None,
+    help="Where the encoder that made the embeddings is here (default: the source they record). Its "
+    "fingerprint must match theirs: queries are embedded by it.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "flat", "hnsw", "ivfpq"]),
+    default="auto",
+    show_default=True,
+    help="Index structure (see `index build --help`).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an index already at --index.")
+@JSON
+def index_import(src: Path, index_path: Path, model: str | None, kind: str, overwrite: bool, as_json: bool) -> None:
+    """Build a new index from exported embeddings (SRC: .parquet, or .npy with its .json), keeping their ids,
+    paths and labels, without embedding anything again."""
+    from simsearch.engine import import_embeddings
+
+    count = import_embeddings(src, index_path, model=model, kind=kind, overwrite=overwrite)
+    if as_json:
+        _echo_json({"index": str(index_path), "count": count})
+    else:
+        click.echo(f"imported {count:,} embeddings into {index_path}")
 
 
 @index_group.command("check")

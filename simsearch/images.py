@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import threading
 import warnings
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from simsearch.errors import DataError, ImageError
 from simsearch.files import NotReadable, read_regular
@@ -33,6 +34,7 @@ __all__ = [
     "fit_ink",
     "frame",
     "image_pixels",
+    "keep_side",
     "load_array",
     "read_file",
     "scan_folder",
@@ -41,7 +43,29 @@ __all__ = [
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+    | {".heic", ".heif", ".avif"}
 )
+
+
+def _heif_opener() -> bool:
+    """HEIC/HEIF (iPhones' photos) through the pillow-heif plugin, a dependency; False where it is missing."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+# Formats a plugin or a build option provides: the file suffixes, and why they cannot be read without it.
+_HEIF = _heif_opener()
+_MISSING_FORMATS: dict[str, str] = {}
+if not _HEIF:
+    _MISSING_FORMATS.update(
+        dict.fromkeys((".heic", ".heif"), "HEIC/HEIF needs the pillow-heif package (pip install pillow-heif)")
+    )
+if not features.check("avif"):
+    _MISSING_FORMATS[".avif"] = "AVIF needs Pillow 11.3 or later built with libavif (pip install -U pillow)"
 # Pillow lays big images out in blocks of PILLOW_BLOCK_SIZE (16 MB by default). glibc serves blocks
 # that size from per-thread heaps it keeps after they are freed, so decoding big images in many
 # threads held gigabytes (7 GB after 16 decodes of 64 MP, two at a time). Blocks over 32 MB are always
@@ -118,9 +142,13 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
         rel = Path(dirpath).relative_to(root_path)
         label = rel.parts[0] if rel.parts else None
         for name in sorted(filenames):
-            if _is_hidden(name) or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+            suffix = Path(name).suffix.lower()
+            if _is_hidden(name) or suffix not in IMAGE_EXTENSIONS:
                 continue
             path = Path(dirpath) / name
+            if suffix in _MISSING_FORMATS:
+                scan.skipped.append(Skipped(str(path), _MISSING_FORMATS[suffix]))
+                continue
             if not _utf8(str(path)):  # the catalog, JSON and the page all need a text path
                 scan.skipped.append(Skipped(str(path), "file name is not valid UTF-8 (rename the file or folder)"))
                 continue
@@ -260,12 +288,18 @@ class PixelBudget:
 
 
 def decode_image(
-    source: str | os.PathLike[str] | bytes, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: str | os.PathLike[str] | bytes,
+    channels: int = 3,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: float | None = None,
 ) -> Image.Image:
     """Decode an image file (or its bytes) into an upright "L" (channels=1) or "RGB" image.
 
     Applies EXIF orientation, takes the first frame of an animation, flattens transparency onto
-    white, and maps 16-bit and float images by their range. Raises ImageError with the reason.
+    white, and maps 16-bit and float images by their range. With `min_side`, a JPEG is decoded at
+    the smallest of 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) whose shorter side is still at
+    least `min_side` pixels: what a caller that shrinks to that size anyway needs, at a fraction of
+    the work (a 12-megapixel photo for a 224-pixel encoder: about 6x less). Raises ImageError.
     """
     name = "<bytes>" if isinstance(source, bytes) else str(source)
     data = source if isinstance(source, bytes) else read_file(source)
@@ -283,6 +317,10 @@ def decode_image(
                         f"{width}x{height} pixels is over the limit of {max_pixels:,} (possible decompression bomb)",
                     )
                 opened.seek(0)
+                if min_side is not None and opened.format in ("JPEG", "MPO") and min(width, height) > 2 * min_side:
+                    scale = min_side / min(width, height)
+                    wanted = (math.ceil(width * scale), math.ceil(height * scale))
+                    opened.draft("L" if channels == 1 else "RGB", wanted)
                 opened.load()
                 upright: Image.Image = ImageOps.exif_transpose(opened) or opened
                 return _normalize_mode(upright, channels)
@@ -375,14 +413,19 @@ def fit_ink(img: Image.Image, ink: Ink) -> Image.Image:
     return framed
 
 
+def keep_side(size: int, crop: float = 1.0, ink: Ink | None = None) -> float:
+    """The shorter side an image may be shrunk to, cheaply, before framing: twice what the crop
+    needs (a drawing keeps 16 times, as its strokes may fill only a part of the page)."""
+    side = size / crop
+    return 16 * side if ink is not None else 2 * side
+
+
 def frame(img: Image.Image, size: int, crop: float = 1.0, ink: Ink | None = None) -> np.ndarray:
     """Keep the centred `crop` of each side (or, with `ink`, the square around a drawing's
     strokes: fit_ink), resize to size x size (squashed) and return (C, size, size) uint8.
     The image must already be in its final mode ("L" or "RGB"); to_array does that first."""
-    side = size / crop
-    # a cheap integer pre-shrink (box filter) keeps big photos fast; the same for every caller (a
-    # drawing keeps more, as its strokes may fill only a part of the page)
-    keep = 16 * side if ink is not None else 2 * side
+    # a cheap integer pre-shrink (box filter) keeps big photos fast; the same for every caller
+    keep = keep_side(size, crop, ink)
     if img.size[0] > 2 * keep and img.size[1] > 2 * keep:
         img = img.reduce(max(1, int(min(img.size) // keep)))
     img = fit_ink(img, ink) if ink is not None else center_crop(img, crop)
@@ -401,4 +444,6 @@ def load_array(
 ) -> np.ndarray:
     """Decode, frame (centre crop or ink box) and resize one image as `pre` says:
     (channels, size, size) uint8. Raises ImageError."""
-    return frame(decode_image(source, channels=pre.channels, max_pixels=max_pixels), pre.size, pre.crop, pre.ink)
+    keep = keep_side(pre.size, pre.crop, pre.ink)
+    img = decode_image(source, channels=pre.channels, max_pixels=max_pixels, min_side=keep)
+    return frame(img, pre.size, pre.crop, pre.ink)

@@ -7,6 +7,7 @@ from simsearch.engine.calibrate import Calibration, calibrate
 from simsearch.engine.compat import encoder_record
 from simsearch.engine.decision import DEFAULT_FPIR, DEFAULT_THRESHOLD, OperatingPoint, Threshold, resolve_threshold
 from simsearch.engine.duplicates import Duplicate, duplicate_rows, duplicate_threshold, find_duplicates
+from simsearch.engine.exchange import Exported, export_embeddings, import_embeddings, read_embeddings
 from simsearch.engine.search import Hit, Identification, QueryResult, Searcher, expand_queries
 from simsearch.engine.sync import (
     BuildReport,
@@ -25,6 +26,7 @@ __all__ = [
     "BuildReport",
     "Calibration",
     "Duplicate",
+    "Exported",
     "Hit",
     "Identification",
     "IndexStoreError",
@@ -41,9 +43,12 @@ __all__ = [
     "duplicate_threshold",
     "encoder_record",
     "expand_queries",
+    "export_embeddings",
     "find_duplicates",
+    "import_embeddings",
     "index_info",
     "open_index",
+    "read_embeddings",
     "remove_entries",
     "resolve_threshold",
     "verify",

@@ -67,7 +67,7 @@ class BuildReport:
         }
 
 
-def _commit(tx: Transaction, **changes: Any) -> Any:
+def commit_measured(tx: Transaction, **changes: Any) -> Any:
     """Commit with the gallery measured on itself (its own open-set curve at its new size); a curve
     `calibrate` fitted on another gallery size is marked stale, and no longer used."""
     own = gallery_calibration(tx.vectors, tx.catalog)
@@ -199,7 +199,7 @@ def build_index(
         if unchanged and measured and same_kind and tx.base.gallery == gallery:
             report.total = tx.base.count  # nothing to write: the current generation stays
         else:
-            report.total = _commit(tx, gallery=gallery).count
+            report.total = commit_measured(tx, gallery=gallery).count
     report.elapsed_s = time.monotonic() - start
     return report
 
@@ -272,7 +272,7 @@ def add_files(
                 changed.add(path)
             items.append((path, lbl))
         _embed_into(tx, embedder, items, report, batch_size, strict, progress, changed)
-        report.total = _commit(tx).count
+        report.total = commit_measured(tx).count
     report.elapsed_s = time.monotonic() - start
     return report
 
@@ -299,7 +299,7 @@ def remove_entries(index: str | os.PathLike[str], targets: list[str]) -> tuple[i
             doomed |= hits
         if doomed:
             tx.remove(sorted(doomed))
-            _commit(tx)
+            commit_measured(tx)
     return len(doomed), unmatched
 
 
