@@ -182,10 +182,24 @@ def index_group() -> None:
     type=click.IntRange(1, 256),
     help="Worker processes of --cluster local (the cores are shared between them).",
 )
+@click.option(
+    "--shard-files",
+    default=512,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Files a --cluster worker embeds per task (larger for millions of files: fewer, bigger tasks).",
+)
 @QUIET
 @JSON
 def index_build(
-    folder: Path, index_path: Path, quiet: bool, as_json: bool, cluster: str | None, workers: int, **opts: Any
+    folder: Path,
+    index_path: Path,
+    quiet: bool,
+    as_json: bool,
+    cluster: str | None,
+    workers: int,
+    shard_files: int,
+    **opts: Any,
 ) -> None:
     """Embed every image under FOLDER into the index (labels = first-level subfolders).
 
@@ -202,7 +216,13 @@ def index_build(
             from simsearch.engine.distributed import build_distributed
 
             report = build_distributed(
-                folder, index_path, cluster=cluster, workers=workers, progress=not (quiet or as_json), **opts
+                folder,
+                index_path,
+                cluster=cluster,
+                workers=workers,
+                shard_files=shard_files,
+                progress=not (quiet or as_json),
+                **opts,
             )
         else:
             report = build_index(folder, index_path, progress=not (quiet or as_json), **opts)

@@ -229,3 +229,59 @@ def test_pixel_budget_bounds_what_is_decoded_at_once():
         with pytest.raises(TimeoutError):
             with budget.hold(30, timeout=0.05):
                 pass
+
+
+def _photo(width: int, height: int) -> Image.Image:
+    from PIL import ImageDraw
+
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], axis=2)
+    img = Image.fromarray(rgb.astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for i in range(12):
+        draw.ellipse(
+            (i * width // 14, i * height // 16, i * width // 14 + width // 6, i * height // 16 + height // 5),
+            outline=(250, 250, 250),
+            width=max(2, width // 200),
+        )
+    return img
+
+
+def test_a_big_jpeg_is_decoded_at_the_scale_the_encoder_needs():
+    buf = io.BytesIO()
+    _photo(4000, 3000).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    small = decode_image(data, channels=3, min_side=448)
+    assert 448 <= min(small.size) < 1500 and small.size[0] > small.size[1]  # 1/4 scale: 1000 x 750
+    assert decode_image(data, channels=3).size == (4000, 3000)
+    # the encoder's input is almost the same as from the full decode: DCT scaling is a good box filter
+    rgb = Preprocess(channels=3, size=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    for pre in (rgb, Preprocess(channels=1, size=105, crop=0.8)):
+        from simsearch.images import to_array
+
+        fast = load_array(data, pre).astype(np.float32)
+        full = to_array(decode_image(data, channels=3), pre).astype(np.float32)
+        assert fast.shape == full.shape and np.abs(fast - full).mean() < 3.0
+    # a PNG has no reduced decode: the same pixels either way
+    png = io.BytesIO()
+    _photo(1200, 900).save(png, "PNG")
+    assert decode_image(png.getvalue(), min_side=100).size == (1200, 900)
+
+
+def test_heic_and_avif_photos_are_images(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import features
+
+    photo = _photo(640, 480)
+    (tmp_path / "a").mkdir()
+    pillow_heif.from_pillow(photo).save(tmp_path / "a" / "phone.heic", quality=90)
+    made = ["phone.heic"]
+    if features.check("avif"):
+        photo.save(tmp_path / "a" / "web.avif", quality=80)
+        made.append("web.avif")
+    scan = scan_folder(tmp_path)
+    assert sorted(f.path.name for f in scan.files) == sorted(made) and not scan.skipped
+    for f in scan.files:
+        img = decode_image(f.path)
+        assert img.size == (640, 480) and img.mode == "RGB"
+        assert np.abs(np.asarray(img, np.float32) - np.asarray(photo, np.float32)).mean() < 8
