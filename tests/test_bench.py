@@ -31,6 +31,8 @@ def test_small_benchmark_writes_every_table(tmp_path):
         "## 8. Copy detection",
         "## 9. Open-set identification",
         "## 10. Default duplicate thresholds",
+        "## 11. Intake of big photos",
+        "## 12. Distributed build",
     ):
         assert heading in text
     # the search table has a recall@10 for each of our kinds, and flat search is exact
