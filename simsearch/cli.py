@@ -309,9 +309,10 @@ def index_info(index_path: Path, as_json: bool) -> None:
             click.echo(f"{k:16s} {shown}{more}")
         elif k == "calibrations":
             for name, rec in v.items():
-                click.echo(f"{'calibration':16s} {name}: " + "; ".join(f"{a} {b}" for a, b in rec.items()))
+                shown = "; ".join(f"{a} {b}" for a, b in rec.items() if b is not None)
+                click.echo(f"{'calibration':16s} {name}: {shown}")
         else:
-            click.echo(f"{k:16s} {v}")
+            click.echo(f"{k:16s} {'-' if v is None else v}")
 
 
 @index_group.command("export")
