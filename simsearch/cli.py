@@ -211,6 +211,11 @@ def index_build(
     """
     from simsearch.engine import StrictModeError, build_index
 
+    ctx = click.get_current_context()
+    for name in ("workers", "shard_files"):
+        given = ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        if given and cluster is None:
+            raise click.UsageError(f"--{name.replace('_', '-')} needs --cluster")
     try:
         if cluster is not None:
             from simsearch.engine.distributed import build_distributed

@@ -59,3 +59,8 @@ def test_a_distributed_build_is_the_local_build(tmp_path, gallery, random_model)
     # a distributed build never overwrites an index unasked
     again = run_cli("index", "build", gallery, "--index", spread, "--cluster", "local", timeout=120)
     assert again.returncode == 1 and "already there" in again.stderr
+
+
+def test_cluster_options_without_a_cluster_are_a_usage_error(tmp_path, gallery):
+    res = run_cli("index", "build", gallery, "--index", tmp_path / "x.idx", "--workers", "3")
+    assert res.returncode == 2 and "--workers needs --cluster" in res.stderr and not (tmp_path / "x.idx").exists()
