@@ -248,6 +248,8 @@ def _print_report(report: Any, as_json: bool) -> None:
         _echo_json(report.to_dict())
         return
     _print_skipped(report.skipped)
+    for warning in getattr(report, "warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     parts = [f"{report.indexed:,} indexed", f"{len(report.skipped):,} skipped"]
     if not report.created:
         parts += [f"{report.unchanged:,} unchanged", f"{report.moved:,} moved", f"{report.removed:,} removed"]

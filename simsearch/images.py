@@ -30,6 +30,7 @@ __all__ = [
     "Skipped",
     "center_crop",
     "collect_images",
+    "colourfulness",
     "decode_image",
     "fit_ink",
     "frame",
@@ -411,6 +412,18 @@ def fit_ink(img: Image.Image, ink: Ink) -> Image.Image:
     inside = (max(0, box[0]), max(0, box[1]), min(img.size[0], box[2]), min(img.size[1], box[3]))
     framed.paste(img.crop(inside), (inside[0] - box[0], inside[1] - box[1]))
     return framed
+
+
+def colourfulness(path: str | os.PathLike[str]) -> float | None:
+    """Mean chroma of a picture (max - min of its R, G, B values, in grey levels, over a 64-pixel
+    thumbnail): about 0 for grey drawings and scans, tens for colour photos. None if it cannot be read."""
+    try:
+        img = decode_image(path, channels=3, min_side=64)
+    except ImageError:
+        return None
+    img.thumbnail((64, 64))
+    rgb = np.asarray(img, dtype=np.int16)
+    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
 
 
 def keep_side(size: int, crop: float = 1.0, ink: Ink | None = None) -> float:

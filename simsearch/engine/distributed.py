@@ -27,7 +27,7 @@ import numpy as np
 from index.catalog import Record
 from index.store import IndexStore, Transaction
 from simsearch.engine.compat import encoder_record
-from simsearch.engine.sync import BuildReport, commit_measured
+from simsearch.engine.sync import BuildReport, commit_measured, encoder_fit_warnings
 from simsearch.errors import DataError, ImageError
 from simsearch.images import Skipped, scan_folder
 
@@ -140,6 +140,7 @@ def build_distributed(
     scan = scan_folder(root)
     report = BuildReport(index=str(index_path), skipped=list(scan.skipped), created=True)
     loaded = load_checkpoint(model)  # here only for its record and width; the workers load their own
+    report.warnings += encoder_fit_warnings(loaded, [f.path for f in scan.files])
     files = [str(Path(os.path.abspath(f.path))) for f in scan.files]
     labels = [f.label for f in scan.files]
     shards = [files[i : i + shard_files] for i in range(0, len(files), shard_files)]

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from index.catalog import Record
 from index.store import IndexStore, Transaction
 from simsearch.engine.calibrate import gallery_calibration
@@ -46,6 +48,7 @@ class BuildReport:
     skipped: list[Skipped] = field(default_factory=list)
     elapsed_s: float = 0.0
     created: bool = False
+    warnings: list[str] = field(default_factory=list)  # what the build noticed that the user may not want
 
     @property
     def indexed(self) -> int:
@@ -64,6 +67,7 @@ class BuildReport:
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "elapsed_s": round(self.elapsed_s, 3),
             "created": self.created,
+            "warnings": self.warnings,
         }
 
 
@@ -78,6 +82,30 @@ def commit_measured(tx: Transaction, **changes: Any) -> Any:
         if now != (cal.get("images"), cal.get("classes")):
             changes["calibration"] = dict(cal, stale=True)
     return tx.commit(**changes)
+
+
+def encoder_fit_warnings(model: Any, files: list[Path], sample: int = 24) -> list[str]:
+    """Why this encoder may be the wrong one for these pictures: an encoder for one-channel drawings
+    (characters, signatures) given a folder that is mostly colour photos. Looks at up to `sample`
+    files spread over the folder, decoded small."""
+    from simsearch.images import colourfulness
+
+    if model.config.preprocess.channels != 1 or not files:
+        return []
+    picks = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(sample, len(files))).round()]
+    scores = [c for c in (colourfulness(p) for p in picks) if c is not None]
+    colourful = sum(c > COLOURFUL for c in scores)
+    if scores and colourful >= 0.5 * len(scores):
+        return [
+            f"{colourful} of {len(scores)} sampled pictures are colour photos, and encoder {model.source!r} is for "
+            "one-channel drawings (it sees them in grey, as strokes); for photos use --model photos "
+            "(`simsearch models` lists the encoders)"
+        ]
+    return []
+
+
+# mean chroma (max - min of R, G, B, in grey levels) above which a picture counts as a colour photo
+COLOURFUL = 16.0
 
 
 def _hash_file(path: Path) -> str:
@@ -132,6 +160,7 @@ def build_index(
         embedder = Embedder.load(model, device)
         tx = Transaction.create(index_path, embedder.dim, encoder_record(embedder.loaded), kind=kind or "auto")
         report.created = True
+        report.warnings += encoder_fit_warnings(embedder.loaded, [f.path for f in scan.files])
     with tx:
         by_path = {r.path: r for r in tx.catalog.all()}
         wanted = {os.path.abspath(f.path): f for f in scan.files}

@@ -346,3 +346,14 @@ def test_uncertain_answers_are_told_apart(built, gallery):
         # a threshold low enough that every class clears it: every answer with a runner-up is uncertain
         low = s.identify(str(sorted(scan_folder(gallery).files, key=lambda f: str(f.path))[0].path), threshold=-1.0)[0]
         assert low.status == ("uncertain", "another class matches almost as well")
+
+
+def test_a_drawing_encoder_given_colour_photos_says_so(tmp_path, gallery, random_model, photos):
+    from simsearch.images import colourfulness
+
+    assert colourfulness(next(iter(sorted(photos.iterdir())))) > 16
+    report = build_index(photos, tmp_path / "p.idx", model=str(random_model), progress=False)
+    assert report.warnings and "colour photos" in report.warnings[0] and "--model photos" in report.warnings[0]
+    assert report.to_dict()["warnings"] == report.warnings
+    assert build_index(gallery, tmp_path / "g.idx", model=str(random_model), progress=False).warnings == []
+    assert build_index(photos, tmp_path / "q.idx", model="photos", progress=False).warnings == []
