@@ -1122,8 +1122,10 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, quiet: bool, as_json: b
     "--edits",
     default="all",
     show_default=True,
-    help="With --copy-detection: comma-separated edit types (crop, resize, jpeg, rotate, flip, color, grayscale, "
-    "blur, text, border, combined).",
+    help="With --copy-detection: comma-separated edit types: ours (crop, resize, jpeg, rotate, flip, color, "
+    "grayscale, blur, text, border, combined; 'all'), and AugLy's image augmentations written to its specification "
+    "('augly': screenshot, meme, pad_canvas, crop_corner, perspective, emoji, overlay_text, pixelize, aspect_ratio, "
+    "opacity), at strengths beyond what the encoders trained on.",
 )
 @click.option(
     "--open-set",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-__all__ = ["EDITS", "apply_edit", "random_view"]
+__all__ = ["ALL_EDITS", "AUGLY_EDITS", "EDITS", "apply_edit", "expand_edits", "random_view"]
 
 Edit = Callable[[Image.Image, np.random.Generator], Image.Image]
 
@@ -129,12 +129,181 @@ EDITS: dict[str, Edit] = {
 }
 
 
+# ---------------------------------------------------------------- a second edit set, not ours
+# The image augmentations of AugLy (facebookresearch/AugLy, the library behind the ISC2021 / DISC21
+# copy-detection benchmark), taken as a specification and written here with Pillow: AugLy 1.0's image
+# extras pin an older Pillow than this project needs. Strengths go beyond what `photos` trained on
+# (borders up to 20% of a side, crops from anywhere of 40-100%, no overlays or screenshots).
+
+
+def overlay_onto_screenshot(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The photo shown inside a phone screenshot: status bar, app bar, caption lines and buttons around it."""
+    src = _rgb(img)
+    w = max(src.width, 200)
+    scale = w * rng.uniform(0.6, 0.8) / src.width
+    shown = src.resize((max(1, round(src.width * scale)), max(1, round(src.height * scale))))
+    height = round(shown.height * 1.9)
+    shot = Image.new("RGB", (w, height), (250, 250, 250) if rng.random() < 0.5 else (24, 24, 28))
+    draw = ImageDraw.Draw(shot)
+    bar = tuple(int(v) for v in rng.integers(0, 256, 3))
+    draw.rectangle((0, 0, w, round(height * 0.06)), fill=bar)
+    draw.rectangle((0, round(height * 0.06), w, round(height * 0.14)), fill=(230, 230, 235))
+    x, y = (w - shown.width) // 2, round(height * 0.18)
+    shot.paste(shown, (x, y))
+    font = ImageFont.load_default(size=max(8, w // 24))
+    for line in range(3):
+        words = " ".join(str(rng.choice(_WORDS)) for _ in range(3))
+        draw.text((w // 12, y + shown.height + 8 + line * (w // 18)), words, font=font, fill=(110, 110, 110))
+    for b in range(4):
+        cx = round(w * (b + 1) / 5)
+        draw.ellipse((cx - w // 30, height - w // 10, cx + w // 30, height - w // 30), fill=(150, 150, 160))
+    return shot
+
+
+def meme_format(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A caption band on top (a fifth to a third of the height) with a line of bold text, as a meme."""
+    src = _rgb(img)
+    band = round(src.height * rng.uniform(0.2, 0.35))
+    out = Image.new("RGB", (src.width, src.height + band), (255, 255, 255))
+    out.paste(src, (0, band))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(8, band // 3))
+    words = " ".join(str(rng.choice(_WORDS)) for _ in range(2)).upper()
+    draw.text((src.width // 20, band // 3), words, font=font, fill=(0, 0, 0))
+    return out
+
+
+def pad_canvas(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The photo somewhere on a plain canvas 1.5 to 2.5 times its size (AugLy pad, beyond our borders)."""
+    src = _rgb(img)
+    f = rng.uniform(1.5, 2.5)
+    canvas = Image.new(
+        "RGB", (round(src.width * f), round(src.height * f)), tuple(int(v) for v in rng.integers(0, 256, 3))
+    )
+    x = int(rng.integers(0, canvas.width - src.width + 1))
+    y = int(rng.integers(0, canvas.height - src.height + 1))
+    canvas.paste(src, (x, y))
+    return canvas
+
+
+def crop_corner(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Keep one corner: 40 to 70% of each side."""
+    src = _rgb(img)
+    w, h = src.size
+    cw, ch = round(w * rng.uniform(0.4, 0.7)), round(h * rng.uniform(0.4, 0.7))
+    x = 0 if rng.random() < 0.5 else w - cw
+    y = 0 if rng.random() < 0.5 else h - ch
+    return src.crop((x, y, x + cw, y + ch))
+
+
+def perspective(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A perspective transform: each corner moved in or out by up to 20% of the side, the uncovered parts
+    black (AugLy perspective_transform)."""
+    src = _rgb(img)
+    w, h = src.size
+    d = rng.uniform(-0.2, 0.2, 8) * np.array([w, h] * 4)
+    corners = [(d[0], d[1]), (w - d[2], d[3]), (w - d[4], h - d[5]), (d[6], h - d[7])]
+    target = [(0, 0), (w, 0), (w, h), (0, h)]
+    a = []
+    for (x, y), (u, v) in zip(target, corners, strict=True):
+        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        a.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    coeffs = np.linalg.solve(np.array(a, float), np.array([c for pt in corners for c in pt], float))
+    return src.transform((w, h), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BILINEAR)
+
+
+def overlay_emoji(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A smiley drawn over a random place, 20 to 40% of the shorter side (AugLy overlay_emoji)."""
+    out = _rgb(img).copy()
+    draw = ImageDraw.Draw(out)
+    r = round(min(out.size) * rng.uniform(0.1, 0.2))
+    cx, cy = int(rng.integers(r, max(r + 1, out.width - r))), int(rng.integers(r, max(r + 1, out.height - r)))
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(255, 210, 40), outline=(90, 60, 0), width=max(1, r // 12))
+    for ex in (-1, 1):
+        draw.ellipse(
+            (cx + ex * r // 3 - r // 8, cy - r // 3 - r // 8, cx + ex * r // 3 + r // 8, cy - r // 3 + r // 8),
+            fill=(60, 40, 0),
+        )
+    draw.arc((cx - r // 2, cy - r // 4, cx + r // 2, cy + r // 2), 20, 160, fill=(60, 40, 0), width=max(1, r // 10))
+    return out
+
+
+def overlay_text(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Several lines of text over the photo, covering up to a third of it (AugLy overlay_text)."""
+    out = _rgb(img).copy()
+    draw = ImageDraw.Draw(out)
+    size = max(8, round(min(out.size) * rng.uniform(0.06, 0.12)))
+    font = ImageFont.load_default(size=size)
+    fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+    for line in range(int(rng.integers(2, 5))):
+        words = " ".join(str(rng.choice(_WORDS)) for _ in range(3))
+        draw.text(
+            (int(rng.integers(0, max(1, out.width // 3))), round(out.height * 0.1) + line * size * 1.3),
+            words,
+            font=font,
+            fill=fill,
+        )
+    return out
+
+
+def pixelization(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Blocks: shrunk to 10 to 25% and blown up again without smoothing (AugLy pixelization)."""
+    src = _rgb(img)
+    f = rng.uniform(0.1, 0.25)
+    small = src.resize((max(1, round(src.width * f)), max(1, round(src.height * f))), Image.Resampling.BILINEAR)
+    return small.resize(src.size, Image.Resampling.NEAREST)
+
+
+def aspect_ratio(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Stretched to another aspect ratio: one side scaled by 0.5 to 0.75 or 1.33 to 2 (AugLy change_aspect_ratio)."""
+    src = _rgb(img)
+    f = rng.uniform(0.5, 0.75) if rng.random() < 0.5 else rng.uniform(1.33, 2.0)
+    return src.resize((max(1, round(src.width * f)), src.height), Image.Resampling.BILINEAR)
+
+
+def opacity_over(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Faded: blended 40 to 70% towards a plain colour (AugLy opacity on a background)."""
+    src = _rgb(img)
+    plain = Image.new("RGB", src.size, tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return Image.blend(src, plain, float(rng.uniform(0.4, 0.7)))
+
+
+AUGLY_EDITS: dict[str, Edit] = {
+    "screenshot": overlay_onto_screenshot,
+    "meme": meme_format,
+    "pad_canvas": pad_canvas,
+    "crop_corner": crop_corner,
+    "perspective": perspective,
+    "emoji": overlay_emoji,
+    "overlay_text": overlay_text,
+    "pixelize": pixelization,
+    "aspect_ratio": aspect_ratio,
+    "opacity": opacity_over,
+}
+ALL_EDITS: dict[str, Edit] = {**EDITS, **AUGLY_EDITS}
+
+
+def expand_edits(spec: str) -> list[str]:
+    """Edit names from a comma-separated list; "all" is ours (EDITS), "augly" the AugLy set. Raises ValueError."""
+    names: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if part == "all":
+            names += list(EDITS)
+        elif part == "augly":
+            names += list(AUGLY_EDITS)
+        elif part in ALL_EDITS:
+            names.append(part)
+        elif part:
+            raise ValueError(f"unknown edit {part!r}; known: all, augly, {', '.join(ALL_EDITS)}")
+    return list(dict.fromkeys(names))
+
+
 def apply_edit(img: Image.Image, name: str, rng: np.random.Generator) -> Image.Image:
-    """The named edit of `img` (an RGB copy), drawn with `rng`."""
+    """The named edit of `img` (an RGB copy), drawn with `rng` (ours or the AugLy set)."""
     try:
-        edit = EDITS[name]
+        edit = ALL_EDITS[name]
     except KeyError:
-        raise ValueError(f"unknown edit {name!r}; known: {', '.join(EDITS)}") from None
+        raise ValueError(f"unknown edit {name!r}; known: {', '.join(ALL_EDITS)}") from None
     return _rgb(edit(_rgb(img), rng))
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from simsearch.edits import EDITS, apply_edit
+from simsearch.edits import ALL_EDITS, EDITS, apply_edit
 
 __all__ = ["CopyQueries", "copy_detection_table", "make_copy_queries", "ranks_of_truth"]
 
@@ -32,9 +32,9 @@ def make_copy_queries(
     Each (original, edit) copy has its own generator, so a copy does not depend on which other
     originals or edits are in the set.
     """
-    unknown = [e for e in edits if e not in EDITS]
+    unknown = [e for e in edits if e not in ALL_EDITS]
     if unknown:
-        raise ValueError(f"unknown edit {unknown[0]!r}; known: {', '.join(EDITS)}")
+        raise ValueError(f"unknown edit {unknown[0]!r}; known: {', '.join(ALL_EDITS)}")
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(originals), size=min(n_originals, len(originals)), replace=False))
     jobs = [(int(i), name, k) for i in chosen for k, name in enumerate(edits)]

@@ -321,12 +321,13 @@ def copy_detection_report(
 ) -> CopyDetectionReport:
     """Every image of DATA is the gallery; `edits` of `n_originals` of them (seeded) are searched
     for their original. Baselines: raw pixels, pHash, dHash (models named so)."""
-    from simsearch.edits import EDITS
+    from simsearch.edits import ALL_EDITS
 
-    unknown = [e for e in edits if e not in EDITS]
+    unknown = [e for e in edits if e not in ALL_EDITS]
     if unknown or not edits:
         raise ConfigError(
-            f"unknown edit {unknown[0] if unknown else ''!r} in {{fields}}; known: {', '.join(EDITS)}", ["edits"]
+            f"unknown edit {unknown[0] if unknown else ''!r} in {{fields}}; known: all, augly, {', '.join(ALL_EDITS)}",
+            ["edits"],
         )
     gallery, _ = load_pictures(data, classes=classes, progress=progress)
     queries = make_copy_queries(gallery, n_originals, list(edits), seed=seed)
@@ -514,7 +515,6 @@ def evaluate(
     run: copy detection (with `copy_detection`; "raw-pixels", "phash", "dhash" are baselines),
     signature verification (with `signatures`; classes default to test/*, the threshold's to
     train/*), else few-shot accuracy and verification ("raw-pixels" is the baseline)."""
-    from simsearch.edits import EDITS
 
     if roc_png is not None and not (open_set or lake):
         raise ConfigError("{fields} draws open-set DET curves: give it with --open-set or --lake", ["roc_png"])
@@ -525,7 +525,12 @@ def evaluate(
         return open_set_report(data, models, sizes, shot, runs, seed, classes, protocol, progress, roc_png)
     if copy_detection:
         if isinstance(edits, str):
-            edits = list(EDITS) if edits.strip() == "all" else [e.strip() for e in edits.split(",") if e.strip()]
+            from simsearch.edits import expand_edits
+
+            try:
+                edits = expand_edits(edits)
+            except ValueError as err:
+                raise ConfigError(f"{err} (in {{fields}})", ["edits"]) from None
         return copy_detection_report(data, models, edits, n_originals, classes, seed, progress)
     if signatures:
         return signature_report(data, models, classes or "test/*", fit_classes or "train/*", refs, seed, progress)

@@ -72,3 +72,19 @@ def test_random_view_grayscale_chance(picture: Image.Image) -> None:
 
     assert gray_share(1.0) == 1.0 and gray_share(0.0) == 0.0
     assert 0.3 < gray_share(0.5) < 0.7
+
+
+def test_the_augly_edit_set_is_seeded_and_beyond_our_ranges():
+    from simsearch.edits import AUGLY_EDITS, EDITS, apply_edit, expand_edits
+
+    img = Image.linear_gradient("L").resize((160, 120)).convert("RGB")
+    for name in AUGLY_EDITS:
+        a = apply_edit(img, name, np.random.default_rng(3))
+        b = apply_edit(img, name, np.random.default_rng(3))
+        assert a.mode == "RGB" and a.tobytes() == b.tobytes() and a.tobytes() != img.tobytes(), name
+    canvas = apply_edit(img, "pad_canvas", np.random.default_rng(0))
+    assert canvas.width >= 1.5 * img.width  # wider than any border the encoders trained with (20%)
+    assert expand_edits("augly") == list(AUGLY_EDITS) and expand_edits("all,pixelize")[-1] == "pixelize"
+    assert expand_edits("all") == list(EDITS)
+    with pytest.raises(ValueError, match="unknown edit"):
+        expand_edits("nosuch")
