@@ -449,12 +449,8 @@ class VectorIndex:
                 ids[:, :kk] = np.take_along_axis(both_i, order, axis=1)
             return scores, ids
         sel = faiss.IDSelectorBatch(live)
-        params, _keep = self._search_params()
-        if params is None:
-            params = faiss.SearchParameters()
-            params.sel = sel
-        else:  # tombstones are already outside `live`: the allowed set alone decides
-            params.sel = sel
+        params = self._search_params()[0] or faiss.SearchParameters()
+        params.sel = sel  # tombstones are already outside `live`: the allowed set alone decides
         assert self._index is not None
         if self.exact is not None:
             _, cand = self._index.search(queries, min(len(live), max(kk * self.params.rerank, 32)), params=params)

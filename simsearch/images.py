@@ -240,19 +240,31 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
     return data
 
 
-def image_pixels(data: bytes) -> int:
-    """Width x height of an image from its header alone (nothing is decoded). Raises ImageError."""
+@contextlib.contextmanager
+def _pillow_errors(name: str, doing: str) -> Iterator[None]:
+    """Pillow's ways of failing on a file, as one ImageError with a reason a person can act on (`doing`
+    names the step: "cannot decode", "cannot read the header"); our own pixel cap replaces its bomb warning."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as opened:
-                width, height = opened.size
+            yield
+    except ImageError:
+        raise
     except Image.DecompressionBombError:
-        raise ImageError("<bytes>", "too many pixels (decompression bomb)") from None
+        raise ImageError(name, "too many pixels (decompression bomb)") from None
     except UnidentifiedImageError:
-        raise ImageError("<bytes>", NOT_AN_IMAGE) from None
+        raise ImageError(name, NOT_AN_IMAGE) from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as err:
-        raise ImageError("<bytes>", f"cannot read the header: {err or type(err).__name__}") from None
+        reason = str(err) or type(err).__name__
+        if "truncated" in reason.lower():
+            reason = "truncated or damaged image data"
+        raise ImageError(name, f"{doing}: {reason}") from None
+
+
+def image_pixels(data: bytes) -> int:
+    """Width x height of an image from its header alone (nothing is decoded). Raises ImageError."""
+    with _pillow_errors("<bytes>", "cannot read the header"), Image.open(io.BytesIO(data)) as opened:
+        width, height = opened.size
     return int(width) * int(height)
 
 
@@ -306,36 +318,19 @@ def decode_image(
     data = source if isinstance(source, bytes) else read_file(source)
     if not data:
         raise ImageError(name, "empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            # Our own pixel cap below replaces Pillow's bomb warning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as opened:
-                width, height = opened.size
-                if width * height > max_pixels:
-                    raise ImageError(
-                        name,
-                        f"{width}x{height} pixels is over the limit of {max_pixels:,} (possible decompression bomb)",
-                    )
-                opened.seek(0)
-                if min_side is not None and opened.format in ("JPEG", "MPO") and min(width, height) > 2 * min_side:
-                    scale = min_side / min(width, height)
-                    wanted = (math.ceil(width * scale), math.ceil(height * scale))
-                    opened.draft("L" if channels == 1 else "RGB", wanted)
-                opened.load()
-                upright: Image.Image = ImageOps.exif_transpose(opened) or opened
-                return _normalize_mode(upright, channels)
-    except ImageError:
-        raise
-    except Image.DecompressionBombError:
-        raise ImageError(name, "too many pixels (decompression bomb)") from None
-    except UnidentifiedImageError:
-        raise ImageError(name, NOT_AN_IMAGE) from None
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as err:
-        reason = str(err) or type(err).__name__
-        if "truncated" in reason.lower():
-            reason = "truncated or damaged image data"
-        raise ImageError(name, f"cannot decode: {reason}") from None
+    with _pillow_errors(name, "cannot decode"), Image.open(io.BytesIO(data)) as opened:
+        width, height = opened.size
+        if width * height > max_pixels:
+            raise ImageError(
+                name, f"{width}x{height} pixels is over the limit of {max_pixels:,} (possible decompression bomb)"
+            )
+        opened.seek(0)
+        if min_side is not None and opened.format in ("JPEG", "MPO") and min(width, height) > 2 * min_side:
+            scale = min_side / min(width, height)
+            opened.draft("L" if channels == 1 else "RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+        opened.load()
+        upright: Image.Image = ImageOps.exif_transpose(opened) or opened
+        return _normalize_mode(upright, channels)
 
 
 def _normalize_mode(img: Image.Image, channels: int) -> Image.Image:

@@ -19,14 +19,14 @@ import stat
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi import Path as FastApiPath
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -310,13 +310,20 @@ def create_app(
         _Guard, max_body=max_upload + 64 * 1024, allowed_hosts=allowed_hosts, token=token, metrics=metrics
     )
 
+    @contextlib.contextmanager
+    def waiting() -> Iterator[None]:
+        """Counted in the queue-depth gauge while inside: waiting for a decode slot or for the encoder."""
+        metrics.queue.inc()
+        try:
+            yield
+        finally:
+            metrics.queue.dec()
+
     def shown(path: str) -> str:
         return path if absolute_paths else searcher.relative(path)
 
-    async def _read_upload(request: Request, file: UploadFile) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_upload + 64 * 1024:
-            raise HTTPException(413, f"upload too large: the limit is {max_upload:,} bytes")
+    async def _read_upload(file: UploadFile) -> bytes:
+        # a declared Content-Length over the limit never gets here: _Guard refuses it before reading
         data = await file.read(max_upload + 1)
         if len(data) > max_upload:
             raise HTTPException(413, f"upload too large: the limit is {max_upload:,} bytes")
@@ -324,24 +331,14 @@ def create_app(
             raise HTTPException(400, "the upload is empty")
         return data
 
-    async def _answer(
-        request: Request, file: UploadFile, respond: Callable[[np.ndarray, str], dict[str, Any]]
-    ) -> dict[str, Any]:
+    async def _answer(file: UploadFile, respond: Callable[[np.ndarray, str], dict[str, Any]]) -> dict[str, Any]:
         """Read and check the upload, then in a worker thread decode it (in parallel with other
         requests), embed it and call respond(embedding, name) under the lock, within the timeout."""
-        data = await _read_upload(request, file)
+        data = await _read_upload(file)
         name = file.filename or "upload"
 
         t = time.perf_counter()
         deadline = t + timeout_s
-
-        @contextlib.contextmanager
-        def waiting() -> Any:
-            metrics.queue.inc()
-            try:
-                yield
-            finally:
-                metrics.queue.dec()
 
         def left() -> float:
             remaining = deadline - time.perf_counter()
@@ -411,7 +408,6 @@ def create_app(
 
     @app.post("/search", summary="Nearest gallery images to an uploaded image, best first")
     async def search(
-        request: Request,
         file: Annotated[UploadFile, File(description="the query image")],
         k: Annotated[int, Query(ge=1, le=1000, description="how many results")] = 5,
         offset: Annotated[int, Query(ge=0, le=_MAX_RANK, description="skip this many best results first (paging)")] = 0,
@@ -428,24 +424,22 @@ def create_app(
             raise HTTPException(422, "under must be a folder of the gallery, relative to it (like 'cats/2021')")
 
         def respond(vec: np.ndarray, name: str) -> dict[str, Any]:  # under the lock: the catalog is ours
-            if label:
-                missing = sorted(set(label) - searcher.classes())
-                if missing:
-                    raise HTTPException(422, f"no class {', '.join(map(repr, missing))} in this gallery")
             folder = None
             if under is not None and under.strip("/. "):
                 root = searcher.gallery_root
                 if root is None:
                     raise HTTPException(422, "this index has no gallery folder to filter by")
                 folder = os.path.join(root, under)
-            res = searcher.search_vectors(vec, [name], k, offset=offset, labels=label or None, under=folder)[0]
+            try:
+                res = searcher.search_vectors(vec, [name], k, offset=offset, labels=label or None, under=folder)[0]
+            except ValueError as err:  # a class the gallery does not have
+                raise HTTPException(422, str(err)) from None
             return dict(res.to_dict(), results=[_hit(h) for h in res.results])
 
-        return await _answer(request, file, respond)
+        return await _answer(file, respond)
 
     @app.post("/identify", summary="Which gallery class an uploaded image shows, or unknown")
     async def identify(
-        request: Request,
         file: Annotated[UploadFile, File(description="the query image")],
         threshold: Annotated[
             float | None, Query(ge=-1, le=1, description="a cosine threshold instead of a target")
@@ -476,7 +470,7 @@ def create_app(
             except DataError as err:  # a gallery without classes
                 raise HTTPException(409, str(err)) from None
 
-        return await _answer(request, file, respond)
+        return await _answer(file, respond)
 
     def _record_path(id_: int) -> str:
         with lock:

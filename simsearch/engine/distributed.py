@@ -27,7 +27,8 @@ import numpy as np
 from index.catalog import Record
 from index.store import IndexStore, Transaction
 from simsearch.engine.compat import encoder_record
-from simsearch.engine.sync import BuildReport, commit_measured, encoder_fit_warnings
+from simsearch.engine.exchange import embedding_column, embeddings_of
+from simsearch.engine.sync import BuildReport, StrictModeError, commit_measured, encoder_fit_warnings
 from simsearch.errors import DataError, ImageError
 from simsearch.images import Skipped, scan_folder
 
@@ -83,7 +84,7 @@ def embed_shard(paths: list[str], model: str | None, device: str, batch_size: in
             "size": size,
             "mtime": mtime,
             "sha256": pa.array(sha, type=pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+            "embedding": embedding_column(vectors),
         }
     )
     sink = io.BytesIO()
@@ -95,15 +96,13 @@ def _read_shard(data: bytes) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(io.BytesIO(data))
-    emb = table.column("embedding").combine_chunks()
-    dim = emb.type.list_size
     return {
         "ok": table.column("ok").to_numpy(zero_copy_only=False),
         "error": table.column("error").to_pylist(),
         "size": table.column("size").to_numpy(),
         "mtime": table.column("mtime").to_numpy(),
         "sha256": table.column("sha256").to_pylist(),
-        "vectors": emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(table), dim),
+        "vectors": embeddings_of(table.column("embedding")),
     }
 
 
@@ -196,8 +195,6 @@ def build_distributed(
             for pos in np.flatnonzero(~got["ok"]):
                 report.skipped.append(Skipped(files[base + pos], got["error"][pos] or "could not be read"))
             if strict and report.skipped:
-                from simsearch.engine.sync import StrictModeError
-
                 raise StrictModeError(report.skipped)
             if not len(keep):
                 continue

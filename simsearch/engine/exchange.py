@@ -98,10 +98,22 @@ def export_embeddings(index: str | os.PathLike[str], out: str | os.PathLike[str]
     return exported
 
 
+def embedding_column(vectors: np.ndarray) -> Any:
+    """(N, D) float32 rows as an Arrow column of fixed-size lists of D floats (the Parquet layout of
+    exports and of the distributed build's shards)."""
+    pa = _pyarrow()
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+
+
+def embeddings_of(column: Any) -> np.ndarray:
+    """The (N, D) float32 rows of an Arrow fixed-size-list column (what embedding_column made)."""
+    emb = column.combine_chunks()
+    return emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(emb), emb.type.list_size)
+
+
 def _write_parquet(exported: Exported, out: Path) -> None:
     pa = _pyarrow()
-    dim = exported.vectors.shape[1]
-    flat = pa.array(exported.vectors.reshape(-1), type=pa.float32())
     table = pa.table(
         {
             "id": pa.array(exported.rows["id"], type=pa.int64()),
@@ -110,7 +122,7 @@ def _write_parquet(exported: Exported, out: Path) -> None:
             "size": pa.array(exported.rows["size"], type=pa.int64()),
             "mtime": pa.array(exported.rows["mtime"], type=pa.float64()),
             "sha256": pa.array(exported.rows["sha256"], type=pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+            "embedding": embedding_column(exported.vectors),
         }
     ).replace_schema_metadata({"simsearch": json.dumps(exported.meta)})
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
@@ -141,10 +153,10 @@ def read_embeddings(src: str | os.PathLike[str]) -> Exported:
         missing = [c for c in (*_COLUMNS, "embedding") if c not in table.column_names]
         if missing:
             raise DataError(f"{src}: no column {', '.join(missing)}")
-        emb = table.column("embedding").combine_chunks()
-        if not pa.types.is_fixed_size_list(emb.type):
-            raise DataError(f"{src}: the embedding column is {emb.type}, not a fixed-size list of floats")
-        vectors = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(table), -1)
+        column = table.column("embedding")
+        if not pa.types.is_fixed_size_list(column.type):
+            raise DataError(f"{src}: the embedding column is {column.type}, not a fixed-size list of floats")
+        vectors = embeddings_of(column)
         rows = {c: table.column(c).to_pylist() for c in _COLUMNS}
     else:
         side = _sidecar(src)

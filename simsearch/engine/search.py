@@ -246,9 +246,15 @@ class Searcher:
     def allowed(
         self, labels: Sequence[str] | None = None, under: str | os.PathLike[str] | None = None
     ) -> np.ndarray | None:
-        """Ids of the images of `labels` under the folder `under` (None: no filter)."""
+        """Ids of the images of `labels` under the folder `under` (None: no filter). Raises ValueError for
+        a class the gallery does not have."""
         if labels is None and under is None:
             return None
+        classes = self.classes()
+        missing = sorted(set(labels or ()) - classes)
+        if missing:
+            known = ", ".join(sorted(classes)[:10]) + (" ..." if len(classes) > 10 else "")
+            raise ValueError(f"no class {', '.join(map(repr, missing))} in this gallery (classes: {known or 'none'})")
         prefix = None
         if under is not None:
             prefix = os.path.abspath(os.fspath(under)).rstrip(os.sep) + os.sep
