@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from index.catalog import Catalog, Record
-from index.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStoreError
+from index.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStoreError, VectorError
 from index.vector_index import IndexKind, KindParams, Metric, VectorIndex, choose_kind
 
 __all__ = ["FORMAT_VERSION", "CheckReport", "IndexStore", "Manifest", "Transaction"]
@@ -446,6 +446,18 @@ class Transaction:
         """Add vectors and their catalog rows together (ids taken from the records)."""
         ids = np.array([r.id for r in records], dtype=np.int64)
         self.vectors.add(vectors, ids)
+        self.catalog.add(records)
+
+    def adopt(self, vectors: VectorIndex, records: list[Record]) -> None:
+        """A new index takes a vector index built elsewhere (a distributed ivfpq build) with the
+        catalog rows of exactly its ids."""
+        if len(self.vectors) or self.catalog.count():
+            raise VectorError("only a new, empty index can take a vector index built elsewhere")
+        if vectors.dim != self.vectors.dim:
+            raise VectorError(f"the vector index has dimension {vectors.dim}, this index {self.vectors.dim}")
+        if not np.array_equal(np.sort(vectors.ids()), np.sort(np.array([r.id for r in records], dtype=np.int64))):
+            raise VectorError("the vector index's ids are not the catalog rows' ids")
+        self.vectors = vectors
         self.catalog.add(records)
 
     def remove(self, ids: list[int]) -> None:

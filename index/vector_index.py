@@ -24,6 +24,8 @@ from index.errors import IndexCorruptError, VectorError
 
 __all__ = [
     "AUTO_HNSW_FROM",
+    "IVF_MIN",
+    "IVF_TRAIN",
     "ExactVectors",
     "IndexKind",
     "KindParams",
@@ -31,15 +33,17 @@ __all__ = [
     "VectorIndex",
     "check_vectors",
     "choose_kind",
+    "ivfpq_add_shard",
+    "trained_ivfpq",
 ]
 
 # `auto` picks exact search below this many vectors, HNSW from here on.
 AUTO_HNSW_FROM = 50_000
 # Tombstones beyond this share of an HNSW index trigger a rebuild at the next save.
 _COMPACT_AT = 0.2
-# IVF-PQ trains on this many vectors (buffered until then) and needs at least _IVF_MIN to train.
-_IVF_TRAIN = 65_536
-_IVF_MIN = 1_000
+# IVF-PQ trains on this many vectors (buffered until then) and needs at least IVF_MIN to train.
+IVF_TRAIN = 65_536
+IVF_MIN = 1_000
 
 
 class Metric(str, Enum):
@@ -149,6 +153,30 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
+
+
+def trained_ivfpq(dim: int, vecs: np.ndarray, params: KindParams | None = None) -> faiss.IndexIVFPQ:
+    """An empty IVF-PQ index trained as every ivfpq index here is: about 4 * sqrt(N) lists for the N
+    vectors given (unless params.nlist), codebooks from a seeded sample of at most 65,536 of them."""
+    params = params or KindParams()
+    if len(vecs) < IVF_MIN:
+        raise VectorError(
+            f"ivfpq needs at least {IVF_MIN:,} vectors to train, not {len(vecs):,}; use --kind flat or auto"
+        )
+    nlist = params.nlist or int(min(max(16, 4 * math.sqrt(len(vecs))), len(vecs) // 39))
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, _pq_m(dim, params), 8, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(vecs[np.random.default_rng(0).permutation(len(vecs))[:IVF_TRAIN]])
+    return ivf
+
+
+def ivfpq_add_shard(trained: bytes, vecs: np.ndarray, ids: np.ndarray) -> bytes:
+    """A copy of the trained empty IVF-PQ index with one shard's vectors added under their ids,
+    serialized: what a worker of a distributed build sends back for VectorIndex.ivfpq_from_shards."""
+    index = faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8))
+    check_vectors(vecs, int(index.d), ids)
+    index.add_with_ids(vecs, ids)
+    return faiss.serialize_index(index).tobytes()
 
 
 class ExactVectors:
@@ -271,7 +299,7 @@ class VectorIndex:
             self.exact.add(vectors, ids)
         if self.kind is IndexKind.IVFPQ and self._index is None:
             self._pending.append((vectors.copy(), ids.copy()))
-            if sum(len(i) for _, i in self._pending) >= _IVF_TRAIN:
+            if sum(len(i) for _, i in self._pending) >= IVF_TRAIN:
                 self._train_ivfpq()
             return
         if self.kind is IndexKind.HNSW:
@@ -313,19 +341,39 @@ class VectorIndex:
         return vecs, ids
 
     def _train_ivfpq(self) -> None:
-        count = sum(len(i) for _, i in self._pending)
-        if count < _IVF_MIN:  # the buffer is kept: the caller may add more
-            raise VectorError(
-                f"ivfpq needs at least {_IVF_MIN:,} vectors to train, not {count:,}; use --kind flat or auto"
-            )
         vecs, ids = self._take_pending()
-        nlist = self.params.nlist or int(min(max(16, 4 * math.sqrt(len(vecs))), len(vecs) // 39))
-        quantizer = faiss.IndexFlatIP(self.dim)
-        ivf = faiss.IndexIVFPQ(quantizer, self.dim, nlist, _pq_m(self.dim, self.params), 8, faiss.METRIC_INNER_PRODUCT)
-        sample = vecs[np.random.default_rng(0).permutation(len(vecs))[:_IVF_TRAIN]]
-        ivf.train(sample)
+        try:
+            ivf = trained_ivfpq(self.dim, vecs, self.params)
+        except VectorError:
+            self._pending = [(vecs, ids)]  # the buffer is kept: the caller may add more
+            raise
         ivf.add_with_ids(vecs, ids)
         self._index = ivf
+
+    @classmethod
+    def ivfpq_from_shards(
+        cls, trained: bytes, shards: list[bytes], ids: np.ndarray, vecs: np.ndarray, params: KindParams | None = None
+    ) -> VectorIndex:
+        """An ivfpq index put together from shards built elsewhere (a distributed build): `trained` is
+        an empty trained IVF-PQ index (trained_ivfpq, serialized), each shard a copy of it with a
+        disjoint set of ids added (ivfpq_add_shard); their inverted lists are merged into it, in the
+        order given (faiss's IndexIVF.merge_from), so shards in id order give the lists a local build
+        makes. `ids`, `vecs`: every vector, for the exact re-ranking file."""
+        base = faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8))
+        dim = int(base.d)
+        check_vectors(vecs, dim, ids)
+        out = cls(dim, IndexKind.IVFPQ, params)
+        for shard in shards:
+            part = faiss.deserialize_index(np.frombuffer(shard, dtype=np.uint8))
+            base.merge_from(part, 0)
+        if int(base.ntotal) != len(ids):
+            raise VectorError(f"the shards hold {int(base.ntotal):,} vectors, not the {len(ids):,} given")
+        out._index = base
+        assert out.exact is not None
+        out.exact.add(vecs, ids)
+        if not np.array_equal(np.sort(out._stored_ids()), np.sort(ids)):
+            raise VectorError("the shards' ids are not the ids given")
+        return out
 
     def compact(self, force: bool = False) -> bool:
         """Rebuild an HNSW graph without its tombstones when they exceed 20% (or when forced)."""

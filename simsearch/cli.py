@@ -456,6 +456,14 @@ def _show_identification(r: Any) -> str:
     return f"{query}: unknown  (closest {label} at {r.score:+.4f} < {where})"
 
 
+EVERY_FACE = click.option(
+    "--every-face",
+    is_flag=True,
+    help="Photos of people, with an encoder that frames faces (faces): answer for each face a photo shows "
+    "(a group photo), largest first, named photo.jpg#faceN@x,y,WxH; without it, the largest face only.",
+)
+
+
 @cli.command("query")
 @click.argument("images", nargs=-1, required=True)
 @INDEX
@@ -486,6 +494,7 @@ def _show_identification(r: Any) -> str:
     default=None,
     help="Only gallery images under this folder.",
 )
+@EVERY_FACE
 @MODEL_FOR_INDEX
 @DEVICE
 @OUT
@@ -498,6 +507,7 @@ def query_cmd(
     offset: int,
     labels: tuple[str, ...],
     under: Path | None,
+    every_face: bool,
     **opts: Any,
 ) -> int:
     """Find the gallery images most similar to each query image (files or folders), best first.
@@ -512,6 +522,7 @@ def query_cmd(
         show=_show_hits,
         k=k,
         offset=offset,
+        every_face=every_face,
         labels=list(labels) or None,
         under=under,
         **opts,
@@ -535,6 +546,7 @@ def query_cmd(
     help="Target FNIR instead: the share of images of gallery classes that may come back unknown or wrong "
     "(needs classes with two images, or calibrate).",
 )
+@EVERY_FACE
 @click.option("--closed-set", is_flag=True, help="Never say unknown: always the nearest class (every probe is known).")
 @click.option(
     "--threshold",
@@ -554,6 +566,7 @@ def identify_cmd(
     fpir: float | None,
     fnir: float | None,
     closed_set: bool,
+    every_face: bool,
     **opts: Any,
 ) -> int:
     """Say which gallery class (first-level subfolder) each image shows, or "unknown".
@@ -567,7 +580,9 @@ def identify_cmd(
     from simsearch.engine import OperatingPoint
 
     point = OperatingPoint(threshold=threshold, fpir=fpir, fnir=fnir, closed_set=closed_set)
-    return _answer(images, index_path, ask="identify", show=_show_identification, point=point, **opts)
+    return _answer(
+        images, index_path, ask="identify", show=_show_identification, point=point, every_face=every_face, **opts
+    )
 
 
 @cli.command("verify")
@@ -783,7 +798,7 @@ def models_cmd(as_json: bool) -> None:
 _TRAIN_SECTIONS = (
     ("Data and output", ("out", "classes", "group_batches", "resume", "init_model")),
     ("Encoder", ("arch", "channels", "size", "widths", "embedding_dim", "pool")),
-    ("Input framing (kept in the model's preprocessing)", ("invert", "crop", "autocontrast", "fit_ink")),
+    ("Input framing (kept in the model's preprocessing)", ("invert", "crop", "autocontrast", "fit_ink", "face")),
     ("Labelled objective", ("loss", "margin", "mining", "classes_per_batch", "per_class", "shot")),
     ("Augmentation (labelled)", ("rotations", "jitter", "elastic", "flips", "color_jitter")),
     ("Self-supervised (no labels)", ("self_supervised", "batch", "temperature", "grayscale")),
@@ -976,6 +991,15 @@ _TRAIN_SECTIONS = (
     "Kept in the model's preprocessing.",
 )
 @click.option(
+    "--face/--no-face",
+    default=False,
+    show_default=True,
+    help="Photos of people: find the largest face in each image (OpenCV's Haar cascades), level it by its eyes "
+    "and cut out a square 1.1 times the detector's box before resizing, so any framing (a portrait, a tight crop, "
+    "a group photo) gives the encoder the same view; images without a face are skipped. Replaces --crop; kept in "
+    "the model's preprocessing.",
+)
+@click.option(
     "--val-fraction",
     type=click.FloatRange(0, 0.9),
     default=0.15,
@@ -1014,8 +1038,8 @@ _TRAIN_SECTIONS = (
     metavar="MODEL",
     help="Fine-tune: start from the weights of a built-in encoder (e.g. photos) or a checkpoint folder. Its "
     "architecture is kept, so --arch, --channels, --widths, --embedding-dim and --pool must not be given; so is its "
-    "preprocessing, except what --size, --invert/--no-invert, --crop, --autocontrast/--no-autocontrast or "
-    "--fit-ink/--no-fit-ink say "
+    "preprocessing, except what --size, --invert/--no-invert, --crop, --autocontrast/--no-autocontrast, "
+    "--fit-ink/--no-fit-ink or --face/--no-face say "
     "(networks that average their last map take any input size; --pool flatten ones keep theirs).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -1120,6 +1144,14 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, quiet: bool, as_json: b
     "grayscale, blur, text, border, combined; 'all'), and AugLy's image augmentations written to its specification "
     "('augly': screenshot, meme, pad_canvas, crop_corner, perspective, emoji, overlay_text, pixelize, aspect_ratio, "
     "opacity), at strengths beyond what the encoders trained on.",
+)
+@click.option(
+    "--reframe",
+    type=click.Choice(["pad", "shift", "scale", "tight", "mixed"]),
+    default=None,
+    help="Few-shot and verification: re-frame every measured image first (seeded): pad = on a plain canvas twice "
+    "its size, shift = moved 15-30% of each side, scale = 0.5-2x its size, tight = the middle 50-60% of each side, "
+    "mixed = one of them at random. How much an encoder depends on the framing it trained on.",
 )
 @click.option(
     "--open-set",

@@ -15,7 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from simsearch.errors import DataError, ImageError
-from simsearch.images import IMAGE_EXTENSIONS, decode_image, load_array, scan_folder
+from simsearch.images import IMAGE_EXTENSIONS, decode_image, load_array, scan_folder, to_array
 from simsearch.preprocess import Preprocess
 
 __all__ = ["LabelledSet", "class_group", "gather_images", "load_labelled", "load_pictures", "split_by_group"]
@@ -138,6 +138,7 @@ def load_labelled(
     progress: bool = True,
     strict: bool = False,
     classes: str | Collection[str] | None = None,
+    reframe: tuple[str, int] | None = None,
 ) -> LabelledSet:
     """Read a labelled set from a folder-per-class tree or a zip of one (such as Omniglot's).
 
@@ -146,19 +147,31 @@ def load_labelled(
     groups. `classes` is a glob (fnmatch, case-sensitive) that class names must match, e.g.
     "[A-J]*" or "train/*", or the exact class names to keep. Each image becomes the input `pre`
     describes (channels, size, centre crop or ink framing). Unreadable images are skipped (or
-    raise with strict=True).
+    raise with strict=True). `reframe` = (kind, seed) re-frames every image first (edits.reframe;
+    image i with its own generator seeded (seed, i)): how robust an encoder is to framing.
     """
     items = gather_images(source, classes)
 
-    def decode(item: tuple[str, str, bytes | Path]) -> np.ndarray | ImageError:
+    def decode(i: int, item: tuple[str, str, bytes | Path]) -> np.ndarray | ImageError:
         try:
-            return load_array(item[2], pre)
+            if reframe is None:
+                return load_array(item[2], pre)
+            from simsearch.edits import reframe as reframed
+
+            img = reframed(decode_image(item[2], channels=3), reframe[0], np.random.default_rng((reframe[1], i)))
+            return to_array(img, pre)
         except ImageError as err:
-            return err
+            return ImageError(item[0], err.reason)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         arrays = list(
-            tqdm(pool.map(decode, items), total=len(items), desc="decoding", unit="img", disable=not progress)
+            tqdm(
+                pool.map(decode, range(len(items)), items),
+                total=len(items),
+                desc="decoding",
+                unit="img",
+                disable=not progress,
+            )
         )
     images, labels, paths = [], [], []
     class_names = sorted({c for _, c, _ in items})

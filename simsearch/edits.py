@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-__all__ = ["ALL_EDITS", "AUGLY_EDITS", "EDITS", "apply_edit", "expand_edits", "random_view"]
+__all__ = ["ALL_EDITS", "AUGLY_EDITS", "EDITS", "REFRAMINGS", "apply_edit", "expand_edits", "random_view", "reframe"]
 
 Edit = Callable[[Image.Image, np.random.Generator], Image.Image]
 
@@ -335,3 +335,54 @@ def random_view(img: Image.Image, rng: np.random.Generator, gray: float = 0.5) -
     if rng.random() < 0.3:
         out = jpeg(out, rng, int(rng.integers(10, 60)))
     return out
+
+
+# --- re-framings: the same photo as other cameras, apps and people frame it (faces: issue 25) ---
+
+
+def reframe_pad(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The photo at a random place on a plain canvas twice its size (grey, black or white)."""
+    img = _rgb(img)
+    w, h = img.size
+    fill = ((128, 128, 128), (0, 0, 0), (255, 255, 255))[int(rng.integers(3))]
+    canvas = Image.new("RGB", (2 * w, 2 * h), fill)
+    canvas.paste(img, (int(rng.integers(0, w + 1)), int(rng.integers(0, h + 1))))
+    return canvas
+
+
+def reframe_shift(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The same frame moved by 15-30% of each side in a random direction; the uncovered part is black."""
+    img = _rgb(img)
+    w, h = img.size
+    dx = round(w * float(rng.uniform(0.15, 0.3)) * (1 if rng.random() < 0.5 else -1))
+    dy = round(h * float(rng.uniform(0.15, 0.3)) * (1 if rng.random() < 0.5 else -1))
+    return img.crop((dx, dy, dx + w, dy + h))
+
+
+def reframe_scale(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The photo at 0.5 to 2 times its size (log-uniform): fewer or more pixels on the face."""
+    img = _rgb(img)
+    f = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    return img.resize((max(1, round(img.size[0] * f)), max(1, round(img.size[1] * f))), Image.Resampling.BICUBIC)
+
+
+def reframe_tight(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A tight crop: the middle 50-60% of each side (on a portrait, the face with little around it),
+    a little off centre."""
+    img = _rgb(img)
+    w, h = img.size
+    keep = float(rng.uniform(0.5, 0.6))
+    cw, ch = round(w * keep), round(h * keep)
+    left = (w - cw) // 2 + round(w * float(rng.uniform(-0.03, 0.03)))
+    top = (h - ch) // 2 + round(h * float(rng.uniform(-0.03, 0.03)))
+    return img.crop((left, top, left + cw, top + ch))
+
+
+REFRAMINGS = {"pad": reframe_pad, "shift": reframe_shift, "scale": reframe_scale, "tight": reframe_tight}
+
+
+def reframe(img: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image:
+    """The photo re-framed as `kind` says (pad, shift, scale, tight; 'mixed': one of them at random)."""
+    if kind == "mixed":
+        kind = sorted(REFRAMINGS)[int(rng.integers(len(REFRAMINGS)))]
+    return REFRAMINGS[kind](img, rng)

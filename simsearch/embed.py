@@ -144,6 +144,32 @@ class Embedder:
                 failed.append((str(p), err.reason))
         return (self.embed_arrays(np.stack(arrays)) if arrays else self._empty()), failed
 
+    def embed_faces(
+        self, paths: Sequence[str | os.PathLike[str]]
+    ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+        """Every face of each photo (largest first), for an encoder that frames faces: (M, D) rows,
+        a name for each ("photo.jpg#face2@x,y,wxh": its box in the photo's pixels), and (path, reason)
+        for the photos that could not be read or show no face."""
+        from simsearch.errors import SimSearchError
+        from simsearch.images import decode_image, face_arrays, keep_side
+
+        pre = self.preprocess
+        if not pre.face:
+            raise SimSearchError("every face of a photo needs an encoder that frames faces (such as faces)")
+        arrays, names, failed = [], [], []
+        for p in paths:
+            try:
+                img = decode_image(p, channels=pre.channels, min_side=keep_side(pre.size, face=True))
+                found = face_arrays(img, pre.size, every=True, name=str(p))
+            except ImageError as err:
+                failed.append((str(p), err.reason))
+                continue
+            for n, (face, arr) in enumerate(found, 1):
+                x, y, w, h = face.box
+                arrays.append(arr)
+                names.append(f"{p}#face{n}@{x},{y},{w}x{h}")
+        return (self.embed_arrays(np.stack(arrays)) if arrays else self._empty()), names, failed
+
     def embed_bytes(self, data: bytes) -> np.ndarray:
         """One encoded image (its file's bytes) -> (1, D). Raises ImageError."""
         return self.embed_arrays(load_array(data, self.preprocess)[None])

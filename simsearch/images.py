@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
@@ -32,6 +32,7 @@ __all__ = [
     "collect_images",
     "colourfulness",
     "decode_image",
+    "face_arrays",
     "fit_ink",
     "frame",
     "image_pixels",
@@ -421,37 +422,71 @@ def colourfulness(path: str | os.PathLike[str]) -> float | None:
     return float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
 
 
-def keep_side(size: int, crop: float = 1.0, ink: Ink | None = None) -> float:
+def keep_side(size: int, crop: float = 1.0, ink: Ink | None = None, face: bool = False) -> float:
     """The shorter side an image may be shrunk to, cheaply, before framing: twice what the crop
-    needs (a drawing keeps 16 times, as its strokes may fill only a part of the page)."""
+    needs (a drawing keeps 16 times, as its strokes may fill only a part of the page; a photo whose
+    face is to be found keeps 1,024 pixels, so that the faces of a group photo stay findable)."""
+    if face:
+        return max(1024.0, 16 * size)
     side = size / crop
     return 16 * side if ink is not None else 2 * side
 
 
-def frame(img: Image.Image, size: int, crop: float = 1.0, ink: Ink | None = None) -> np.ndarray:
-    """Keep the centred `crop` of each side (or, with `ink`, the square around a drawing's
-    strokes: fit_ink), resize to size x size (squashed) and return (C, size, size) uint8.
-    The image must already be in its final mode ("L" or "RGB"); to_array does that first."""
-    # a cheap integer pre-shrink (box filter) keeps big photos fast; the same for every caller
-    keep = keep_side(size, crop, ink)
+def _pre_shrink(img: Image.Image, keep: float) -> tuple[Image.Image, int]:
+    """A cheap integer pre-shrink (box filter) that keeps the shorter side at least `keep`, with its factor."""
     if img.size[0] > 2 * keep and img.size[1] > 2 * keep:
-        img = img.reduce(max(1, int(min(img.size) // keep)))
-    img = fit_ink(img, ink) if ink is not None else center_crop(img, crop)
+        factor = max(1, int(min(img.size) // keep))
+        return img.reduce(factor), factor
+    return img, 1
+
+
+def _resized(img: Image.Image, size: int) -> np.ndarray:
     resized = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     arr = np.asarray(resized, dtype=np.uint8)
     return arr[None, :, :] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
+def frame(img: Image.Image, size: int, crop: float = 1.0, ink: Ink | None = None, face: bool = False) -> np.ndarray:
+    """Keep the centred `crop` of each side (or, with `ink`, the square around a drawing's
+    strokes: fit_ink; or, with `face`, the largest face, levelled: simsearch.faces), resize to
+    size x size (squashed) and return (C, size, size) uint8. The image must already be in its
+    final mode ("L" or "RGB"); to_array does that first. ImageError when `face` finds none."""
+    if face:
+        return face_arrays(img, size)[0][1]
+    # a cheap integer pre-shrink keeps big photos fast; the same for every caller
+    img, _ = _pre_shrink(img, keep_side(size, crop, ink))
+    return _resized(fit_ink(img, ink) if ink is not None else center_crop(img, crop), size)
+
+
+def face_arrays(
+    img: Image.Image, size: int, every: bool = False, name: str = "<image>"
+) -> list[tuple[Any, np.ndarray]]:
+    """The largest face of a photo (or, with `every`, each face, largest first) as an encoder input:
+    (simsearch.faces.Face with its box in the photo's pixels, (C, size, size) uint8). ImageError
+    (simsearch.faces.NO_FACE) when there is none."""
+    from simsearch.faces import Face, FaceChoice, face_crops
+
+    small, factor = _pre_shrink(img, keep_side(size, face=True))
+    found = face_crops(small, FaceChoice.ALL if every else FaceChoice.LARGEST, name)
+    return [
+        (Face(tuple(v * factor for v in f.box), f.tilt, f.eyes), _resized(cut, size))  # type: ignore[arg-type]
+        for f, cut in found
+    ]
+
+
 def to_array(img: Image.Image, pre: Preprocess) -> np.ndarray:
     """A decoded PIL image as the encoder input `pre` describes: (channels, size, size) uint8."""
-    return frame(_normalize_mode(img, pre.channels), pre.size, pre.crop, pre.ink)
+    return frame(_normalize_mode(img, pre.channels), pre.size, pre.crop, pre.ink, pre.face)
 
 
 def load_array(
     source: str | os.PathLike[str] | bytes, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
-    """Decode, frame (centre crop or ink box) and resize one image as `pre` says:
+    """Decode, frame (centre crop, ink box or face) and resize one image as `pre` says:
     (channels, size, size) uint8. Raises ImageError."""
-    keep = keep_side(pre.size, pre.crop, pre.ink)
+    keep = keep_side(pre.size, pre.crop, pre.ink, pre.face)
     img = decode_image(source, channels=pre.channels, max_pixels=max_pixels, min_side=keep)
-    return frame(img, pre.size, pre.crop, pre.ink)
+    try:
+        return frame(img, pre.size, pre.crop, pre.ink, pre.face)
+    except ImageError as err:
+        raise ImageError("<bytes>" if isinstance(source, bytes) else str(source), err.reason) from None

@@ -21,7 +21,9 @@ class Preprocess:
     """How an image becomes the encoder's input.
 
     The image is decoded as "L" (channels=1) or "RGB" (channels=3), centre-cropped to `crop` of
-    each side (faces: the middle of an aligned portrait) or, with `fit_ink` (drawings), framed by
+    each side (faces: the middle of an aligned portrait), or, with `face`, cut to the largest face
+    OpenCV finds, levelled by its eyes (simsearch.faces; a picture without a face is skipped), or,
+    with `fit_ink` (drawings), framed by
     the square around its strokes (images.fit_ink; ink is dark unless `invert` is off, as on
     white-on-black signatures), resized to size x size and scaled to
     [0, 1]; the network itself then inverts (for dark-on-light drawings), stretches each image's
@@ -37,6 +39,7 @@ class Preprocess:
     crop: float = 1.0
     autocontrast: bool = False
     fit_ink: bool = False
+    face: bool = False
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -51,6 +54,8 @@ class Preprocess:
             raise ValueError(f"crop must be in 0.1..1, not {self.crop}")
         if self.fit_ink and not self.can_fit_ink:
             raise ValueError("fit_ink frames the strokes of one-channel drawings: it needs channels 1 and no crop")
+        if self.face and (self.crop != 1.0 or self.fit_ink):
+            raise ValueError("face framing (the detected, levelled face) replaces the centre crop and ink framing")
 
     @property
     def can_fit_ink(self) -> bool:
@@ -70,7 +75,9 @@ class Preprocess:
         return "L" if self.channels == 1 else "RGB"
 
     @classmethod
-    def plain(cls, channels: int, size: int, crop: float = 1.0, ink: Ink | None = None) -> Preprocess:
+    def plain(
+        cls, channels: int, size: int, crop: float = 1.0, ink: Ink | None = None, face: bool = False
+    ) -> Preprocess:
         """Framing without a network's normalization: what a baseline (raw pixels) decodes images to."""
         return cls(
             channels=channels,
@@ -80,6 +87,7 @@ class Preprocess:
             std=(1.0,) * channels,
             crop=crop,
             fit_ink=ink is not None,
+            face=face,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,4 +105,5 @@ class Preprocess:
             crop=float(d.get("crop", 1.0)),
             autocontrast=bool(d.get("autocontrast", False)),
             fit_ink=bool(d.get("fit_ink", False)),
+            face=bool(d.get("face", False)),
         )

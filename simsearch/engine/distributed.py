@@ -8,9 +8,13 @@ written in one commit, exactly as a local build would write it: the same ids (in
 paths, labels and vectors (within float tolerance), so query, identify, serve and sync use it unchanged.
 The workers must see the images at the same paths (a shared file system).
 
-What is not distributed yet: the index structure itself is built here. For IVF-PQ at a scale beyond one
-machine's memory, the plan (docs/scale.md) is to train the coarse quantizer and codebooks once on a sample,
-add shards on the workers and merge their inverted lists on disk.
+With `--kind ivfpq` the index structure is distributed too: the coarse quantizer and the PQ codebooks
+are trained once, here, on a seeded sample (as a local build trains them); each shard's vectors are added
+to a copy of that trained, empty index on a worker, under their global ids; and the workers' inverted
+lists are merged here, shard by shard in id order (faiss's IndexIVF.merge_from, the in-memory form of
+its on-disk merge), so the lists are the ones a local build makes. What stays on one machine: the exact
+float32 vectors that re-rank the PQ candidates, and the merged index itself (docs/scale.md says how it
+goes beyond one machine's memory).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 
 from index.catalog import Record
 from index.store import IndexStore, Transaction
+from index.vector_index import IVF_MIN
 from simsearch.engine.compat import encoder_record
 from simsearch.engine.exchange import embedding_column, embeddings_of
 from simsearch.engine.sync import BuildReport, StrictModeError, commit_measured, encoder_fit_warnings
@@ -92,6 +97,13 @@ def embed_shard(paths: list[str], model: str | None, device: str, batch_size: in
     return sink.getvalue()
 
 
+def add_shard(trained: bytes, vectors: np.ndarray, ids: np.ndarray) -> bytes:
+    """On a worker: one shard's vectors added to a copy of the trained IVF-PQ index (serialized)."""
+    from index.vector_index import ivfpq_add_shard
+
+    return ivfpq_add_shard(trained, vectors, ids)
+
+
 def _read_shard(data: bytes) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
@@ -141,6 +153,11 @@ def build_distributed(
     loaded = load_checkpoint(model)  # here only for its record and width; the workers load their own
     report.warnings += encoder_fit_warnings(loaded, [f.path for f in scan.files])
     files = [str(Path(os.path.abspath(f.path))) for f in scan.files]
+    if kind == "ivfpq" and len(files) < IVF_MIN:  # refused before any embedding is done
+        raise DataError(
+            f"ivfpq needs at least {IVF_MIN:,} vectors to train, and {root} holds {len(files):,} images; "
+            "use --kind flat or auto"
+        )
     labels = [f.label for f in scan.files]
     shards = [files[i : i + shard_files] for i in range(0, len(files), shard_files)]
     cores = os.cpu_count() or 1
@@ -182,38 +199,73 @@ def build_distributed(
             results[n] = _read_shard(fut.result())
             fut.release()
             bar.update(len(shards[n]))
+        bar.close()
+        with Transaction.create(
+            index_path, loaded.config.embedding_dim, encoder_record(loaded), kind=kind or "auto"
+        ) as tx:
+            parts = []  # per shard: (vectors, records), in the folder's order
+            for n in range(len(shards)):
+                got = results.pop(n)
+                base = n * shard_files
+                keep = np.flatnonzero(got["ok"])
+                for pos in np.flatnonzero(~got["ok"]):
+                    report.skipped.append(Skipped(files[base + pos], got["error"][pos] or "could not be read"))
+                if strict and report.skipped:
+                    raise StrictModeError(report.skipped)
+                if not len(keep):
+                    continue
+                ids = tx.new_ids(len(keep))
+                records = [
+                    Record(
+                        int(i),
+                        files[base + p],
+                        labels[base + p],
+                        int(got["size"][p]),
+                        float(got["mtime"][p]),
+                        got["sha256"][p],
+                    )
+                    for i, p in zip(ids, keep, strict=True)
+                ]
+                parts.append((np.ascontiguousarray(got["vectors"][keep]), records))
+                report.added += len(records)
+            if not parts and not report.skipped:
+                raise DataError(f"{root}: no image files found (looked for .jpg, .png, .gif, .bmp, .tif, .webp ...)")
+            if kind == "ivfpq" and parts:
+                _merge_ivfpq_shards(tx, parts, client, progress)
+            else:
+                for vectors, records in parts:
+                    tx.add(vectors, records)
+            report.total = commit_measured(tx, gallery=os.path.abspath(root)).count
     finally:
         bar.close()
         client.close()
         if cluster_obj is not None:
             cluster_obj.close()
-    with Transaction.create(index_path, loaded.config.embedding_dim, encoder_record(loaded), kind=kind or "auto") as tx:
-        for n in range(len(shards)):
-            got = results[n]
-            base = n * shard_files
-            keep = np.flatnonzero(got["ok"])
-            for pos in np.flatnonzero(~got["ok"]):
-                report.skipped.append(Skipped(files[base + pos], got["error"][pos] or "could not be read"))
-            if strict and report.skipped:
-                raise StrictModeError(report.skipped)
-            if not len(keep):
-                continue
-            ids = tx.new_ids(len(keep))
-            records = [
-                Record(
-                    int(i),
-                    files[base + p],
-                    labels[base + p],
-                    int(got["size"][p]),
-                    float(got["mtime"][p]),
-                    got["sha256"][p],
-                )
-                for i, p in zip(ids, keep, strict=True)
-            ]
-            tx.add(got["vectors"][keep], records)
-            report.added += len(records)
-        if not len(tx.vectors) and not report.skipped:
-            raise DataError(f"{root}: no image files found (looked for .jpg, .png, .gif, .bmp, .tif, .webp ...)")
-        report.total = commit_measured(tx, gallery=os.path.abspath(root)).count
     report.elapsed_s = time.monotonic() - start
     return report
+
+
+def _merge_ivfpq_shards(
+    tx: Transaction, parts: list[tuple[np.ndarray, list[Record]]], client: Any, progress: bool
+) -> None:
+    """Train the IVF-PQ index here on a sample, add each shard to a copy of it on a worker, merge the
+    shards' inverted lists in id order, and give the result to the transaction."""
+    import faiss
+    from tqdm import tqdm
+
+    from index.vector_index import IVF_TRAIN, VectorIndex, trained_ivfpq
+
+    vectors = np.concatenate([v for v, _ in parts])
+    ids = np.array([r.id for _, recs in parts for r in recs], dtype=np.int64)
+    trained = faiss.serialize_index(trained_ivfpq(vectors.shape[1], vectors[:IVF_TRAIN], tx.base.kind_params)).tobytes()
+    shared = client.scatter(trained, broadcast=True)
+    futures, start = [], 0
+    for part, records in parts:
+        futures.append(client.submit(add_shard, shared, part, ids[start : start + len(records)], pure=False))
+        start += len(records)
+    shards = []
+    for fut in tqdm(futures, desc="adding shards", unit="shard", disable=not progress, dynamic_ncols=True):
+        shards.append(fut.result())  # in id order: the merged lists are the ones a local build makes
+        fut.release()
+    merged = VectorIndex.ivfpq_from_shards(trained, shards, ids, vectors, tx.base.kind_params)
+    tx.adopt(merged, [r for _, recs in parts for r in recs])

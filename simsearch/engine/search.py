@@ -191,20 +191,29 @@ class Searcher:
         return self.identify_vectors(vecs, names, threshold, point)
 
     def query_paths(
-        self, paths: Sequence[str], k: int = 5, **filters: Any
+        self, paths: Sequence[str], k: int = 5, every_face: bool = False, **filters: Any
     ) -> tuple[list[QueryResult], list[tuple[str, str]]]:
-        """query() over files, going on past unreadable ones: (answers, (path, reason) for the others)."""
-        return self._over_paths(paths, lambda v, n: self.search_vectors(v, n, k, **filters))
+        """query() over files, going on past unreadable ones: (answers, (path, reason) for the others).
+        With `every_face` (an encoder that frames faces) each face of a photo is a query of its own."""
+        return self._over_paths(paths, lambda v, n: self.search_vectors(v, n, k, **filters), every_face)
 
     def identify_paths(
-        self, paths: Sequence[str], threshold: float | None = None, point: OperatingPoint | None = None
+        self,
+        paths: Sequence[str],
+        threshold: float | None = None,
+        point: OperatingPoint | None = None,
+        every_face: bool = False,
     ) -> tuple[list[Identification], list[tuple[str, str]]]:
-        """identify() over files, going on past unreadable ones: (answers, (path, reason) for the others)."""
-        return self._over_paths(paths, lambda v, n: self.identify_vectors(v, n, threshold, point))
+        """identify() over files, going on past unreadable ones: (answers, (path, reason) for the others).
+        With `every_face` (an encoder that frames faces) each face of a photo is identified."""
+        return self._over_paths(paths, lambda v, n: self.identify_vectors(v, n, threshold, point), every_face)
 
     def _over_paths(
-        self, paths: Sequence[str], answer: Callable[[np.ndarray, list[str]], list[T]]
+        self, paths: Sequence[str], answer: Callable[[np.ndarray, list[str]], list[T]], every_face: bool = False
     ) -> tuple[list[T], list[tuple[str, str]]]:
+        if every_face:
+            vecs, names, failed = self.embedder.embed_faces(paths)
+            return answer(vecs, names), failed
         vecs, failed = self.embedder.embed_paths(paths)
         bad = {p for p, _ in failed}
         return answer(vecs, [str(p) for p in paths if str(p) not in bad]), failed

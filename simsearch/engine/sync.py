@@ -86,13 +86,23 @@ def commit_measured(tx: Transaction, **changes: Any) -> Any:
 
 def encoder_fit_warnings(model: Any, files: list[Path], sample: int = 24) -> list[str]:
     """Why this encoder may be the wrong one for these pictures: an encoder for one-channel drawings
-    (characters, signatures) given a folder that is mostly colour photos. Looks at up to `sample`
-    files spread over the folder, decoded small."""
+    (characters, signatures) given a folder that is mostly colour photos, or an encoder of faces
+    given pictures most of which show no face. Looks at up to `sample` files spread over the folder."""
     from simsearch.images import colourfulness
 
-    if model.config.preprocess.channels != 1 or not files:
+    pre = model.config.preprocess
+    if not files or (pre.channels != 1 and not pre.face):
         return []
     picks = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(sample, len(files))).round()]
+    if pre.face:
+        found = [f for f in (_shows_face(p, pre) for p in picks) if f is not None]
+        faceless = found.count(False)
+        if found and faceless >= 0.5 * len(found):
+            return [
+                f"{faceless} of {len(found)} sampled pictures show no face, and encoder {model.source!r} identifies "
+                "faces (pictures without one are skipped); for photos of other things use --model photos"
+            ]
+        return []
     scores = [c for c in (colourfulness(p) for p in picks) if c is not None]
     colourful = sum(c > COLOURFUL for c in scores)
     if scores and colourful >= 0.5 * len(scores):
@@ -102,6 +112,18 @@ def encoder_fit_warnings(model: Any, files: list[Path], sample: int = 24) -> lis
             "(`simsearch models` lists the encoders)"
         ]
     return []
+
+
+def _shows_face(path: Path, pre: Any) -> bool | None:
+    """Whether the face finder finds a face in the picture (None: it cannot be read)."""
+    from simsearch.faces import NO_FACE
+    from simsearch.images import load_array
+
+    try:
+        load_array(path, pre)
+    except ImageError as err:
+        return False if err.reason == NO_FACE else None
+    return True
 
 
 # mean chroma (max - min of R, G, B, in grey levels) above which a picture counts as a colour photo

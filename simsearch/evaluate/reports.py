@@ -70,22 +70,30 @@ class Candidate:
         return self.embedder.preprocess if self.embedder is not None else None
 
     def labelled(
-        self, data: str | os.PathLike[str], classes: str | Sequence[str] | None, like: Preprocess | None, progress: bool
+        self,
+        data: str | os.PathLike[str],
+        classes: str | Sequence[str] | None,
+        like: Preprocess | None,
+        progress: bool,
+        reframe: tuple[str, int] | None = None,
     ) -> tuple[LabelledSet, np.ndarray]:
         """(images of DATA's matching classes, their (N, D) embeddings). Raw pixels decode at the
-        channels and framing of `like` (the measured model's input), at 64 pixels, compared at 32."""
-        key = (str(data), classes if isinstance(classes, (str, type(None))) else tuple(classes))
+        channels and framing of `like` (the measured model's input), at 64 pixels, compared at 32.
+        `reframe` = (kind, seed): every image re-framed first (edits.reframe)."""
+        key = (str(data), classes if isinstance(classes, (str, type(None))) else tuple(classes), reframe)
         if key not in self._cache:
             if self.embedder is None:
                 pre = (
-                    Preprocess.plain(like.channels, RAW_DECODE, like.crop, like.ink)
+                    Preprocess.plain(like.channels, RAW_DECODE, like.crop, like.ink, like.face)
                     if like
                     else Preprocess.plain(1, RAW_DECODE)
                 )
-                found = load_labelled(data, pre, progress=progress, classes=classes)
+                found = load_labelled(data, pre, progress=progress, classes=classes, reframe=reframe)
                 self._cache[key] = (found, raw_pixel_embeddings(found.images, RAW_SIZE))
             else:
-                found = load_labelled(data, self.embedder.preprocess, progress=progress, classes=classes)
+                found = load_labelled(
+                    data, self.embedder.preprocess, progress=progress, classes=classes, reframe=reframe
+                )
                 self._cache[key] = (found, self.embedder.embed_arrays(found.images))
         return self._cache[key]
 
@@ -153,6 +161,7 @@ class FewShotReport:
     compared: bool
     fit_classes: str | None
     rows: list[_FewShotRow]
+    reframe: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         objs = []
@@ -160,7 +169,7 @@ class FewShotReport:
             obj: dict[str, Any] = (
                 dict(r.results[0].to_dict()) if not self.table else {"results": [x.to_dict() for x in r.results]}
             )
-            obj.update({"model": r.name, "images": r.images, "classes": r.classes})
+            obj.update({"model": r.name, "images": r.images, "classes": r.classes, "reframe": self.reframe})
             if r.verification:
                 obj["verification"] = r.verification.to_dict()
             objs.append(obj)
@@ -169,7 +178,8 @@ class FewShotReport:
     def lines(self) -> list[str]:
         out = []
         for r in self.rows:
-            out.append(f"{r.name} on {self.data}: {r.images:,} images, {r.classes:,} classes, seed {self.seed}")
+            framed = f", re-framed: {self.reframe}" if self.reframe else ""
+            out.append(f"{r.name} on {self.data}: {r.images:,} images, {r.classes:,} classes, seed {self.seed}{framed}")
             for x in r.results:
                 out.append(
                     f"{x.way:3d}-way {x.shot}-shot: {100 * x.accuracy:6.2f}% ± {100 * x.ci95:.2f}  ({x.episodes} episodes)"
@@ -200,16 +210,19 @@ def few_shot_report(
     classes: str | None = None,
     fit_classes: str | None = None,
     progress: bool = True,
+    reframe: str | None = None,
 ) -> FewShotReport:
     """Few-shot accuracy (one setting, or 5/20-way 1/5-shot with `table`) with a 95% interval, and
     verification ROC AUC / EER over `pairs` pairs; with `fit_classes`, verification accuracy at the
-    threshold that is best on those classes. models[0] is the measured one, the rest compared."""
+    threshold that is best on those classes. models[0] is the measured one, the rest compared.
+    With `reframe` (edits.REFRAMINGS or 'mixed') the measured classes' images are re-framed first
+    (seeded by `seed`); the threshold's classes are not."""
     fit = _fit_classes(fit_classes, models[0])
     like = models[0].preprocess
     settings = [(w, s) for w in (5, 20) for s in (1, 5)] if table else [(way, shot)]
     rows = []
     for cand in models:
-        labelled, emb = cand.labelled(data, classes, like, progress)
+        labelled, emb = cand.labelled(data, classes, like, progress, (reframe, seed) if reframe else None)
         try:
             results = [few_shot_accuracy(emb, labelled.labels, w, s, episodes, seed=seed) for w, s in settings]
         except ValueError as err:
@@ -220,7 +233,7 @@ def few_shot_report(
             threshold = best_accuracy_threshold(*pair_scores(fit_emb, fitted.labels, pairs, seed=seed))
         ver = verification(emb, labelled.labels, n_pairs=pairs, seed=seed, threshold=threshold) if pairs else None
         rows.append(_FewShotRow(cand.name, len(emb), len(labelled.classes), results, ver))
-    return FewShotReport(str(data), seed, table, len(models) > 1, fit_classes, rows)
+    return FewShotReport(str(data), seed, table, len(models) > 1, fit_classes, rows, reframe)
 
 
 @dataclass(frozen=True)
@@ -510,6 +523,7 @@ def evaluate(
     runs: int = 100,
     lake: bool = False,
     roc_png: str | os.PathLike[str] | None = None,
+    reframe: str | None = None,
 ) -> FewShotReport | SignatureReport | CopyDetectionReport | OpenSetReport:
     """`simsearch evaluate`: `model` and every `compare` (each loaded once) measured on DATA in one
     run: copy detection (with `copy_detection`; "raw-pixels", "phash", "dhash" are baselines),
@@ -534,4 +548,8 @@ def evaluate(
         return copy_detection_report(data, models, edits, n_originals, classes, seed, progress)
     if signatures:
         return signature_report(data, models, classes or "test/*", fit_classes or "train/*", refs, seed, progress)
-    return few_shot_report(data, models, way, shot, episodes, seed, table, pairs, classes, fit_classes, progress)
+    if reframe is not None and (open_set or lake or copy_detection or signatures):
+        raise ConfigError("{fields} re-frames the images of few-shot and verification runs only", ["reframe"])
+    return few_shot_report(
+        data, models, way, shot, episodes, seed, table, pairs, classes, fit_classes, progress, reframe
+    )

@@ -21,7 +21,7 @@ __all__ = ["ARCHITECTURE_FIELDS", "INPUT_FIELDS", "TrainRequest", "run_training"
 
 # the fields the weights fix (--init refuses them) and the input fields a fine-tune may change
 ARCHITECTURE_FIELDS = ("arch", "channels", "widths", "embedding_dim", "pool")
-INPUT_FIELDS = ("size", "invert", "crop", "autocontrast", "fit_ink")
+INPUT_FIELDS = ("size", "invert", "crop", "autocontrast", "fit_ink", "face")
 
 
 def _fields(cls: type) -> set[str]:
@@ -39,6 +39,7 @@ def encoder_config(
     crop: float = 1.0,
     autocontrast: bool = False,
     fit_ink: bool = False,
+    face: bool = False,
 ) -> EncoderConfig:
     """A new encoder's configuration. `invert` defaults to on for grayscale (dark strokes on light
     paper become the signal), off for RGB; without `embedding_dim` the pooled features are the
@@ -55,6 +56,7 @@ def encoder_config(
             crop=crop,
             autocontrast=autocontrast,
             fit_ink=fit_ink,
+            face=face,
         ),
         widths=tuple(widths),
         embedding_dim=embedding_dim or 1,
