@@ -801,7 +801,7 @@ _TRAIN_SECTIONS = (
     ("Input framing (kept in the model's preprocessing)", ("invert", "crop", "autocontrast", "fit_ink", "face")),
     ("Labelled objective", ("loss", "margin", "mining", "classes_per_batch", "per_class", "shot")),
     ("Augmentation (labelled)", ("rotations", "jitter", "elastic", "flips", "color_jitter")),
-    ("Self-supervised (no labels)", ("self_supervised", "batch", "temperature", "grayscale")),
+    ("Self-supervised (no labels)", ("self_supervised", "batch", "temperature", "grayscale", "views")),
     ("Schedule", ("steps", "time_budget_s", "lr", "ema", "seed")),
     ("Validation", ("val_fraction", "val_fold", "val_every")),
 )
@@ -903,6 +903,16 @@ _TRAIN_SECTIONS = (
     show_default=True,
     help="Self-supervised: chance that a view loses its colour (lower lets the encoder lean on colour and miss "
     "grayscale copies).",
+)
+@click.option(
+    "--views",
+    type=click.Choice(["classic", "wide"]),
+    default="classic",
+    show_default=True,
+    help="Self-supervised: the edits of a training view. classic: crops, flips, turns, borders up to 25%, colour, "
+    "text, blur, shrinking, JPEG. wide: those plus what people do to photos beyond them: the photo small on a "
+    "canvas, a corner crop, a page or app around it, fading, stickers, a changed aspect ratio, pixelation, a "
+    "perspective warp.",
 )
 @click.option(
     "--steps",

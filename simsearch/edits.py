@@ -13,7 +13,17 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-__all__ = ["ALL_EDITS", "AUGLY_EDITS", "EDITS", "REFRAMINGS", "apply_edit", "expand_edits", "random_view", "reframe"]
+__all__ = [
+    "ALL_EDITS",
+    "AUGLY_EDITS",
+    "EDITS",
+    "REFRAMINGS",
+    "apply_edit",
+    "expand_edits",
+    "random_view",
+    "reframe",
+    "wide_view",
+]
 
 Edit = Callable[[Image.Image, np.random.Generator], Image.Image]
 
@@ -386,3 +396,148 @@ def reframe(img: Image.Image, kind: str, rng: np.random.Generator) -> Image.Imag
     if kind == "mixed":
         kind = sorted(REFRAMINGS)[int(rng.integers(len(REFRAMINGS)))]
     return REFRAMINGS[kind](img, rng)
+
+
+# --- wide training views: what people do to photos beyond crops and borders (issue 25) ---
+# Written for training, apart from the AugLy-specified set above that measures the encoder: the
+# same families of edit (canvases, corner crops, screenshots, fading, overlays, warps), with their
+# own drawing and ranges, so an evaluation never scores the exact pictures training produced.
+
+
+def _random_fill(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    """A background: a plain colour, a two-colour gradient or coarse noise."""
+    w, h = size
+    kind = rng.random()
+    if kind < 0.5:
+        return Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 256, 3)))
+    if kind < 0.8:
+        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        t = np.linspace(0, 1, h if rng.random() < 0.5 else w)[:, None]
+        ramp = (a * (1 - t) + b * t).astype(np.uint8)
+        img = Image.fromarray(ramp[:, None, :].repeat(8, 1) if len(t) == h else ramp[None, :, :].repeat(8, 0))
+        return img.resize(size, Image.Resampling.BILINEAR)
+    coarse = rng.integers(0, 256, (max(2, h // 16), max(2, w // 16), 3), dtype=np.uint8)
+    return Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC)
+
+
+def view_canvas(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The photo, shrunk to 30-85% of a canvas's side, anywhere on a canvas of any background."""
+    img = _rgb(img)
+    share = float(rng.uniform(0.3, 0.85))
+    cw = max(8, round(img.size[0] / share * rng.uniform(0.8, 1.25)))
+    ch = max(8, round(img.size[1] / share * rng.uniform(0.8, 1.25)))
+    canvas = _random_fill(rng, (cw, ch))
+    pw, ph = min(cw, img.size[0]), min(ch, img.size[1])
+    canvas.paste(img.resize((pw, ph)), (int(rng.integers(0, cw - pw + 1)), int(rng.integers(0, ch - ph + 1))))
+    return canvas
+
+
+def view_corner(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A crop of 35-75% of each side held against a corner or an edge of the photo."""
+    w, h = img.size
+    cw, ch = max(1, round(w * rng.uniform(0.35, 0.75))), max(1, round(h * rng.uniform(0.35, 0.75)))
+    x = (0, (w - cw) // 2, w - cw)[int(rng.integers(3))]
+    y = (0, (h - ch) // 2, h - ch)[int(rng.integers(3))]
+    if x == (w - cw) // 2 and y == (h - ch) // 2:
+        x = 0
+    return img.crop((x, y, x + cw, y + ch))
+
+
+def view_window(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The photo inside an app or web page: bars and panels of flat colour, lines of text, buttons."""
+    img = _rgb(img)
+    w, h = img.size
+    top, bottom = round(h * rng.uniform(0.05, 0.35)), round(h * rng.uniform(0.05, 0.6))
+    side = round(w * rng.uniform(0.0, 0.3))
+    page = (
+        _random_fill(rng, (w + 2 * side, h + top + bottom))
+        if rng.random() < 0.3
+        else Image.new("RGB", (w + 2 * side, h + top + bottom), tuple(int(v) for v in rng.integers(200, 256, 3)))
+    )
+    draw = ImageDraw.Draw(page)
+    bar = tuple(int(v) for v in rng.integers(0, 256, 3))
+    draw.rectangle([0, 0, page.size[0], max(2, top // 2)], fill=bar)
+    for _ in range(int(rng.integers(1, 6))):
+        y = int(rng.integers(top + h, page.size[1])) if bottom > 4 else int(rng.integers(0, max(1, top)))
+        x0 = int(rng.integers(0, max(1, page.size[0] // 3)))
+        length = int(rng.integers(page.size[0] // 5, page.size[0]))
+        draw.rectangle([x0, y, x0 + length, y + max(2, h // 40)], fill=tuple(int(v) for v in rng.integers(0, 160, 3)))
+    page.paste(img, (side, top))
+    return page
+
+
+def view_fade(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Faded 20-65% towards a plain colour or a background (a photo under a translucent layer)."""
+    img = _rgb(img)
+    layer = _random_fill(rng, img.size)
+    return Image.blend(img, layer, float(rng.uniform(0.2, 0.65)))
+
+
+def view_shapes(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Stickers: 1-4 opaque shapes of any colour, each up to a quarter of the shorter side."""
+    out = _rgb(img).copy()
+    draw = ImageDraw.Draw(out)
+    w, h = out.size
+    for _ in range(int(rng.integers(1, 5))):
+        r = max(2, round(min(w, h) * rng.uniform(0.05, 0.25) / 2))
+        cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
+        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+        box = [cx - r, cy - r, cx + r, cy + r]
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=fill)
+    return out
+
+
+def view_stretch(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A changed aspect ratio: one side scaled by 0.5-2 (log-uniform)."""
+    w, h = img.size
+    f = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    return img.resize((max(1, round(w * f)), h) if rng.random() < 0.5 else (w, max(1, round(h * f))))
+
+
+def view_blocks(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Pixelated: shrunk to 8-30% and enlarged back without smoothing."""
+    w, h = img.size
+    f = float(rng.uniform(0.08, 0.3))
+    small = img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR)
+    return small.resize((w, h), Image.Resampling.NEAREST)
+
+
+def view_skew(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A perspective warp: each corner moved by up to 15% of the sides."""
+    w, h = img.size
+    d = rng.uniform(-0.15, 0.15, 8) * np.array([w, h] * 4)
+    src = np.array([0, 0, w, 0, w, h, 0, h], dtype=float) + d
+    dst = [(0, 0), (w, 0), (w, h), (0, h)]
+    a, b = [], []
+    for (x, y), (u, v) in zip(dst, src.reshape(4, 2), strict=True):
+        a += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        b += [u, v]
+    coeffs = np.linalg.lstsq(np.array(a), np.array(b), rcond=None)[0]
+    return _rgb(img).transform((w, h), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BILINEAR)
+
+
+def wide_view(img: Image.Image, rng: np.random.Generator, gray: float = 0.5) -> Image.Image:
+    """A training view with the edits people make to photos beyond crops and borders: a corner crop
+    (about one view in seven) before random_view's edits, or, after them, the photo on a canvas or in
+    a page (about one in seven and one in ten); then, each with its own chance, fading, stickers, a
+    changed aspect ratio, pixelation or a warp."""
+    out = _rgb(img)
+    frame = rng.random()
+    if frame < 0.15:
+        out = view_corner(out, rng)
+    out = random_view(out, rng, gray)
+    if 0.15 <= frame < 0.3:
+        out = view_canvas(out, rng)
+    elif 0.3 <= frame < 0.4:
+        out = view_window(out, rng)
+    if rng.random() < 0.15:
+        out = view_fade(out, rng)
+    if rng.random() < 0.15:
+        out = view_shapes(out, rng)
+    if rng.random() < 0.1:
+        out = view_stretch(out, rng)
+    if rng.random() < 0.05:
+        out = view_blocks(out, rng)
+    if rng.random() < 0.1:
+        out = view_skew(out, rng)
+    return out

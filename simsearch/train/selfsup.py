@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from simsearch.edits import EDITS, random_view
+from simsearch.edits import EDITS, random_view, wide_view
 from simsearch.embed import Embedder
 from simsearch.encoder import Encoder, EncoderConfig
 from simsearch.errors import DataError, SimSearchError
@@ -35,6 +35,7 @@ class SelfSupConfig(LoopConfig):
     batch: int = 128  # images per step; each gives two views
     temperature: float = 0.1
     grayscale: float = 0.5  # chance that a view loses its colour
+    views: str = "classic"  # the training views' edits: edits.random_view ("classic") or edits.wide_view ("wide")
     val_images: int = 500  # at most this many held-out images; val_fraction of them are held out
 
     def __post_init__(self) -> None:
@@ -45,6 +46,8 @@ class SelfSupConfig(LoopConfig):
             raise ValueError("steps, learning rate and temperature must be positive")
         if not 0.0 <= self.grayscale <= 1.0:
             raise ValueError("grayscale is a probability in [0, 1]")
+        if self.views not in ("classic", "wide"):
+            raise ValueError(f"views must be classic or wide, not {self.views!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be in [0, 1)")
 
@@ -101,7 +104,8 @@ class _SelfSupervised:
 
         def one(j: int) -> np.ndarray:
             r = np.random.default_rng([self.cfg.seed, step, j])
-            return to_array(random_view(self.train_pics[int(idx[j % len(idx)])], r, self.cfg.grayscale), self.pre)
+            view = wide_view if self.cfg.views == "wide" else random_view
+            return to_array(view(self.train_pics[int(idx[j % len(idx)])], r, self.cfg.grayscale), self.pre)
 
         return torch.from_numpy(np.stack(list(self.pool.map(one, range(2 * len(idx))))))
 
