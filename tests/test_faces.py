@@ -177,3 +177,22 @@ def test_decoded_photos_keep_enough_pixels_for_small_faces(tmp_path):
     big.save(path, quality=90)
     img = decode_image(path, channels=3, min_side=1024)
     assert len(find_faces(img)) == 2
+
+
+def test_train_face_frames_every_image_by_its_face_and_records_it(tmp_path):
+    data = tmp_path / "people"
+    for name, hair in (("ann", (60, 40, 30)), ("bob", (150, 120, 40)), ("cy", (20, 20, 20))):
+        (data / name).mkdir(parents=True)
+        for i, size in enumerate((150, 180, 200)):
+            draw_face(size, hair=hair).save(data / name / f"{i}.png")
+    Image.new("RGB", (300, 200), (120, 160, 230)).save(data / "cy" / "sky.png")
+    out = tmp_path / "m"
+    run_cli(
+        "train", data, "--out", out, "--arch", "resnet", "--channels", "3", "--size", "32", "--widths", "8,16",
+        "--embedding-dim", "16", "--face", "--classes-per-batch", "3", "--per-class", "2", "--steps", "2",
+        "--val-fraction", "0", "--json", check=True, timeout=240,
+    )  # fmt: skip
+    pre = json.loads((out / "model.json").read_text())["config"]["preprocess"]
+    assert pre["face"] is True and pre["crop"] == 1.0
+    refused = run_cli("train", data, "--out", tmp_path / "n", "--face", "--crop", "0.5", "--steps", "1")
+    assert refused.returncode == 2 and "face framing" in refused.stderr

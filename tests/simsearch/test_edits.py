@@ -88,3 +88,27 @@ def test_the_augly_edit_set_is_seeded_and_beyond_our_ranges():
     assert expand_edits("all") == list(EDITS)
     with pytest.raises(ValueError, match="unknown edit"):
         expand_edits("nosuch")
+
+
+def test_wide_views_are_seeded_and_reach_beyond_the_classic_ones(picture: Image.Image) -> None:
+    from simsearch.edits import view_canvas, view_corner, view_fade, wide_view
+
+    views = [wide_view(picture, np.random.default_rng(s)) for s in (3, 3, 4)]
+    assert _same(views[0], views[1]) and not _same(views[0], views[2])
+    # the photo small on a canvas: the canvas is bigger than the photo, the photo is in it
+    canvas = view_canvas(picture, np.random.default_rng(1))
+    assert canvas.size[0] > picture.size[0] and canvas.size[1] > picture.size[1]
+    # a corner crop never keeps the middle of the photo at the middle of the view
+    for s in range(10):
+        corner = view_corner(picture, np.random.default_rng(s))
+        assert corner.size[0] <= 0.75 * picture.size[0] + 1 and corner.size[1] <= 0.75 * picture.size[1] + 1
+    faded = np.asarray(view_fade(picture, np.random.default_rng(2))).astype(int)
+    assert 0 < np.abs(faded - np.asarray(picture).astype(int)).mean()
+
+
+def test_a_self_supervised_run_takes_classic_or_wide_views_only() -> None:
+    from simsearch.train import SelfSupConfig
+
+    assert SelfSupConfig(views="wide").views == "wide"
+    with pytest.raises(ValueError, match="views must be classic or wide"):
+        SelfSupConfig(views="extreme")

@@ -54,3 +54,14 @@ def test_self_supervised_resume_continues_exactly(tmp_path: Path) -> None:
     with pytest.raises(SimSearchError, match="nothing to resume"):
         train_self_supervised(pictures, TINY, cfg, tmp_path / "empty", progress=False, resume=True)
     assert (tmp_path / "b" / "model.safetensors").read_bytes() == before
+
+
+def test_wide_views_change_the_run_and_are_recorded(tmp_path: Path) -> None:
+    pictures, _ = load_pictures(write_photos(tmp_path / "pics", 32, seed=4), max_side=48, progress=False)
+    runs = {}
+    for views in ("classic", "wide"):
+        cfg = SelfSupConfig(batch=12, steps=2, val_every=2, val_fraction=0.25, seed=1, device="cpu", views=views)
+        runs[views] = train_self_supervised(pictures, TINY, cfg, tmp_path / views, progress=False)
+        meta = json.loads((tmp_path / views / "model.json").read_text())
+        assert meta["training"]["train"]["views"] == views
+    assert runs["classic"].fingerprint != runs["wide"].fingerprint
