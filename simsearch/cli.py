@@ -1129,7 +1129,7 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, quiet: bool, as_json: b
     "--compare",
     multiple=True,
     metavar="MODEL",
-    help="Also measure this encoder (or 'raw-pixels'; with --copy-detection also 'phash' or 'dhash') in the "
+    help="Also measure this encoder (or 'raw-pixels'; with --copy-detection also 'phash', 'dhash' or 'pdq') in the "
     "same run; repeatable.",
 )
 @click.option(

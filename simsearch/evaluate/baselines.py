@@ -15,7 +15,7 @@ from simsearch.preprocess import Preprocess
 __all__ = ["BASELINES", "HASHES", "RAW_PIXELS", "hash_codes", "raw_pixel_embeddings", "raw_pixel_pictures"]
 
 RAW_PIXELS = "raw-pixels"
-HASHES = ("phash", "dhash")
+HASHES = ("phash", "dhash", "pdq")
 BASELINES = (RAW_PIXELS, *HASHES)
 RAW_SIZE = 32  # the side raw pixels are compared at
 RAW_DECODE = 64  # the side images are decoded to first (an area downscale to RAW_SIZE follows)
@@ -45,7 +45,22 @@ def raw_pixel_pictures(images: Sequence[Image.Image]) -> np.ndarray:
 
 
 def hash_codes(images: Sequence[Image.Image], kind: str) -> np.ndarray:
-    """(N, 64) bool perceptual hashes from the imagehash library (pHash or dHash, 8x8)."""
+    """(N, bits) bool perceptual hashes: pHash or dHash (8x8, 64 bits) from the imagehash library, or
+    PDQ (Meta's 256-bit hash for copy detection and content matching) from pdqhash."""
+    if kind == "pdq":
+        try:
+            import pdqhash
+        except ImportError:
+            raise SimSearchError(
+                "the PDQ baseline needs pdqhash (a source package: it compiles with a C++ compiler): "
+                "pip install 'simsearch[bench-pdq]'"
+            ) from None
+
+        def pdq(im: Image.Image) -> np.ndarray:
+            return np.asarray(pdqhash.compute(np.asarray(im.convert("RGB")))[0], dtype=bool)
+
+        with ThreadPoolExecutor() as pool:
+            return np.stack(list(pool.map(pdq, images)))
     try:
         import imagehash
     except ImportError:

@@ -60,3 +60,22 @@ def test_queries_are_seeded_and_point_at_their_originals(tmp_path) -> None:
     assert metric == "cosine" and g.shape == (12, 3 * 32 * 32)
     with pytest.raises(ValueError, match="unknown edit"):
         make_copy_queries(pics, 2, ["sepia"])
+
+
+def test_the_pdq_baseline_finds_a_recompressed_copy_and_tells_photos_apart(tmp_path):
+    pytest.importorskip("pdqhash")  # a source package (compiles C++), in the bench-pdq extra only
+    import io
+
+    from PIL import Image
+
+    from simsearch.evaluate.baselines import hash_codes
+    from simsearch.symbols import write_photos
+
+    root = write_photos(tmp_path / "p", 3, seed=2, side=128)
+    pics = [Image.open(p).convert("RGB") for p in sorted(root.glob("*.jpg"))]
+    buf = io.BytesIO()
+    pics[0].save(buf, format="JPEG", quality=30)
+    copy = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    codes = hash_codes([*pics, copy], "pdq")
+    assert codes.shape == (4, 256) and codes.dtype == bool
+    assert (codes[0] != codes[3]).sum() < 40 < min((codes[0] != codes[1]).sum(), (codes[0] != codes[2]).sum())
