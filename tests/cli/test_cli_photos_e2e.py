@@ -9,6 +9,7 @@ from pathlib import Path
 from simsearch.edits import EDITS
 from simsearch.symbols import write_photos
 from tests.conftest import run_cli
+from tests.test_faces import draw_face
 
 
 def test_self_supervised_training_raises_recall(tmp_path: Path, photos: Path) -> None:
@@ -141,7 +142,7 @@ def test_rgb_resnet_training_with_fitted_threshold(tmp_path: Path) -> None:
     pre = json.loads((out / "model.json").read_text())["config"]["preprocess"]
     assert pre == {
         "channels": 3, "size": 32, "invert": False, "mean": [0.5] * 3, "std": [0.25] * 3, "crop": 0.8, "autocontrast": False,
-        "fit_ink": False
+        "fit_ink": False, "face": False
     }  # fmt: skip
     # --resume takes the architecture and preprocessing from the run it continues
     config = json.loads((out / "model.json").read_text())["config"]
@@ -166,15 +167,25 @@ def test_builtin_encoders_are_chosen_by_name(tmp_path: Path) -> None:
     assert listed["faces"]["arch"] == "resnet" and listed["faces"]["input"] == "3x64x64"
     assert [m for m in listed.values() if m["default"]] == [listed["characters"]]
     pics = write_photos(tmp_path / "pics", 6, seed=4)
+    people = tmp_path / "people"
+    people.mkdir()
+    for i, size in enumerate((160, 200, 240)):
+        draw_face(size).save(people / f"p000{i + 1}.png")
+    draw_face(180, hair=(150, 120, 40)).save(people / "p0003.jpg")
     for name in ("faces", "photos", "signatures"):
         idx = tmp_path / f"{name}.idx"
-        run_cli("index", "build", pics, "--index", idx, "--model", name, check=True)
+        folder = people if name == "faces" else pics  # faces finds the face first: generated photos have none
+        run_cli("index", "build", folder, "--index", idx, "--model", name, check=True)
         manifest = json.loads((idx / "manifest.json").read_text())  # what `index info` reports, read directly
         assert manifest["encoder"]["source"] == name
         assert manifest["encoder"]["fingerprint"].startswith(listed[name]["fingerprint"])
         assert manifest["dim"] == listed[name]["dim"]
-        hit = json.loads(run_cli("query", pics / "p0003.jpg", "--index", idx, "--json", check=True).stdout)
+        hit = json.loads(run_cli("query", folder / "p0003.jpg", "--index", idx, "--json", check=True).stdout)
         assert Path(hit["results"][0]["path"]).name == "p0003.jpg"
+    faceless = json.loads(
+        run_cli("index", "build", pics, "--index", tmp_path / "nf.idx", "--model", "faces", "--json").stdout
+    )
+    assert faceless["added"] == 0 and {s["reason"] for s in faceless["skipped"]} == {"no face found"}
     refused = run_cli("query", pics / "p0003.jpg", "--index", tmp_path / "faces.idx", "--model", "characters")
     assert refused.returncode == 1 and "built with encoder 'faces'" in refused.stderr
     unknown = run_cli("index", "build", pics, "--index", tmp_path / "x.idx", "--model", "no-such-model")
