@@ -39,15 +39,24 @@ REFERENCE = {
 }
 
 
-def _has_face(picture, emb: Embedder) -> bool:
+def _embed_found(pictures: list, emb: Embedder) -> tuple[np.ndarray, list[int]]:
+    """Embeddings of the pictures the encoder can frame (faces: those with a face), each framed once,
+    and their positions in `pictures`."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from simsearch.errors import ImageError
     from simsearch.images import to_array
 
-    try:
-        to_array(picture, emb.preprocess)
-    except ImageError:
-        return False
-    return True
+    def framed(picture) -> np.ndarray | None:
+        try:
+            return to_array(picture, emb.preprocess)
+        except ImageError:
+            return None
+
+    with ThreadPoolExecutor() as pool:
+        arrays = list(pool.map(framed, pictures))
+    kept = [k for k, a in enumerate(arrays) if a is not None]
+    return emb.embed_arrays(np.stack([arrays[k] for k in kept])), kept
 
 
 def measure(name: str, data: Path, seed: int = 0, fmr: float = FMR, sample: int = SAMPLE) -> dict:
@@ -68,10 +77,8 @@ def measure_on(
     chosen = [items[i] for i in picks]
     digests = [hashlib.sha256(b if isinstance(b, bytes) else Path(b).read_bytes()).hexdigest() for _, _, b in chosen]
     pics = [decode_image(b, channels=3) for _, _, b in chosen]
-    if emb.preprocess.face:  # faces embeds the face it finds: pictures without one are left out
-        keep = [k for k, p in enumerate(pics) if _has_face(p, emb)]
-        pics, digests = [pics[k] for k in keep], [digests[k] for k in keep]
-    vecs = emb.embed_images(pics)
+    vecs, kept = _embed_found(pics, emb)  # faces embeds the face it finds: pictures without one are left out
+    pics, digests = [pics[k] for k in kept], [digests[k] for k in kept]
     i, j = np.triu_indices(len(vecs), k=1)
     _, digest_ids = np.unique(np.array(digests), return_inverse=True)  # small ints, not 12.5M strings
     distinct = digest_ids[i] != digest_ids[j]
@@ -82,9 +89,9 @@ def measure_on(
         apply_edit(p, edit_names[k % len(edit_names)], np.random.default_rng([seed, k]))
         for k, p in enumerate(pics[:600])
     ]
-    found = [k for k, c in enumerate(copies) if not emb.preprocess.face or _has_face(c, emb)]
+    found_vecs, found = _embed_found(copies, emb)
     cv = np.zeros((len(copies), vecs.shape[1]), np.float32)
-    cv[found] = emb.embed_images([copies[k] for k in found])  # a copy whose face is lost scores 0: not found
+    cv[found] = found_vecs  # a copy whose face is lost scores 0: not found
     copy_scores = np.einsum("ij,ij->i", cv, vecs[: len(cv)])
     per_edit = {
         e: round(

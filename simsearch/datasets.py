@@ -150,14 +150,14 @@ def load_labelled(
     raise with strict=True). `reframe` = (kind, seed) re-frames every image first (edits.reframe;
     image i with its own generator seeded (seed, i)): how robust an encoder is to framing.
     """
+    from simsearch.edits import reframe as reframed
+
     items = gather_images(source, classes)
 
     def decode(i: int, item: tuple[str, str, bytes | Path]) -> np.ndarray | ImageError:
         try:
             if reframe is None:
                 return load_array(item[2], pre)
-            from simsearch.edits import reframe as reframed
-
             img = reframed(decode_image(item[2], channels=3), reframe[0], np.random.default_rng((reframe[1], i)))
             return to_array(img, pre)
         except ImageError as err:
