@@ -95,8 +95,8 @@ def save_checkpoint(
     return fp
 
 
-# the largest weights an allowed config can have are 400 MB
-_MAX_WEIGHTS = 1 << 30
+# the largest weights an allowed config can have: a backbone of simsearch.backbones.MAX_PARAMETERS float32
+_MAX_WEIGHTS = 13 << 30
 
 
 def _first_line(err: BaseException) -> str:

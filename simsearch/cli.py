@@ -436,6 +436,32 @@ def _answer(
     return 1 if failed or unreadable else 0
 
 
+def _answer_text(
+    texts: tuple[str, ...],
+    index_path: Path,
+    model: str | None,
+    device: str,
+    out: Path | None,
+    montage: Path | None,
+    as_json: bool,
+    **how: Any,
+) -> int:
+    """query --text: the gallery images nearest to each text, printed as query prints its answers."""
+    from simsearch.engine import Searcher
+    from simsearch.results import write_rows
+
+    with Searcher(index_path, model=model, device=device) as searcher:
+        answers = searcher.query_text(list(texts), **how)
+    for a in answers:
+        if as_json:
+            _echo_json(a.to_dict())
+        else:
+            click.echo(_show_hits(a))
+    if out is not None:
+        click.echo(f"wrote {write_rows([a.to_dict() for a in answers], out, flatten='results')}", err=True)
+    return 0
+
+
 def _show_hits(res: Any) -> str:
     hits = [f"  {h.rank:3d}  {h.score:+.4f}  {_one_line(h.label or '-'):20s}  {_one_line(h.path)}" for h in res.results]
     return "\n".join([f"query: {_one_line(res.query)}", *hits])
@@ -465,7 +491,15 @@ EVERY_FACE = click.option(
 
 
 @cli.command("query")
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1)
+@click.option(
+    "--text",
+    "texts",
+    multiple=True,
+    metavar="TEXT",
+    help='Search by words instead of an image ("a red dress"); repeat for several. Needs an index built with a '
+    "CLIP-family encoder: an OpenCLIP import (simsearch models import openclip:...) or one trained with --captions.",
+)
 @INDEX
 @click.option(
     "-k",
@@ -502,6 +536,7 @@ EVERY_FACE = click.option(
 @JSON
 def query_cmd(
     images: tuple[str, ...],
+    texts: tuple[str, ...],
     index_path: Path,
     k: int,
     offset: int,
@@ -510,11 +545,20 @@ def query_cmd(
     every_face: bool,
     **opts: Any,
 ) -> int:
-    """Find the gallery images most similar to each query image (files or folders), best first.
+    """Find the gallery images most similar to each query image (files or folders), or to each --text,
+    best first.
 
     Scores are cosine similarities in [-1, 1]. --label and --under search a part of the gallery;
     --offset pages on. Exit 1 if any query image could not be read.
     """
+    if texts:
+        if images:
+            raise click.UsageError("give query images or --text, not both")
+        if every_face or opts.get("montage") is not None:
+            raise click.UsageError("--every-face and --montage are for query images, not --text")
+        return _answer_text(texts, index_path, k=k, offset=offset, labels=list(labels) or None, under=under, **opts)
+    if not images:
+        raise click.UsageError("give query images (files or folders) or --text")
     return _answer(
         images,
         index_path,
@@ -779,10 +823,13 @@ def duplicates_cmd(
 
 
 # ---------------------------------------------------------------- models / train / evaluate
-@cli.command("models")
+@cli.group("models", invoke_without_command=True)
 @JSON
-def models_cmd(as_json: bool) -> None:
-    """List the built-in encoders."""
+@click.pass_context
+def models_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the built-in encoders; `models import` makes an encoder from a model library's network."""
+    if ctx.invoked_subcommand is not None:
+        return
     from simsearch.checkpoint import model_summaries
 
     rows = model_summaries()
@@ -795,6 +842,77 @@ def models_cmd(as_json: bool) -> None:
         )
 
 
+@models_cmd.command("import")
+@click.argument("spec", metavar="LIBRARY:MODEL")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the checkpoint.")
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The network's weights from a file you have (.safetensors, or a PyTorch .pth/.pt/.bin state dict, read "
+    "without running code). The classifier's weights, if any, are dropped.",
+)
+@click.option(
+    "--pretrained",
+    default=None,
+    metavar="TAG",
+    help="Let the library download its pretrained weights (needs the network): '' or 'default' for timm's and "
+    "torchvision's default, or a tag (OpenCLIP: e.g. openai, laion2b_s34b_b79k; torchvision: IMAGENET1K_V1).",
+)
+@click.option("--random-init", is_flag=True, help="Random weights: for trying the pipeline, or training from scratch.")
+@click.option(
+    "--size",
+    type=click.IntRange(8, 512),
+    default=None,
+    help="Input side in pixels (default: the network's own, e.g. 224). Networks that pool their last map take "
+    "any size; smaller is faster.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="OpenCLIP only: a model config JSON (embed_dim, vision_cfg, text_cfg) for a model the library does not name.",
+)
+@JSON
+def models_import_cmd(
+    spec: str,
+    out: Path,
+    weights: Path | None,
+    pretrained: str | None,
+    random_init: bool,
+    size: int | None,
+    config_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Make a simsearch encoder (model.safetensors + model.json) from a timm, torchvision or OpenCLIP network.
+
+    LIBRARY:MODEL is timm:NAME, torchvision:NAME or openclip:NAME (e.g. timm:resnet18,
+    torchvision:efficientnet_b0, openclip:ViT-B-32). The result is an ordinary checkpoint:
+    give --model DIR to index build, or fine-tune it with train --init DIR. OpenCLIP encoders
+    also embed text (query --text). Needs the extras: pip install 'simsearch[backbones]'
+    (timm, torchvision) or 'simsearch[clip]' (OpenCLIP).
+    """
+    from simsearch.backbones import import_backbone
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise click.UsageError(
+            f"{out} already exists and is not empty; give a new or empty --out (nothing is overwritten)"
+        )
+    tag = None if pretrained is None else ("" if pretrained.lower() in ("", "default") else pretrained)
+    res = import_backbone(
+        spec, out, weights=weights, pretrained=tag, random_init=random_init, size=size, config=config_path
+    )
+    if as_json:
+        _echo_json(res.to_dict())
+        return
+    text = "; embeds text too" if res.text else ""
+    click.echo(
+        f"imported {res.spec} ({res.parameters:,} parameters, {res.size}-pixel input, {res.embedding_dim}-d{text}) "
+        f"from {res.weights} into {res.out}; fingerprint {res.fingerprint[:12]}"
+    )
+
+
 _TRAIN_SECTIONS = (
     ("Data and output", ("out", "classes", "group_batches", "resume", "init_model")),
     ("Encoder", ("arch", "channels", "size", "widths", "embedding_dim", "pool")),
@@ -802,6 +920,8 @@ _TRAIN_SECTIONS = (
     ("Labelled objective", ("loss", "margin", "mining", "classes_per_batch", "per_class", "shot")),
     ("Augmentation (labelled)", ("rotations", "jitter", "elastic", "flips", "color_jitter")),
     ("Self-supervised (no labels)", ("self_supervised", "batch", "temperature", "grayscale", "views")),
+    ("Image-text (captions: text queries)", ("captions", "text_width", "text_layers")),
+    ("Fine-tuning a backbone (with --init)", ("train_blocks", "head")),
     ("Schedule", ("steps", "time_budget_s", "lr", "ema", "seed")),
     ("Validation", ("val_fraction", "val_fold", "val_every")),
 )
@@ -886,7 +1006,36 @@ _TRAIN_SECTIONS = (
     type=click.IntRange(2),
     default=128,
     show_default=True,
-    help="Self-supervised: images per step (each gives two views).",
+    help="Self-supervised: images per step (each gives two views); --captions: (picture, caption) pairs per step.",
+)
+@click.option(
+    "--captions",
+    is_flag=True,
+    help="Image-text training, CLIP-style: DATA is a folder of pictures, each with its caption in a text file of "
+    "the same name (photo.jpg + photo.txt). A text tower learns to put each caption beside its pictures, so the "
+    "encoder answers query --text. Validation: held-out captions as text queries (recall@5).",
+)
+@click.option(
+    "--text-width", type=click.IntRange(8, 1024), default=128, show_default=True, help="--captions: text tower width."
+)
+@click.option(
+    "--text-layers", type=click.IntRange(1, 12), default=2, show_default=True, help="--captions: transformer layers."
+)
+@click.option(
+    "--train-blocks",
+    type=click.IntRange(0),
+    default=None,
+    help="Train only the last N blocks of the image network (a ResNet's residual blocks, a ViT's transformer "
+    "blocks) and the head; the rest stays frozen, batch norm included. 0: the head alone. Default: everything. "
+    "Far faster on a CPU, and safer on little data.",
+)
+@click.option(
+    "--head",
+    type=click.IntRange(2, 4096),
+    default=None,
+    metavar="DIM",
+    help="With --init: put a new linear projection head of DIM on the starting model's features (for an OpenCLIP "
+    "encoder the head maps text too, so text queries still work).",
 )
 @click.option(
     "--temperature",
@@ -1075,7 +1224,8 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, quiet: bool, as_json: b
         return
     best = f"{result.best_val_accuracy:.4f}" if result.best_val_accuracy is not None else "n/a"
     click.echo(
-        f"trained {result.steps} steps in {result.elapsed_s:.0f}s; best {result.val_measure} {best}; checkpoint in {result.out_dir}"
+        f"trained {result.steps} steps in {result.elapsed_s:.0f}s ({result.step_s:.3f}s a step); best "
+        f"{result.val_measure} {best}; checkpoint in {result.out_dir}"
     )
 
 

@@ -107,8 +107,32 @@ class Embedder:
     def _empty(self) -> np.ndarray:
         return np.zeros((0, self.dim), np.float32)
 
-    def embed_arrays(self, arrays: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """(N, C, S, S) uint8 arrays already framed as `preprocess` says -> (N, D) unit rows."""
+    @property
+    def supports_text(self) -> bool:
+        """Whether text queries work: a CLIP-family encoder (an OpenCLIP import, or one trained with --captions)."""
+        return bool(self.encoder.config.supports_text)
+
+    def embed_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """N strings -> (N, D) unit rows in the images' space. Raises ModelError for an image-only encoder."""
+        if not self.supports_text:
+            raise ModelError(
+                "this index's encoder embeds images only: text queries need a CLIP-family encoder "
+                "(an OpenCLIP import, or one trained with simsearch train --captions)"
+            )
+        was_training = self.encoder.training
+        self.encoder.eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                out.append(self.encoder.embed_text(list(texts[i : i + batch_size])).float().cpu().numpy())
+        self.encoder.train(was_training)
+        return np.ascontiguousarray(np.concatenate(out) if out else self._empty(), dtype=np.float32)
+
+    def embed_arrays(self, arrays: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """(N, C, S, S) uint8 arrays already framed as `preprocess` says -> (N, D) unit rows.
+        Batches hold 512 images of 64 pixels, fewer of larger input (32 of a backbone's 224)."""
+        if batch_size is None:
+            batch_size = max(16, min(512, 512 * 64 * 64 // self.preprocess.size**2))
         was_training = self.encoder.training
         self.encoder.eval()
         out = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +13,10 @@ from torch import nn
 
 from simsearch.choices import parse_choice
 from simsearch.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from simsearch.backbones import Backbone
+    from simsearch.text import TextConfig
 
 # A checkpoint whose config asks for more than this is refused before anything is allocated (400 MB of float32).
 _MAX_PARAMETERS = 100_000_000
@@ -25,6 +29,7 @@ class Arch(str, Enum):
 
     CONV4 = "conv4"
     RESNET = "resnet"
+    BACKBONE = "backbone"  # a network from a model library (timm, torchvision, OpenCLIP): simsearch.backbones
 
     @classmethod
     def parse(cls, value: str) -> Arch:
@@ -55,14 +60,24 @@ class EncoderConfig:
     widths: tuple[int, ...] = (64, 96, 128, 256)
     embedding_dim: int = 256
     pool: Pool = Pool.AVG
+    # arch "backbone": the library network (its own stages; widths and pool are unused)
+    backbone: Backbone | None = None
+    # a text tower of simsearch's own (simsearch.text) beside the image network: text queries
+    text: TextConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", Arch.parse(str(getattr(self.arch, "value", self.arch))))
         object.__setattr__(self, "pool", Pool.parse(str(getattr(self.pool, "value", self.pool))))
-        if not self.widths or any(w <= 0 for w in self.widths):
-            raise ValueError("widths must be a non-empty list of positive channel counts")
+        if (self.arch is Arch.BACKBONE) != (self.backbone is not None):
+            raise ValueError('arch "backbone" and a backbone description go together')
         if self.embedding_dim <= 0:
             raise ValueError("embedding_dim must be positive")
+        if self.backbone is not None:
+            if self.text is not None:
+                raise ValueError("a library backbone brings its own text tower, if any")
+            return  # its size is bounded when it is built (simsearch.backbones.build_trunk)
+        if not self.widths or any(w <= 0 for w in self.widths):
+            raise ValueError("widths must be a non-empty list of positive channel counts")
         if self.preprocess.size < 2 ** len(self.widths):
             raise ValueError(f"input size {self.preprocess.size} is too small for {len(self.widths)} stages")
         if self.parameter_bound > _MAX_PARAMETERS:  # refuse before anything is allocated
@@ -79,9 +94,16 @@ class EncoderConfig:
         return convs + self.feature_dim * self.embedding_dim
 
     @property
+    def supports_text(self) -> bool:
+        """Whether text can be embedded beside images (a CLIP-family backbone, or simsearch's own text tower)."""
+        return self.text is not None or (self.backbone is not None and self.backbone.has_text)
+
+    @property
     def feature_dim(self) -> int:
         """Length of the vector the stages hand to the head: the last width, times the final map's
-        positions when it is flattened (each stage halves the side, rounding down)."""
+        positions when it is flattened (each stage halves the side, rounding down); a backbone's own."""
+        if self.backbone is not None:
+            return self.backbone.feature_dim
         side = self.preprocess.size
         for _ in self.widths:
             side //= 2
@@ -91,16 +113,35 @@ class EncoderConfig:
         d = asdict(self)
         d["arch"] = self.arch.value
         d["pool"] = self.pool.value
+        if self.backbone is None:
+            del d["backbone"]
+        else:
+            d["backbone"] = self.backbone.to_dict()
+        if self.text is None:
+            del d["text"]
+        else:
+            d["text"] = self.text.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
+        backbone = text = None
+        if d.get("backbone") is not None:
+            from simsearch.backbones import Backbone
+
+            backbone = Backbone.from_dict(d["backbone"])
+        if d.get("text") is not None:
+            from simsearch.text import TextConfig
+
+            text = TextConfig.from_dict(d["text"])
         return cls(
             arch=Arch.parse(d["arch"]),
             preprocess=Preprocess.from_dict(d.get("preprocess", {})),
-            widths=tuple(int(w) for w in d["widths"]),
+            widths=tuple(int(w) for w in d.get("widths", ())),
             embedding_dim=int(d["embedding_dim"]),
             pool=Pool.parse(d.get("pool", Pool.AVG.value)),
+            backbone=backbone,
+            text=text,
         )
 
 
@@ -135,20 +176,37 @@ class Encoder(nn.Module):
     """Shared-weight embedding network.
 
     forward: (N, C, H, W) float in [0, 1] -> (N, D) float32, each row of unit L2 norm.
+    embed_text (encoders with `config.supports_text`): N strings -> (N, D) rows in the same space.
+
+    `features` is the stack of stages (conv4, resnet) or a library network (simsearch.backbones,
+    which hands the head pooled features); `head` maps the features to the embedding (or is the
+    identity); `text` is simsearch's own text tower when the config has one.
     """
 
-    def __init__(self, config: EncoderConfig) -> None:
+    def __init__(self, config: EncoderConfig, trunk: nn.Module | None = None) -> None:
+        """`trunk`: the backbone's library network itself (an import), instead of building one."""
         super().__init__()
         self.config = config
         pre = config.preprocess
-        stages: list[nn.Module] = []
-        c = pre.channels
-        for w in config.widths:
-            stages.append(_conv_block(c, w) if config.arch is Arch.CONV4 else _ResidualStage(c, w))
-            c = w
-        self.features = nn.Sequential(*stages)
+        self.frozen: list[nn.Module] = []  # modules that training leaves alone (kept in eval mode): freeze()
+        if config.backbone is not None:
+            from simsearch.backbones import build_trunk
+
+            self.features: nn.Module = build_trunk(config.backbone, trunk)
+        else:
+            stages: list[nn.Module] = []
+            c = pre.channels
+            for w in config.widths:
+                stages.append(_conv_block(c, w) if config.arch is Arch.CONV4 else _ResidualStage(c, w))
+                c = w
+            self.features = nn.Sequential(*stages)
         c = config.feature_dim
         self.head: nn.Module = nn.Identity() if c == config.embedding_dim else nn.Linear(c, config.embedding_dim)
+        self.text: nn.Module | None = None
+        if config.text is not None:
+            from simsearch.text import TextTower
+
+            self.text = TextTower(config.text, config.embedding_dim)
         self.mean: torch.Tensor
         self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(pre.mean).view(1, -1, 1, 1), persistent=False)
@@ -162,9 +220,26 @@ class Encoder(nn.Module):
             x = (x - low) / (x.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(MIN_CONTRAST)
         x = (x - self.mean) / self.std
         x = self.features(x)
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1) if self.config.pool is Pool.AVG else x, 1)
+        if self.config.backbone is None:
+            x = torch.flatten(F.adaptive_avg_pool2d(x, 1) if self.config.pool is Pool.AVG else x, 1)
         x = self.head(x)
         return F.normalize(x.float(), dim=1)
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """(N, D) unit rows for N strings, in the images' space. Raises ValueError for an image-only encoder."""
+        if self.text is not None:
+            x = self.text(self.text.tokenize(texts).to(self.mean.device))  # type: ignore[operator]
+        elif self.config.backbone is not None and self.config.backbone.has_text:
+            x = self.head(self.features.encode_text(texts))  # type: ignore[operator]
+        else:
+            raise ValueError("this encoder embeds images only; text queries need a CLIP-family encoder")
+        return F.normalize(x.float(), dim=1)
+
+    def train(self, mode: bool = True) -> Encoder:
+        super().train(mode)
+        for m in self.frozen:  # frozen stages keep their batch-norm statistics
+            m.eval()
+        return self
 
 
 def build_encoder(config: EncoderConfig) -> Encoder:

@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi import Path as FastApiPath
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -52,6 +52,7 @@ DEFAULT_DECODE_PIXELS = 2 * DEFAULT_MAX_PIXELS
 _THUMB = 256
 _THUMB_CACHE = 512
 _MAX_RANK = 10_000  # offset + k: how deep a result list may be paged
+_MAX_TEXT = 1000  # characters of a text query
 TOKEN_COOKIE = "simsearch_token"
 access_log = logging.getLogger("simsearch.access")
 
@@ -331,12 +332,9 @@ def create_app(
             raise HTTPException(400, "the upload is empty")
         return data
 
-    async def _answer(file: UploadFile, respond: Callable[[np.ndarray, str], dict[str, Any]]) -> dict[str, Any]:
-        """Read and check the upload, then in a worker thread decode it (in parallel with other
-        requests), embed it and call respond(embedding, name) under the lock, within the timeout."""
-        data = await _read_upload(file)
-        name = file.filename or "upload"
-
+    async def _guarded(steps: Callable[[Callable[[], float]], dict[str, Any]]) -> dict[str, Any]:
+        """Run steps(left) in a worker thread within the timeout (left() is the time remaining, and raises
+        _Abandoned once there is none): a 504 at the deadline, the statistics recorded."""
         t = time.perf_counter()
         deadline = t + timeout_s
 
@@ -346,35 +344,9 @@ def create_app(
                 raise _Abandoned
             return remaining
 
-        def steps() -> dict[str, Any]:
-            try:
-                pixels = image_pixels(data)
-                with waiting():
-                    if not decoding.acquire(timeout=left()):
-                        raise _Abandoned
-                try:
-                    with budget.hold(pixels, timeout=left()):
-                        left()
-                        arr = load_array(data, embedder.preprocess)
-                finally:
-                    decoding.release()
-            except ImageError as err:
-                raise HTTPException(415, f"{name} cannot be used: {err.reason}") from None
-            except TimeoutError:
-                raise _Abandoned from None
-            with waiting():
-                got = lock.acquire(timeout=left())
-            if not got:
-                raise _Abandoned
-            try:
-                left()
-                return respond(embedder.embed_arrays(arr[None]), name)
-            finally:
-                lock.release()
-
         def work() -> dict[str, Any]:
             try:
-                return steps()
+                return steps(left)
             except _Abandoned:
                 stats.abandon()  # counted here: after a 504 nobody awaits this thread
                 metrics.abandoned.inc()
@@ -392,6 +364,52 @@ def create_app(
         stats.record(time.perf_counter() - t)
         return out
 
+    def _locked(left: Callable[[], float], answer: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """answer() under the lock (the encoder and the catalog are shared), waiting at most left()."""
+        with waiting():
+            got = lock.acquire(timeout=left())
+        if not got:
+            raise _Abandoned
+        try:
+            left()
+            return answer()
+        finally:
+            lock.release()
+
+    async def _answer(file: UploadFile, respond: Callable[[np.ndarray, str], dict[str, Any]]) -> dict[str, Any]:
+        """Read and check the upload, then in a worker thread decode it (in parallel with other
+        requests), embed it and call respond(embedding, name) under the lock, within the timeout."""
+        data = await _read_upload(file)
+        name = file.filename or "upload"
+
+        def steps(left: Callable[[], float]) -> dict[str, Any]:
+            try:
+                pixels = image_pixels(data)
+                with waiting():
+                    if not decoding.acquire(timeout=left()):
+                        raise _Abandoned
+                try:
+                    with budget.hold(pixels, timeout=left()):
+                        left()
+                        arr = load_array(data, embedder.preprocess)
+                finally:
+                    decoding.release()
+            except ImageError as err:
+                raise HTTPException(415, f"{name} cannot be used: {err.reason}") from None
+            except TimeoutError:
+                raise _Abandoned from None
+            return _locked(left, lambda: respond(embedder.embed_arrays(arr[None]), name))
+
+        return await _guarded(steps)
+
+    async def _answer_text(text: str, respond: Callable[[np.ndarray, str], dict[str, Any]]) -> dict[str, Any]:
+        """A text query: embedded by the encoder's text tower under the lock, within the timeout."""
+        if not embedder.supports_text:
+            raise HTTPException(422, "this index's encoder embeds images only: text search needs a CLIP-family encoder")
+        if not text.strip():
+            raise HTTPException(422, "the text is empty")
+        return await _guarded(lambda left: _locked(left, lambda: respond(embedder.embed_text([text]), f"text: {text}")))
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(token_given: Annotated[str | None, Query(alias="token")] = None) -> Response:
         if token is not None and token_given is not None:
@@ -406,9 +424,16 @@ def create_app(
     def _hit(h: Any) -> dict[str, Any]:
         return dict(h.to_dict(), path=shown(h.path), name=os.path.basename(h.path))
 
-    @app.post("/search", summary="Nearest gallery images to an uploaded image, best first")
+    @app.post("/search", summary="Nearest gallery images to an uploaded image, or to a text, best first")
     async def search(
-        file: Annotated[UploadFile, File(description="the query image")],
+        file: Annotated[UploadFile | None, File(description="the query image (or give text)")] = None,
+        text: Annotated[
+            str | None,
+            Form(
+                max_length=_MAX_TEXT,
+                description="words to search by instead of an image, e.g. 'a red dress' (CLIP-family encoders)",
+            ),
+        ] = None,
         k: Annotated[int, Query(ge=1, le=1000, description="how many results")] = 5,
         offset: Annotated[int, Query(ge=0, le=_MAX_RANK, description="skip this many best results first (paging)")] = 0,
         label: Annotated[
@@ -436,6 +461,11 @@ def create_app(
                 raise HTTPException(422, str(err)) from None
             return dict(res.to_dict(), results=[_hit(h) for h in res.results])
 
+        if (file is None) == (text is None):
+            raise HTTPException(422, "give a query image (file) or a text, not both or neither")
+        if text is not None:
+            return await _answer_text(text, respond)
+        assert file is not None
         return await _answer(file, respond)
 
     @app.post("/identify", summary="Which gallery class an uploaded image shows, or unknown")
@@ -535,6 +565,7 @@ def create_app(
             "kind": m.kind.value,
             "dim": m.dim,
             "encoder": m.encoder.get("source"),
+            "text_search": embedder.supports_text,
             "fingerprint": m.encoder.get("fingerprint"),
             **searcher.decision().to_dict(),
             "max_upload_bytes": max_upload,

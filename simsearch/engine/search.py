@@ -182,6 +182,15 @@ class Searcher:
         vecs, names = self.embed(images)
         return self.search_vectors(vecs, names, k, **filters)
 
+    def query_text(self, texts: str | Sequence[str], k: int = 5, **filters: Any) -> list[QueryResult]:
+        """The `k` gallery images nearest to each text ("a red dress"), best first, for an index built
+        with a CLIP-family encoder (filters: see search_vectors). Raises ModelError for an image-only
+        encoder, ValueError for an empty text."""
+        items = [texts] if isinstance(texts, str) else list(texts)
+        if not items or any(not t.strip() for t in items):
+            raise ValueError("a text query needs some words")
+        return self.search_vectors(self.embedder.embed_text(items), [f"text: {t}" for t in items], k, **filters)
+
     def identify(
         self, images: Any, threshold: float | None = None, point: OperatingPoint | None = None
     ) -> list[Identification]:

@@ -51,8 +51,13 @@ class LoopConfig:
     val_every: int = 250
     seed: int = 0
     device: str = "auto"
+    # fine-tuning: train only the last N blocks of the image network and the head (0: the head alone);
+    # None trains everything (simsearch.backbones.freeze)
+    train_blocks: int | None = None
 
     def __post_init__(self) -> None:
+        if self.train_blocks is not None and self.train_blocks < 0:
+            raise ValueError("train_blocks must be 0 or more")
         if self.steps < 1:
             raise ValueError("steps must be at least 1")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
@@ -85,8 +90,14 @@ class TrainResult:
             "fingerprint": self.fingerprint,
             "steps": self.steps,
             "elapsed_s": round(self.elapsed_s, 1),
+            "step_s": round(self.step_s, 4),
             "best_val_accuracy": self.best_val_accuracy,
         }
+
+    @property
+    def step_s(self) -> float:
+        """Mean wall time of a step, validation included."""
+        return self.elapsed_s / max(1, self.steps)
 
 
 class Objective(Protocol):
@@ -137,10 +148,14 @@ def lr_factor(step: int, steps: int, elapsed: float, warmup_steps: int, time_bud
 def training_encoder(
     config: EncoderConfig, device: torch.device, init: dict[str, torch.Tensor] | None = None
 ) -> Encoder:
-    """A fresh encoder (or one starting from the `init` weights) on `device`, channels-last on CPU."""
+    """A fresh encoder (or one starting from the `init` weights) on `device`, channels-last on CPU.
+    Weights `init` lacks must be the head's or the text tower's, new ones (train --head, --captions)."""
     encoder = build_encoder(config)
     if init is not None:
-        encoder.load_state_dict(init)
+        missing = encoder.load_state_dict(init, strict=False).missing_keys
+        new = [k for k in missing if not k.startswith(("head.", "text."))]
+        if new:
+            raise SimSearchError(f"the starting weights lack {len(new)} of the encoder's (e.g. {new[0]})")
     encoder = encoder.to(device)
     if device.type == "cpu":
         encoder = encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -239,9 +254,17 @@ def run_loop(
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     encoder = training_encoder(encoder_config, device, init)
+    if cfg.train_blocks is not None:
+        from simsearch.backbones import freeze
+
+        freeze(encoder, cfg.train_blocks)
+    bind = getattr(objective, "bind", None)
+    if bind is not None:  # an objective whose loss needs the encoder itself (the text tower)
+        bind(encoder)
     averaged = AveragedModel(encoder, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema else None
     kept: Encoder = averaged.module if averaged is not None else encoder  # type: ignore[assignment]
-    groups: list[dict[str, Any]] = [{"params": list(encoder.parameters())}, *objective.extra_parameters(device)]
+    trainable = [p for p in encoder.parameters() if p.requires_grad]
+    groups: list[dict[str, Any]] = [{"params": trainable}, *objective.extra_parameters(device)]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, elapsed_before, best, history = 0, 0.0, -1.0, []
     run_loss: float | None = None  # the running mean the bar and the history show

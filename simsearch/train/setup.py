@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from simsearch.encoder import Arch, EncoderConfig, Pool
 from simsearch.errors import ConfigError
 from simsearch.preprocess import Preprocess
+from simsearch.train.captions import CaptionConfig, load_captioned, train_captions
 from simsearch.train.labelled import TrainConfig, train
 from simsearch.train.loop import LoopConfig, TrainResult
 from simsearch.train.selfsup import SelfSupConfig, train_self_supervised
@@ -72,9 +75,10 @@ class TrainRequest:
     data: Path
     out: Path
     encoder: EncoderConfig
-    config: TrainConfig | SelfSupConfig
+    config: TrainConfig | SelfSupConfig | CaptionConfig
     classes: str | None = None  # glob over class names
     init_model: str | None = None  # fine-tune from this built-in name or checkpoint folder
+    head: int | None = None  # fine-tuning: a new linear projection head of this size
     resume: bool = False
     given: frozenset[str] = frozenset()  # the options the user set (the others are defaults)
 
@@ -91,13 +95,20 @@ class TrainRequest:
         would ignore are refused when `given` says the user set them."""
         opts = dict(options)
         self_supervised = bool(opts.pop("self_supervised", False))
-        kind: type[LoopConfig] = SelfSupConfig if self_supervised else TrainConfig
-        other: type[LoopConfig] = TrainConfig if self_supervised else SelfSupConfig
+        captions = bool(opts.pop("captions", False))
+        if self_supervised and captions:
+            raise ConfigError("{a} and {b} are two kinds of run: give one", a="self_supervised", b="captions")
+        kinds: dict[str, type[LoopConfig]] = {
+            "labelled training (without --self-supervised or --captions)": TrainConfig,
+            "--self-supervised training": SelfSupConfig,
+            "--captions training": CaptionConfig,
+        }
+        kind: type[LoopConfig] = SelfSupConfig if self_supervised else CaptionConfig if captions else TrainConfig
         own = _fields(kind)
-        stray = [f.name for f in dataclasses.fields(other) if f.name in given and f.name not in own]
-        if stray:
-            what = "labelled training (without --self-supervised)" if self_supervised else "--self-supervised training"
-            raise ConfigError("{fields}: only for " + what, stray)
+        for what, other in kinds.items():
+            stray = [f.name for f in dataclasses.fields(other) if f.name in given and f.name not in own]
+            if stray:
+                raise ConfigError("{fields}: only for " + what, stray)
         enc_opts = {k: opts[k] for k in ARCHITECTURE_FIELDS + INPUT_FIELDS if k in opts}
         if "channels" in enc_opts:
             enc_opts["channels"] = int(enc_opts["channels"])
@@ -109,6 +120,7 @@ class TrainRequest:
             config=config,  # type: ignore[arg-type]
             classes=opts.get("classes"),
             init_model=opts.get("init_model"),
+            head=opts.get("head"),
             resume=bool(opts.get("resume", False)),
             given=frozenset(given),
         )
@@ -137,14 +149,24 @@ def _starting_point(req: TrainRequest) -> tuple[EncoderConfig, dict[str, Any] | 
             loaded.config.preprocess, **{n: getattr(enc.preprocess, n) for n in given if n in INPUT_FIELDS}
         )
         enc = dataclasses.replace(loaded.config, preprocess=pre)
-        if enc.feature_dim != loaded.config.feature_dim:
+        weights = loaded.encoder.state_dict()
+        if req.head is not None:  # a new projection head: the old one's weights are dropped
+            enc = dataclasses.replace(enc, embedding_dim=req.head)
+            weights = {k: v for k, v in weights.items() if not k.startswith("head.")}
+        if enc.backbone is not None and enc.preprocess.size != loaded.config.preprocess.size:
+            _check_backbone_size(enc, req.init_model)
+        elif enc.feature_dim != loaded.config.feature_dim:
             keep = loaded.config.preprocess.size
             raise ConfigError(
                 f"{req.init_model} flattens its last {keep}-pixel map, so it cannot take {{fields}} "
                 f"{enc.preprocess.size}; keep its size {keep}",
                 ["size"],
             )
-        return enc, loaded.encoder.state_dict(), f"{source}, fine-tuned from {req.init_model}"
+        return enc, weights, f"{source}, fine-tuned from {req.init_model}"
+    if req.head is not None:
+        raise ConfigError(
+            "{head} puts a new projection head on a starting model: give {init}", head="head", init="init_model"
+        )
     if req.resume and (req.out / "model.json").exists():
         # the interrupted run's checkpoint knows its architecture: no need to repeat the options
         saved = load_checkpoint(str(req.out))
@@ -160,11 +182,61 @@ def _starting_point(req: TrainRequest) -> tuple[EncoderConfig, dict[str, Any] | 
     return enc, None, source
 
 
+def _check_backbone_size(enc: EncoderConfig, name: str) -> None:
+    """A library backbone fine-tuned at another input size: refused when the network cannot take it."""
+    import torch
+
+    from simsearch.encoder import build_encoder
+
+    side = enc.preprocess.size
+    try:
+        with torch.no_grad():
+            build_encoder(enc).eval()(torch.zeros(1, 3, side, side))
+    except Exception as err:
+        raise ConfigError(
+            f"{name} does not take {side}-pixel input ({str(err).splitlines()[0] if str(err) else err!r}); "
+            f"leave out {{fields}} to keep its {side}",
+            ["size"],
+        ) from None
+
+
+def _captioned(
+    req: TrainRequest, enc: EncoderConfig, init: dict[str, Any] | None, source: str, progress: bool
+) -> TrainResult:
+    """--captions: pictures with a caption beside each; a text tower is added to an encoder without one."""
+    from simsearch.datasets import load_pictures
+    from simsearch.images import to_array
+    from simsearch.text import TextConfig, build_vocabulary
+
+    assert isinstance(req.config, CaptionConfig)
+    if enc.backbone is not None:
+        raise ConfigError(
+            "{captions} trains simsearch's own text tower; an imported backbone keeps its own "
+            "(fine-tune its images with the labelled or self-supervised objectives)",
+            captions="captions",
+        )
+    side = max(96, 2 * enc.preprocess.size)
+    pictures, names = load_pictures(req.data, max_side=side, classes=req.classes, progress=progress)
+    keep, captions = load_captioned(req.data, names)
+    arrays = np.stack([to_array(pictures[i], enc.preprocess) for i in keep])
+    if enc.text is None:
+        cfg = req.config
+        enc = dataclasses.replace(
+            enc,
+            text=TextConfig(vocabulary=build_vocabulary(captions), width=cfg.text_width, layers=cfg.text_layers),
+        )
+    return train_captions(
+        arrays, captions, enc, req.config, req.out, progress=progress, source=source, init=init, resume=req.resume
+    )
+
+
 def run_training(req: TrainRequest, progress: bool = True) -> TrainResult:
-    """Load the data the request's encoder needs and train it (labelled or self-supervised)."""
+    """Load the data the request's encoder needs and train it (labelled, self-supervised or image-text)."""
     from simsearch.datasets import load_labelled, load_pictures
 
     enc, init, source = _starting_point(req)
+    if isinstance(req.config, CaptionConfig):
+        return _captioned(req, enc, init, source, progress)
     pre = enc.preprocess  # the input the encoder will see, from the options, --init or the resumed run
     if isinstance(req.config, SelfSupConfig):
         pictures, _ = load_pictures(req.data, max_side=max(96, 2 * pre.size), classes=req.classes, progress=progress)
