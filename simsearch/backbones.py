@@ -249,17 +249,20 @@ def _first_line(err: BaseException) -> str:
 
 
 def _units(module: nn.Module) -> list[nn.Module]:
-    """A network's blocks in order: its children with parameters, containers (Sequential, ModuleList)
-    and single-child wrappers opened up, so a ResNet's stages give their residual blocks and a ViT its
-    transformer blocks."""
+    """A network's blocks in order: its children with parameters, with containers of blocks (a Sequential
+    or ModuleList of modules that have parts of their own) and single-child wrappers opened up, so a
+    ResNet's stages give their residual blocks, a ViT its transformer blocks, and simsearch's conv4 its
+    four conv-norm-pool stages."""
     out: list[nn.Module] = []
     for child in module.children():
         if not any(True for _ in child.parameters()):
             continue
         kids = [c for c in child.children() if any(True for _ in c.parameters())]
-        if isinstance(child, (nn.Sequential, nn.ModuleList)) or (
-            len(kids) == 1 and not any(True for _ in child.parameters(recurse=False))
-        ):
+        # a container of blocks (not of single layers, as a conv-norm-pool stage is), or a wrapper
+        of_blocks = isinstance(child, (nn.Sequential, nn.ModuleList)) and all(
+            any(True for _ in k.children()) for k in kids
+        )
+        if of_blocks or (len(kids) == 1 and not any(True for _ in child.parameters(recurse=False))):
             out.extend(_units(child))
         else:
             out.append(child)

@@ -117,6 +117,10 @@ def load_checkpoint(name_or_path: str | None = None, device: str | torch.device 
     try:
         meta = read_model_json(folder)
         config = EncoderConfig.from_dict(meta["config"])  # checked (and bounded) before the weights are read
+        if config.backbone is not None:  # its library must be here: say which extra installs it
+            from simsearch.backbones import require
+
+            require(config.backbone.library)
         data = read_regular(folder / WEIGHTS_FILE, _MAX_WEIGHTS)
     except FileNotFoundError as err:
         raise ModelError(f"{folder}: incomplete checkpoint, missing {Path(err.filename).name}") from None
