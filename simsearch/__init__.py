@@ -51,9 +51,11 @@ _LAZY = {
     "load_checkpoint": "simsearch.checkpoint",
     "builtin_models": "simsearch.checkpoint",
     "Preprocess": "simsearch.preprocess",
+    "import_backbone": "simsearch.backbones",
     # training
     "TrainConfig": "simsearch.train",
     "SelfSupConfig": "simsearch.train",
+    "CaptionConfig": "simsearch.train",
     "TrainRequest": "simsearch.train",
     "run_training": "simsearch.train",
 }
@@ -61,6 +63,7 @@ _LAZY = {
 __all__ = [
     "BuildReport",
     "Calibration",
+    "CaptionConfig",
     "ConfigError",
     "DataError",
     "Embedder",
@@ -84,6 +87,7 @@ __all__ = [
     "calibrate",
     "export_embeddings",
     "find_duplicates",
+    "import_backbone",
     "import_embeddings",
     "index_info",
     "load_checkpoint",
@@ -94,6 +98,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from simsearch.backbones import import_backbone
     from simsearch.checkpoint import builtin_models, load_checkpoint
     from simsearch.embed import Embedder
     from simsearch.engine import (
@@ -115,7 +120,7 @@ if TYPE_CHECKING:
         verify,
     )
     from simsearch.preprocess import Preprocess
-    from simsearch.train import SelfSupConfig, TrainConfig, TrainRequest, run_training
+    from simsearch.train import CaptionConfig, SelfSupConfig, TrainConfig, TrainRequest, run_training
 
 
 def load_encoder(model: str | None = None, device: str = "auto") -> Embedder:

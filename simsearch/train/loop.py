@@ -82,6 +82,7 @@ class TrainResult:
     best_val_accuracy: float | None
     history: list[dict[str, float]]
     val_measure: str = "validation accuracy"  # what best_val_accuracy measures
+    step_s: float = 0.0  # mean wall time of one optimizer step (batch, forward, backward, update), this session
 
     def to_dict(self) -> dict[str, Any]:
         """The summary `simsearch train --json` prints."""
@@ -93,11 +94,6 @@ class TrainResult:
             "step_s": round(self.step_s, 4),
             "best_val_accuracy": self.best_val_accuracy,
         }
-
-    @property
-    def step_s(self) -> float:
-        """Mean wall time of a step, validation included."""
-        return self.elapsed_s / max(1, self.steps)
 
 
 class Objective(Protocol):
@@ -282,6 +278,7 @@ def run_loop(
         run_loss = state.get("run_loss")
     amp = device.type == "cuda"
     start = time.monotonic()
+    step_time, steps_here = 0.0, 0  # the optimizer steps' own time, without validation
     fingerprint = ""
 
     def elapsed() -> float:
@@ -299,6 +296,7 @@ def run_loop(
         while step < cfg.steps and not out_of_time():
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * lr_factor(step, cfg.steps, elapsed(), cfg.warmup_steps, cfg.time_budget_s)
+            t_step = time.monotonic()
             x, aux = objective.batch(step, device)
             if device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -312,6 +310,10 @@ def run_loop(
             opt.step()
             if averaged is not None:
                 averaged.update_parameters(encoder)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            step_time += time.monotonic() - t_step
+            steps_here += 1
             step += 1
             run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
             now = elapsed()
@@ -346,4 +348,13 @@ def run_loop(
             summary = dict(objective.summary, steps=step, elapsed_s=round(elapsed(), 1))
             fingerprint = save_checkpoint(kept, out, summary)
     write_atomic(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
-    return TrainResult(out, fingerprint, step, elapsed(), best if best >= 0 else None, history, objective.measure)
+    return TrainResult(
+        out,
+        fingerprint,
+        step,
+        elapsed(),
+        best if best >= 0 else None,
+        history,
+        objective.measure,
+        step_time / max(1, steps_here),
+    )
