@@ -313,7 +313,7 @@ def test_the_page_in_headless_chromium(server, tmp_path):
             expect(page.locator("#stats")).to_contain_text("16 images")
             expect(page.locator("#stats")).to_contain_text("FPIR 0.01")
             expect(page.locator("#label option")).to_have_count(5)
-            for hidden in ("#query-box", "#query-img", "#error", "#more"):
+            for hidden in ("#query-box", "#query-img", "#error", "#more", "#text-form"):  # characters reads no text
                 expect(page.locator(hidden)).to_be_hidden()
             shot("1-empty")
             # a query: results with scores, classes and file names; the identification

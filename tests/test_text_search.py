@@ -14,7 +14,7 @@ import torch
 
 from simsearch.shapes import all_captions, write_captioned_shapes
 from tests.conftest import run_cli
-from tests.test_service import request, start_server, upload
+from tests.test_service import CHROMIUM, _artifacts, request, start_server, upload
 
 N_TRAIN, N_GALLERY = 900, 225  # 20 and 5 pictures of each of the 45 captions
 
@@ -155,3 +155,42 @@ def test_train_blocks_leaves_frozen_weights_alone(random_model: Path, tmp_path: 
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed, "nothing was trained"
     assert all(k.startswith((f"features.{last}.", "head.")) for k in changed), sorted(changed)[:5]
+
+
+def test_the_page_searches_by_text_in_headless_chromium(tiny_clip: dict) -> None:
+    """The page over an index whose encoder reads text: a text box, words in, pictures out (and no
+    identification for words); a screenshot is kept as a test artefact."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    proc, base = start_server(tiny_clip["index"])
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=flags)
+            try:
+                expect = sync_api.expect
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                page.goto(base + "/")
+                expect(page.locator("#text-form")).to_be_visible()
+                page.fill("#k", "5")
+                page.fill("#text", "two yellow squares")
+                page.click("#text-form button")
+                expect(page.locator("#results .hit")).to_have_count(5)
+                expect(page.locator("#query-text")).to_have_text('"two yellow squares"')
+                expect(page.locator("#query-img")).to_be_hidden()
+                expect(page.locator("#identity")).to_be_empty()
+                expect(page.locator("#status")).to_contain_text(f"showing 5 of {N_GALLERY}")
+                # the pictures shown are the ones the words describe (the caption files say so)
+                names = page.locator("#results .hit .name").all_inner_texts()
+                right = [
+                    tiny_clip["truth"][str(tiny_clip["root"] / "gallery" / n)] == "two yellow squares" for n in names
+                ]
+                assert sum(right) >= 3, names
+                page.wait_for_load_state("networkidle")
+                page.screenshot(path=str(_artifacts() / "9-text-search.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
