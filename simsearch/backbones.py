@@ -354,7 +354,8 @@ def _timm_network(name: str, weights: Path | None, pretrained: str | None) -> tu
         heads = head if isinstance(head, (list, tuple)) else (head,)
         _load_into(model, sd, weights, f"timm:{name}", tuple(f"{h}." for h in heads))
     else:
-        model = timm.create_model(name, pretrained=pretrained is not None, num_classes=0)
+        full = f"{name}.{pretrained}" if pretrained else name  # timm names its weights model.tag
+        model = timm.create_model(full, pretrained=pretrained is not None, num_classes=0)
     cfg = dict(model.pretrained_cfg)
     pre = {
         "size": int(cfg.get("input_size", (3, 224, 224))[-1]),
@@ -395,6 +396,9 @@ def _openclip_network(
     if not isinstance(cfg, dict) or "vision_cfg" not in cfg or "text_cfg" not in cfg:
         raise ModelError(f"openclip:{name}: a model config needs embed_dim, vision_cfg and text_cfg")
     _openclip_tokenizer(open_clip, name, cfg)  # refuse hub tokenizers before building anything
+    if pretrained is not None and not pretrained:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+        raise ModelError(f"openclip:{name}: say which pretrained weights, --pretrained TAG (its tags: {tags})")
     if pretrained is not None:
         model = open_clip.create_model(name, pretrained=pretrained)
     else:

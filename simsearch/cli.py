@@ -854,10 +854,13 @@ def models_cmd(ctx: click.Context, as_json: bool) -> None:
 )
 @click.option(
     "--pretrained",
+    is_flag=False,
+    flag_value="default",
     default=None,
-    metavar="TAG",
-    help="Let the library download its pretrained weights (needs the network): '' or 'default' for timm's and "
-    "torchvision's default, or a tag (OpenCLIP: e.g. openai, laion2b_s34b_b79k; torchvision: IMAGENET1K_V1).",
+    metavar="[TAG]",
+    help="Let the library download its pretrained weights (needs the network): alone, timm's or torchvision's "
+    "default; or a tag (OpenCLIP needs one: e.g. openai, laion2b_s34b_b79k; torchvision: IMAGENET1K_V1; timm: a "
+    "pretrained tag such as in1k).",
 )
 @click.option("--random-init", is_flag=True, help="Random weights: for trying the pipeline, or training from scratch.")
 @click.option(
