@@ -79,6 +79,12 @@ def test_only_the_cli_module_imports_click():
             assert "click" not in top(imported_modules(path)), path
 
 
+def test_only_backbones_imports_the_model_libraries():
+    for path in (REPO / "simsearch").rglob("*.py"):
+        if path.name != "backbones.py":
+            assert not top(imported_modules(path)) & {"timm", "torchvision", "open_clip"}, path
+
+
 @pytest.mark.parametrize(
     "module, banned",
     [

@@ -154,7 +154,7 @@ def _starting_point(req: TrainRequest) -> tuple[EncoderConfig, dict[str, Any] | 
             enc = dataclasses.replace(enc, embedding_dim=req.head)
             weights = {k: v for k, v in weights.items() if not k.startswith("head.")}
         if enc.backbone is not None and enc.preprocess.size != loaded.config.preprocess.size:
-            _check_backbone_size(enc, req.init_model)
+            _check_backbone_size(enc, req.init_model, loaded.config.preprocess.size)
         elif enc.feature_dim != loaded.config.feature_dim:
             keep = loaded.config.preprocess.size
             raise ConfigError(
@@ -182,7 +182,7 @@ def _starting_point(req: TrainRequest) -> tuple[EncoderConfig, dict[str, Any] | 
     return enc, None, source
 
 
-def _check_backbone_size(enc: EncoderConfig, name: str) -> None:
+def _check_backbone_size(enc: EncoderConfig, name: str, own: int) -> None:
     """A library backbone fine-tuned at another input size: refused when the network cannot take it."""
     import torch
 
@@ -195,7 +195,7 @@ def _check_backbone_size(enc: EncoderConfig, name: str) -> None:
     except Exception as err:
         raise ConfigError(
             f"{name} does not take {side}-pixel input ({str(err).splitlines()[0] if str(err) else err!r}); "
-            f"leave out {{fields}} to keep its {side}",
+            f"leave out {{fields}} to keep its {own}",
             ["size"],
         ) from None
 

@@ -126,3 +126,13 @@ def test_fine_tune_last_blocks_with_a_head(photos: Path, tmp_path: Path) -> None
     assert changed and all(k.startswith("features.model.layer4.1.") for k in changed), sorted(changed)[:5]
     run_cli("index", "build", photos, "--model", tmp_path / "ft", "--index", tmp_path / "idx", "-q", check=True)
     assert json.loads(run_cli("index", "info", "--index", tmp_path / "idx", "--json", check=True).stdout)["dim"] == 32
+
+
+def test_simsearch_loads_no_model_library_until_a_backbone_is_built() -> None:
+    """Installed or not, timm, torchvision and OpenCLIP cost nothing until an imported encoder is loaded."""
+    from tests.test_layering import loaded_after
+
+    libraries = {"timm", "torchvision", "open_clip"}
+    statement = "import simsearch.cli, simsearch.checkpoint, simsearch.embed, simsearch.train, simsearch.engine"
+    assert not loaded_after(statement) & libraries
+    assert not loaded_after("import simsearch.checkpoint as c; c.load_checkpoint('photos')") & libraries
