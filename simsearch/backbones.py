@@ -21,12 +21,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from simsearch.errors import ModelError
+
+if TYPE_CHECKING:
+    from simsearch.encoder import Encoder
 
 __all__ = [
     "LIBRARIES",
@@ -269,15 +272,16 @@ def _units(module: nn.Module) -> list[nn.Module]:
     return out
 
 
-def trainable_blocks(encoder: nn.Module) -> list[nn.Module]:
+def trainable_blocks(encoder: Encoder) -> list[nn.Module]:
     """The blocks of an encoder's image network that `freeze` counts, first to last."""
-    features = encoder.features  # type: ignore[union-attr]
+    features = encoder.features
     if isinstance(features, _OpenClipTrunk):
         return _units(features.image_modules())
-    return _units(features.model if hasattr(features, "model") else features)
+    inner: nn.Module = getattr(features, "model", features)
+    return _units(inner)
 
 
-def freeze(encoder: nn.Module, train_blocks: int) -> tuple[int, int]:
+def freeze(encoder: Encoder, train_blocks: int) -> tuple[int, int]:
     """Train only the last `train_blocks` blocks of the image network and the head (0: the head alone);
     everything else is frozen: no gradients, batch norm kept in eval mode. An OpenCLIP text tower is
     frozen; simsearch's own text tower (captions training) is not.
@@ -289,12 +293,12 @@ def freeze(encoder: nn.Module, train_blocks: int) -> tuple[int, int]:
     kept = {id(m) for k in keep for m in k.modules()}
     for p in encoder.parameters():
         p.requires_grad_(False)
-    text = [encoder.text] if getattr(encoder, "text", None) is not None else []  # simsearch's own: captions train it
+    text = [encoder.text] if encoder.text is not None else []  # simsearch's own: captions train it
     for m in [*keep, encoder.head, *text]:
         for p in m.parameters():
             p.requires_grad_(True)
     # the frozen leaves of the network, kept in eval mode by Encoder.train (batch norm statistics, dropout)
-    encoder.frozen = [  # type: ignore[assignment]
+    encoder.frozen = [
         m for m in encoder.features.modules() if id(m) not in kept and not any(True for _ in m.children())
     ]
     trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
@@ -493,7 +497,7 @@ def import_backbone(
     model.eval()
     with torch.no_grad():
         try:
-            probe = model.encode_image if library == "openclip" else model  # type: ignore[operator]
+            probe: Any = model.encode_image if library == "openclip" else model
             feats = probe(torch.zeros(1, 3, side, side))
         except Exception as err:
             raise ModelError(f"{library}:{name} does not take {side}-pixel input ({_first_line(err)})") from None

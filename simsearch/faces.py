@@ -61,8 +61,8 @@ def _cascades() -> tuple[Any, Any]:
         except ImportError as err:  # pragma: no cover - a dependency; the message says how to get it
             raise SimSearchError("finding faces needs OpenCV: pip install 'opencv-python-headless>=4.8,<5'") from err
         cv2.setNumThreads(1)
-        face = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-        eye = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye.xml")
+        face = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")  # type: ignore[attr-defined]
+        eye = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye.xml")  # type: ignore[attr-defined]
         if face.empty() or eye.empty():
             raise SimSearchError(
                 "OpenCV's Haar cascades are missing: install opencv-python-headless 4.x (5.0 ships none)"
