@@ -272,24 +272,40 @@ def _units(module: nn.Module) -> list[nn.Module]:
     return out
 
 
-def trainable_blocks(encoder: Encoder) -> list[nn.Module]:
-    """The blocks of an encoder's image network that `freeze` counts, first to last."""
+def _leaf(m: nn.Module) -> bool:
+    return not any(True for _ in m.children())
+
+
+def trainable_blocks(encoder: Encoder) -> list[list[nn.Module]]:
+    """The blocks of an encoder's image network that `freeze` counts, first to last. A single layer
+    between blocks (a stem's convolution and norm, a ViT's final norm, a MobileNet's head convolution)
+    goes with the block before it (the stem's with the first), so the last block is a real one with
+    what follows it."""
     features = encoder.features
     if isinstance(features, _OpenClipTrunk):
-        return _units(features.image_modules())
-    inner: nn.Module = getattr(features, "model", features)
-    return _units(inner)
+        units = _units(features.image_modules())
+    else:
+        inner: nn.Module = getattr(features, "model", features)
+        units = _units(inner)
+    groups: list[list[nn.Module]] = []
+    for u in units:
+        if groups and (_leaf(u) or all(_leaf(m) for m in groups[-1])):
+            groups[-1].append(u)
+        else:
+            groups.append([u])
+    return groups
 
 
 def freeze(encoder: Encoder, train_blocks: int) -> tuple[int, int]:
     """Train only the last `train_blocks` blocks of the image network and the head (0: the head alone);
-    everything else is frozen: no gradients, batch norm kept in eval mode. An OpenCLIP text tower is
+    everything else is frozen: no gradients, batch norm kept in eval mode, and so are parameters the
+    network holds directly (a ViT's position embedding, CLIP's projection). An OpenCLIP text tower is
     frozen; simsearch's own text tower (captions training) is not.
     Returns (trainable parameters, all parameters)."""
     if train_blocks < 0:
         raise ValueError("train_blocks must be 0 or more")
     blocks = trainable_blocks(encoder)
-    keep = blocks[len(blocks) - train_blocks :] if train_blocks > 0 else []
+    keep = [m for group in blocks[len(blocks) - train_blocks :] for m in group] if train_blocks > 0 else []
     kept = {id(m) for k in keep for m in k.modules()}
     for p in encoder.parameters():
         p.requires_grad_(False)

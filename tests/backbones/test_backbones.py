@@ -161,3 +161,25 @@ def test_identify_and_calibrate_with_an_imported_backbone(gallery: Path, tmp_pat
     run_cli("calibrate", probes, "--index", tmp_path / "idx", "--json", check=True)
     info = json.loads(run_cli("index", "info", "--index", tmp_path / "idx", "--json", check=True).stdout)
     assert info["threshold_source"] == "calibrated", info
+
+
+def test_blocks_are_real_blocks() -> None:
+    """--train-blocks counts blocks: a ViT's last is its last transformer block (with the final norm), a
+    MobileNet's its last stage block (with the head convolution), a ResNet's stem is no block of its own."""
+    from simsearch.backbones import trainable_blocks
+    from simsearch.encoder import Encoder
+
+    class Holder(Encoder):
+        def __init__(self, model: torch.nn.Module) -> None:
+            torch.nn.Module.__init__(self)
+            self.features = torch.nn.Module()
+            self.features.model = model
+
+    vit = trainable_blocks(Holder(timm.create_model("vit_tiny_patch16_224", num_classes=0)))
+    assert [type(m).__name__ for m in vit[-1]] == ["Block", "LayerNorm"] and len(
+        vit
+    ) == 12  # the patch embedding goes with block 0
+    mobile = trainable_blocks(Holder(timm.create_model("mobilenetv3_small_100", num_classes=0)))
+    assert [type(m).__name__ for m in mobile[-1]] == ["ConvBnAct", "Conv2d"]
+    resnet = trainable_blocks(Holder(timm.create_model("resnet18", num_classes=0)))
+    assert len(resnet) == 8 and [type(m).__name__ for m in resnet[0]] == ["Conv2d", "BatchNorm2d", "BasicBlock"]

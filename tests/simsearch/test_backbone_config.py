@@ -67,13 +67,14 @@ def test_missing_library_is_named_with_its_extra(tmp_path: Path) -> None:
 def test_freeze_keeps_all_but_the_last_blocks_and_their_batch_norm_still() -> None:
     enc = build_encoder(EncoderConfig(widths=(8, 8, 16, 16), embedding_dim=8))
     blocks = trainable_blocks(enc)
-    assert len(blocks) == 4
+    assert len(blocks) == 4 and all(len(g) == 1 for g in blocks)
     trainable, total = freeze(enc, 1)
-    assert trainable == sum(p.numel() for p in blocks[-1].parameters()) + sum(p.numel() for p in enc.head.parameters())
+    last = blocks[-1][0]
+    assert trainable == sum(p.numel() for p in last.parameters()) + sum(p.numel() for p in enc.head.parameters())
     assert 0 < trainable < total
     enc.train()
-    bn_first = blocks[0][1]
-    assert not bn_first.training and blocks[-1][1].training
+    bn_first = blocks[0][0][1]
+    assert not bn_first.training and last[1].training
     before = bn_first.running_mean.clone()
     enc(torch.rand(4, 1, 28, 28))
     assert torch.equal(before, bn_first.running_mean)
