@@ -169,11 +169,14 @@ class _TorchvisionTrunk(nn.Module):
         return torch.flatten(out, 1)
 
 
-def _openclip_class(open_clip: ModuleType, cfg: Mapping[str, Any]) -> type:
-    text = cfg.get("text_cfg", {})
-    if cfg.get("custom_text") or text.get("hf_model_name"):
-        return open_clip.model.CoCa if "multimodal_cfg" in cfg else open_clip.CustomTextCLIP  # type: ignore[no-any-return]
-    return open_clip.CLIP  # type: ignore[no-any-return]
+def _openclip_model(open_clip: ModuleType, cfg: Mapping[str, Any]) -> nn.Module:
+    """An OpenCLIP model with random weights from its config, of the class open_clip.create_model would
+    pick: CoCa or CustomTextCLIP for configs marked `custom_text` (EVA, CoCa), else CLIP. The marker
+    itself is no argument of those classes."""
+    kwargs = dict(cfg)
+    custom = kwargs.pop("custom_text", False) or kwargs.get("text_cfg", {}).get("hf_model_name")
+    cls = (open_clip.CoCa if "multimodal_cfg" in kwargs else open_clip.CustomTextCLIP) if custom else open_clip.CLIP
+    return cls(**kwargs)  # type: ignore[no-any-return]
 
 
 def _openclip_tokenizer(open_clip: ModuleType, bb_name: str, cfg: Mapping[str, Any]) -> Any:
@@ -198,7 +201,7 @@ class _OpenClipTrunk(nn.Module):
         cfg = dict(bb.options)
         self.tokenizer = _openclip_tokenizer(open_clip, bb.name, cfg)
         if model is None:
-            model = _openclip_class(open_clip, cfg)(**cfg)
+            model = _openclip_model(open_clip, cfg)
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -422,7 +425,7 @@ def _openclip_network(
     if pretrained is not None:
         model = open_clip.create_model(name, pretrained=pretrained)
     else:
-        model = _openclip_class(open_clip, cfg)(**cfg)
+        model = _openclip_model(open_clip, cfg)
         if weights is not None:
             try:
                 open_clip.load_checkpoint(model, str(weights), strict=True, weights_only=True)

@@ -70,3 +70,17 @@ def test_openclip_text_and_image_search(tmp_path: Path) -> None:
     )  # fmt: skip
     tuned = Embedder.load(str(tmp_path / "ft"), device="cpu")
     assert tuned.embed_text(words).shape == (2, 16) and tuned.dim == 16
+
+
+def test_configs_marked_custom_text_rebuild_from_model_json() -> None:
+    """OpenCLIP's EVA and CoCa configs carry `custom_text`, which open_clip.create_model strips before
+    building: a checkpoint of one must rebuild from its model.json alone (built here on the meta device:
+    no memory, no download)."""
+    from simsearch.backbones import Backbone, build_trunk
+
+    for name in ("EVA02-B-16", "coca_ViT-B-32"):
+        cfg = open_clip.get_model_config(name)
+        assert cfg.get("custom_text")
+        with torch.device("meta"):
+            trunk = build_trunk(Backbone("openclip", name, int(cfg["embed_dim"]), cfg))
+        assert sum(p.numel() for p in trunk.parameters()) > 50_000_000 and hasattr(trunk, "encode_text")
