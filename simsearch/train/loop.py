@@ -148,10 +148,15 @@ def training_encoder(
     Weights `init` lacks must be the head's or the text tower's, new ones (train --head, --captions)."""
     encoder = build_encoder(config)
     if init is not None:
-        missing = encoder.load_state_dict(init, strict=False).missing_keys
-        new = [k for k in missing if not k.startswith(("head.", "text."))]
+        result = encoder.load_state_dict(init, strict=False)
+        new = [k for k in result.missing_keys if not k.startswith(("head.", "text."))]
         if new:
             raise SimSearchError(f"the starting weights lack {len(new)} of the encoder's (e.g. {new[0]})")
+        if result.unexpected_keys:  # as strict loading was: weights the encoder has no place for
+            extra = result.unexpected_keys
+            raise SimSearchError(
+                f"the starting weights hold {len(extra)} the encoder has no place for (e.g. {extra[0]})"
+            )
     encoder = encoder.to(device)
     if device.type == "cpu":
         encoder = encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -80,3 +80,18 @@ def test_freeze_keeps_all_but_the_last_blocks_and_their_batch_norm_still() -> No
     assert torch.equal(before, bn_first.running_mean)
     with pytest.raises(ValueError, match="nothing left to train"):
         freeze(build_encoder(EncoderConfig(widths=(8, 8, 16, 16), embedding_dim=16)), 0)
+
+
+def test_starting_weights_may_lack_only_a_new_head_or_text_tower() -> None:
+    from simsearch.errors import SimSearchError
+    from simsearch.text import TextConfig
+    from simsearch.train.loop import training_encoder
+
+    cfg = EncoderConfig(widths=(8, 8, 16, 16), embedding_dim=16)
+    weights = build_encoder(cfg).state_dict()
+    with_text = EncoderConfig(widths=(8, 8, 16, 16), embedding_dim=16, text=TextConfig(vocabulary=("red",)))
+    assert training_encoder(with_text, torch.device("cpu"), weights).text is not None  # a new text tower: fine
+    with pytest.raises(SimSearchError, match="no place for"):
+        training_encoder(cfg, torch.device("cpu"), {**weights, "stray.weight": torch.zeros(1)})
+    with pytest.raises(SimSearchError, match="lack 1 "):
+        training_encoder(cfg, torch.device("cpu"), {k: v for k, v in weights.items() if k != "features.0.0.weight"})
