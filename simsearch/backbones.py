@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from simsearch.errors import ModelError
+from simsearch.errors import ModelError, first_line
 
 if TYPE_CHECKING:
     from simsearch.encoder import Encoder
@@ -73,7 +73,7 @@ def require(library: str) -> ModuleType:
         return importlib.import_module(module)
     except Exception as err:  # ImportError, or torchvision's operator errors beside a mismatched torch
         raise ModelError(
-            f"this encoder needs {module}, which does not import here ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+            f"this encoder needs {module}, which does not import here ({first_line(err)}); "
             f"install it with: pip install 'simsearch[{extra}]' (see docs/models/backbones.md)"
         ) from None
 
@@ -243,12 +243,7 @@ def build_trunk(bb: Backbone, model: nn.Module | None = None) -> nn.Module:
     except ModelError:
         raise
     except Exception as err:  # the library's own errors: an unknown model name, bad options
-        raise ModelError(f"cannot build {bb.spec}: {_first_line(err)}") from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+        raise ModelError(f"cannot build {bb.spec}: {first_line(err)}") from None
 
 
 # ------------------------------------------------------------------ freezing for fine-tuning
@@ -265,9 +260,7 @@ def _units(module: nn.Module) -> list[nn.Module]:
             continue
         kids = [c for c in child.children() if any(True for _ in c.parameters())]
         # a container of blocks (not of single layers, as a conv-norm-pool stage is), or a wrapper
-        of_blocks = isinstance(child, (nn.Sequential, nn.ModuleList)) and all(
-            any(True for _ in k.children()) for k in kids
-        )
+        of_blocks = isinstance(child, (nn.Sequential, nn.ModuleList)) and not any(_leaf(k) for k in kids)
         if of_blocks or (len(kids) == 1 and not any(True for _ in child.parameters(recurse=False))):
             out.extend(_units(child))
         else:
@@ -317,9 +310,7 @@ def freeze(encoder: Encoder, train_blocks: int) -> tuple[int, int]:
         for p in m.parameters():
             p.requires_grad_(True)
     # the frozen leaves of the network, kept in eval mode by Encoder.train (batch norm statistics, dropout)
-    encoder.frozen = [
-        m for m in encoder.features.modules() if id(m) not in kept and not any(True for _ in m.children())
-    ]
+    encoder.frozen = [m for m in encoder.features.modules() if id(m) not in kept and _leaf(m)]
     trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
     if trainable == 0:
         raise ValueError("nothing left to train: give --train-blocks 1 or more, or a --head")
@@ -342,7 +333,7 @@ def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
         else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ModelError(f"{path}: not a readable weights file ({_first_line(err)})") from None
+        raise ModelError(f"{path}: not a readable weights file ({first_line(err)})") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
@@ -357,7 +348,7 @@ def _load_into(model: nn.Module, sd: Mapping[str, torch.Tensor], path: Path, spe
     try:
         res = model.load_state_dict(dict(sd), strict=False)
     except RuntimeError as err:  # shape mismatches
-        raise ModelError(f"{path}: the weights do not fit {spec} ({_first_line(err)})") from None
+        raise ModelError(f"{path}: the weights do not fit {spec} ({first_line(err)})") from None
     missing = list(res.missing_keys)
     unexpected = [k for k in res.unexpected_keys if not k.startswith(drop)]
     if missing or unexpected:
@@ -410,7 +401,7 @@ def _openclip_network(
         try:
             cfg = json.loads(Path(config).read_text())
         except (OSError, ValueError) as err:
-            raise ModelError(f"{config}: not a readable OpenCLIP model config ({_first_line(err)})") from None
+            raise ModelError(f"{config}: not a readable OpenCLIP model config ({first_line(err)})") from None
         cfg = cfg.get("model_cfg", cfg)  # open_clip_config.json wraps it
     else:
         cfg = open_clip.get_model_config(name)
@@ -432,7 +423,7 @@ def _openclip_network(
             except FileNotFoundError:
                 raise ModelError(f"{weights}: no such weights file") from None
             except Exception as err:
-                raise ModelError(f"{weights}: the weights do not fit openclip:{name} ({_first_line(err)})") from None
+                raise ModelError(f"{weights}: the weights do not fit openclip:{name} ({first_line(err)})") from None
     vis = cfg["vision_cfg"]
     size = vis.get("image_size", 224)
     pcfg = getattr(model.visual, "preprocess_cfg", {}) or {}
@@ -511,7 +502,7 @@ def import_backbone(
     except ModelError:
         raise
     except Exception as err:  # the library's own: unknown model, no network for a download
-        raise ModelError(f"cannot make {library}:{name}: {_first_line(err)}") from None
+        raise ModelError(f"cannot make {library}:{name}: {first_line(err)}") from None
     side = size or pre["size"]
     model.eval()
     with torch.no_grad():
@@ -519,7 +510,7 @@ def import_backbone(
             probe: Any = model.encode_image if library == "openclip" else model
             feats = probe(torch.zeros(1, 3, side, side))
         except Exception as err:
-            raise ModelError(f"{library}:{name} does not take {side}-pixel input ({_first_line(err)})") from None
+            raise ModelError(f"{library}:{name} does not take {side}-pixel input ({first_line(err)})") from None
     feature_dim = int(torch.flatten(feats if isinstance(feats, torch.Tensor) else feats[0], 1).shape[1])
     bb = Backbone(library=library, name=name, feature_dim=feature_dim, options=options)
     enc_cfg = EncoderConfig(

@@ -14,7 +14,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from simsearch.encoder import Encoder, EncoderConfig, build_encoder
-from simsearch.errors import ModelError
+from simsearch.errors import ModelError, first_line
 from simsearch.files import NotReadable, read_regular, write_atomic
 from simsearch.model_files import (
     CONFIG_FILE,
@@ -99,14 +99,6 @@ def save_checkpoint(
 _MAX_WEIGHTS = 13 << 30
 
 
-def _first_line(err: BaseException) -> str:
-    """An exception's message on one line (PyTorch's size-mismatch messages run to several)."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    if len(lines) > 1 and lines[0].endswith(":"):
-        return f"{lines[0]} {lines[1]}" + (f" (and {len(lines) - 2} more)" if len(lines) > 2 else "")
-    return lines[0] if lines else type(err).__name__
-
-
 def load_checkpoint(name_or_path: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """Load an encoder by built-in name or checkpoint folder, never unpickling anything.
 
@@ -127,21 +119,21 @@ def load_checkpoint(name_or_path: str | None = None, device: str | torch.device 
     except NotReadable as err:
         raise ModelError(f"{folder}: unreadable checkpoint ({err})") from None
     except (OSError, ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
-        raise ModelError(f"{folder}: unreadable checkpoint ({_first_line(err)})") from None
+        raise ModelError(f"{folder}: unreadable checkpoint ({first_line(err)})") from None
     except (KeyError, TypeError, AttributeError) as err:
-        raise ModelError(f"{folder}: {CONFIG_FILE} has no usable config ({_first_line(err)})") from None
+        raise ModelError(f"{folder}: {CONFIG_FILE} has no usable config ({first_line(err)})") from None
     fp = fingerprint_of(data)
     if meta.get("fingerprint") and meta["fingerprint"] != fp:
         raise ModelError(f"{folder}: weights do not match the fingerprint in {CONFIG_FILE} (corrupt or replaced)")
     try:
         tensors = st_load(data)
     except Exception as err:  # safetensors raises its own error type for damaged bytes
-        raise ModelError(f"{folder}: {WEIGHTS_FILE} is not a readable safetensors file ({_first_line(err)})") from None
+        raise ModelError(f"{folder}: {WEIGHTS_FILE} is not a readable safetensors file ({first_line(err)})") from None
     try:
         encoder = build_encoder(config)
         encoder.load_state_dict(tensors)
     except (KeyError, ValueError, TypeError, RuntimeError) as err:
-        raise ModelError(f"{folder}: checkpoint does not fit its config ({_first_line(err)})") from None
+        raise ModelError(f"{folder}: checkpoint does not fit its config ({first_line(err)})") from None
     encoder.eval().to(device)
     return LoadedModel(encoder=encoder, config=config, fingerprint=fp, source=source, meta=meta)
 

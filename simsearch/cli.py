@@ -408,7 +408,6 @@ def _answer(
     (JSON or `show(answer)`), write --out and --montage, list the unreadable; exit 1 if any was."""
     from simsearch.engine import Searcher, expand_queries
     from simsearch.pictures import MONTAGE_ROWS, identify_sheet, query_sheet
-    from simsearch.results import write_rows
 
     paths, failed = expand_queries(list(images))
     if not paths and not failed:
@@ -416,14 +415,7 @@ def _answer(
     with Searcher(index_path, model=model, device=device) as searcher:
         classes = searcher.classes()
         answers, unreadable = getattr(searcher, f"{ask}_paths")(paths, **how)  # an unknown --label: ValueError, exit 2
-    for a in answers:
-        if as_json:
-            _echo_json(a.to_dict())
-        else:
-            click.echo(show(a))
-    if out is not None:
-        flatten = "results" if ask == "query" else None
-        click.echo(f"wrote {write_rows([a.to_dict() for a in answers], out, flatten=flatten)}", err=True)
+    _print_answers(answers, show, as_json, out, flatten="results" if ask == "query" else None)
     if montage is not None and answers:
         sheet = query_sheet if ask == "query" else identify_sheet
         shown = min(len(answers), MONTAGE_ROWS)
@@ -448,18 +440,24 @@ def _answer_text(
 ) -> int:
     """query --text: the gallery images nearest to each text, printed as query prints its answers."""
     from simsearch.engine import Searcher
-    from simsearch.results import write_rows
 
     with Searcher(index_path, model=model, device=device) as searcher:
         answers = searcher.query_text(list(texts), **how)
+    _print_answers(answers, _show_hits, as_json, out, flatten="results")
+    return 0
+
+
+def _print_answers(answers: Sequence[Any], show: Any, as_json: bool, out: Path | None, flatten: str | None) -> None:
+    """Each answer as JSON or `show(answer)`, and all of them into --out (a query's hits one a row)."""
+    from simsearch.results import write_rows
+
     for a in answers:
         if as_json:
             _echo_json(a.to_dict())
         else:
-            click.echo(_show_hits(a))
+            click.echo(show(a))
     if out is not None:
-        click.echo(f"wrote {write_rows([a.to_dict() for a in answers], out, flatten='results')}", err=True)
-    return 0
+        click.echo(f"wrote {write_rows([a.to_dict() for a in answers], out, flatten=flatten)}", err=True)
 
 
 def _show_hits(res: Any) -> str:

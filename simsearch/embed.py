@@ -119,33 +119,35 @@ class Embedder:
                 "this index's encoder embeds images only: text queries need a CLIP-family encoder "
                 "(an OpenCLIP import, or one trained with simsearch train --captions)"
             )
-        was_training = self.encoder.training
-        self.encoder.eval()
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
-                out.append(self.encoder.embed_text(list(texts[i : i + batch_size])).float().cpu().numpy())
-        self.encoder.train(was_training)
-        return np.ascontiguousarray(np.concatenate(out) if out else self._empty(), dtype=np.float32)
+        return self._in_batches(len(texts), batch_size, lambda b: self.encoder.embed_text(list(texts[b])))
 
     def embed_arrays(self, arrays: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """(N, C, S, S) uint8 arrays already framed as `preprocess` says -> (N, D) unit rows.
         Batches hold 512 images of 64 pixels, fewer of larger input (32 of a backbone's 224)."""
         if batch_size is None:
             batch_size = max(16, min(512, 512 * 64 * 64 // self.preprocess.size**2))
+        dev = self.device
+
+        def embed(batch: slice) -> torch.Tensor:
+            x = torch.from_numpy(np.require(arrays[batch], requirements=["C", "W"]))
+            x = x.to(dev, non_blocking=True).float().div_(255.0)
+            if dev.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                return self.encoder(x)
+
+        return self._in_batches(len(arrays), batch_size, embed)
+
+    def _in_batches(self, n: int, batch_size: int, embed: Callable[[slice], torch.Tensor]) -> np.ndarray:
+        """embed(batch) over n items in slices of batch_size, in eval and inference mode (the encoder's
+        training mode restored afterwards): (n, D) float32, C-contiguous."""
         was_training = self.encoder.training
         self.encoder.eval()
-        out = []
-        dev = self.device
-        with torch.inference_mode():
-            for i in range(0, len(arrays), batch_size):
-                x = torch.from_numpy(np.require(arrays[i : i + batch_size], requirements=["C", "W"]))
-                x = x.to(dev, non_blocking=True).float().div_(255.0)
-                if dev.type == "cpu":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                    out.append(self.encoder(x).float().cpu().numpy())
-        self.encoder.train(was_training)
+        try:
+            with torch.inference_mode():
+                out = [embed(slice(i, i + batch_size)).float().cpu().numpy() for i in range(0, n, batch_size)]
+        finally:
+            self.encoder.train(was_training)
         return np.ascontiguousarray(np.concatenate(out) if out else self._empty(), dtype=np.float32)
 
     def embed_images(self, images: Sequence[Image.Image], chunk: int = 2048) -> np.ndarray:

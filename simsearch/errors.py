@@ -11,6 +11,7 @@ __all__ = [
     "ImageError",
     "ModelError",
     "SimSearchError",
+    "first_line",
 ]
 
 
@@ -61,3 +62,12 @@ class ConfigError(SimSearchError, ValueError):
         return self.template.format(
             fields=", ".join(name(f) for f in self.fields), **{k: name(v) for k, v in self.named.items()}
         )
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message on one line, for a one-line error of ours: PyTorch's size-mismatch messages
+    run to several ("...for Encoder:" then the first mismatch), others are cut at their first line."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}" + (f" (and {len(lines) - 2} more)" if len(lines) > 2 else "")
+    return lines[0] if lines else type(err).__name__

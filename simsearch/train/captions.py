@@ -107,8 +107,10 @@ class _Captions:
         ids = {k: i for i, k in enumerate(sorted(set(keys)))}
         self.train_ids = np.array([ids[k] for k in keys])
         vkeys = [_key(c) for c in self.val_c]
-        self.val_texts = sorted(set(vkeys))
-        self.val_truth = [{j for j, v in enumerate(vkeys) if v == t} for t in self.val_texts]
+        self.val_texts = sorted(set(vkeys))  # each distinct held-out caption, a text query
+        number = {t: i for i, t in enumerate(self.val_texts)}
+        self.val_labels = np.array([number[k] for k in vkeys], dtype=np.int64)  # each held-out picture's query
+        self.val_truth = [set(np.flatnonzero(self.val_labels == i).tolist()) for i in range(len(self.val_texts))]
         self.validates = len(self.val_texts) >= 2
         self.summary = {
             "data": source,
@@ -155,9 +157,8 @@ class _Captions:
         texts = embedder.embed_text(self.val_texts)
         r5 = text_recall(images, texts, self.val_truth, 5)
         r1 = text_recall(images, texts, self.val_truth, 1)
-        labels = np.array([self.val_texts.index(_key(c)) for c in self.val_c])
         entries = {"val_text_recall@1": round(r1, 5), "val_text_recall@5": round(r5, 5)}
-        return entries, r5, recommended_threshold(images, labels, seed=self.cfg.seed)
+        return entries, r5, recommended_threshold(images, self.val_labels, seed=self.cfg.seed)
 
     def best_summary(self, best: float) -> dict[str, Any]:
         return {"best_val_text_recall_at_5": round(best, 5)}

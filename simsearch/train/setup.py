@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from simsearch.encoder import Arch, EncoderConfig, Pool
-from simsearch.errors import ConfigError
+from simsearch.errors import ConfigError, first_line
 from simsearch.preprocess import Preprocess
 from simsearch.train.captions import CaptionConfig, load_captioned, train_captions
 from simsearch.train.labelled import TrainConfig, train
@@ -194,8 +194,7 @@ def _check_backbone_size(enc: EncoderConfig, name: str, own: int) -> None:
             build_encoder(enc).eval()(torch.zeros(1, 3, side, side))
     except Exception as err:
         raise ConfigError(
-            f"{name} does not take {side}-pixel input ({str(err).splitlines()[0] if str(err) else err!r}); "
-            f"leave out {{fields}} to keep its {own}",
+            f"{name} does not take {side}-pixel input ({first_line(err)}); leave out {{fields}} to keep its {own}",
             ["size"],
         ) from None
 
