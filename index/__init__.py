@@ -4,13 +4,21 @@ Stands on numpy, faiss and sqlite3 alone (never torch or PIL).
 """
 
 from index.catalog import Catalog, Record
-from index.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStoreError, VectorError
+from index.errors import (
+    IndexChangedError,
+    IndexCorruptError,
+    IndexLockedError,
+    IndexNotFoundError,
+    IndexStoreError,
+    VectorError,
+)
 from index.store import CheckReport, IndexStore, Manifest, Transaction
 from index.vector_index import IndexKind, Metric, VectorIndex, check_vectors
 
 __all__ = [
     "Catalog",
     "CheckReport",
+    "IndexChangedError",
     "IndexCorruptError",
     "IndexKind",
     "IndexLockedError",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.errors import IndexCorruptError
+from index.errors import IndexCorruptError, IndexStoreError
 
 __all__ = ["Catalog", "Record"]
 
@@ -64,20 +65,39 @@ class Catalog:
     def close(self) -> None:
         self._db.close()
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write's failures said as what happened (a row the catalog refuses, a full disk), not as damage:
+        the write is to a new generation's copy, so the index as committed is untouched."""
+        try:
+            yield
+        except sqlite3.IntegrityError as err:
+            raise IndexStoreError(
+                f"the catalog refused a row ({err}): a path given twice, or a missing value"
+            ) from None
+        except sqlite3.OperationalError as err:
+            full = "full" in str(err).lower()
+            why = "the disk is full" if full else f"the catalog could not be written ({err})"
+            raise IndexStoreError(f"{why}; the index was not changed") from None
+
     def commit(self) -> None:
-        self._db.commit()
+        with self._writing():
+            self._db.commit()
 
     def add(self, records: Iterable[Record]) -> None:
-        self._db.executemany(
-            "INSERT INTO images (id, path, label, size, mtime, sha256) VALUES (?, ?, ?, ?, ?, ?)",
-            [(r.id, r.path, r.label, r.size, r.mtime, r.sha256) for r in records],
-        )
+        with self._writing():
+            self._db.executemany(
+                "INSERT INTO images (id, path, label, size, mtime, sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                [(r.id, r.path, r.label, r.size, r.mtime, r.sha256) for r in records],
+            )
 
     def remove(self, ids: Iterable[int]) -> None:
-        self._db.executemany("DELETE FROM images WHERE id = ?", [(int(i),) for i in ids])
+        with self._writing():
+            self._db.executemany("DELETE FROM images WHERE id = ?", [(int(i),) for i in ids])
 
     def repath(self, id_: int, path: str, label: str | None, mtime: float) -> None:
-        self._db.execute("UPDATE images SET path = ?, label = ?, mtime = ? WHERE id = ?", (path, label, mtime, id_))
+        with self._writing():
+            self._db.execute("UPDATE images SET path = ?, label = ?, mtime = ? WHERE id = ?", (path, label, mtime, id_))
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["IndexCorruptError", "IndexLockedError", "IndexNotFoundError", "IndexStoreError", "VectorError"]
+__all__ = [
+    "IndexChangedError",
+    "IndexCorruptError",
+    "IndexLockedError",
+    "IndexNotFoundError",
+    "IndexStoreError",
+    "VectorError",
+]
 
 
 class IndexStoreError(Exception):
@@ -23,3 +30,7 @@ class VectorError(IndexStoreError):
 
 class IndexLockedError(IndexStoreError):
     """Another process is writing this index right now."""
+
+
+class IndexChangedError(IndexStoreError):
+    """Another process committed a change that invalidates what this write decided before taking the lock."""

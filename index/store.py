@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 
 from index.catalog import Catalog, Record
-from index.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexStoreError, VectorError
+from index.errors import (
+    IndexChangedError,
+    IndexCorruptError,
+    IndexLockedError,
+    IndexNotFoundError,
+    IndexStoreError,
+    VectorError,
+)
 from index.vector_index import IndexKind, KindParams, Metric, VectorIndex, choose_kind
 
 __all__ = ["FORMAT_VERSION", "CheckReport", "IndexStore", "Manifest", "Transaction"]
@@ -158,6 +165,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux states it (simsearch.files has the twin:
+    index/ imports nothing of simsearch)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def write_file_atomic(path: Path, data: bytes) -> None:
     """Write bytes through a temporary file in the same folder, fsync, and rename into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -165,6 +187,7 @@ def write_file_atomic(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600: honour the umask as open() would
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
@@ -358,7 +381,14 @@ class Transaction:
     inside a `with` block) leaves the directory exactly as it was.
     """
 
-    def __init__(self, path: str | os.PathLike[str], manifest: Manifest | None, fresh: bool) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        manifest: Manifest | None,
+        fresh: bool,
+        expect: Manifest | None = None,
+        replace_existing: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -369,11 +399,27 @@ class Transaction:
             raise IndexLockedError(f"{self.path}: another simsearch process is writing this index") from None
         self._closed = False
         try:
+            # what the caller decided on before the lock was taken must still hold under it: another writer
+            # may have committed in between (an --overwrite with another encoder, or a new index at this path)
+            if fresh and not replace_existing and IndexStore.exists(self.path):
+                raise IndexChangedError(
+                    f"{self.path}: another simsearch process made an index here meanwhile; nothing was written "
+                    "(run again to sync it, or give --overwrite to replace it)"
+                )
             if manifest is None:
                 manifest = _read_manifest(self.path)
+                if expect is not None and (
+                    manifest.encoder.get("fingerprint") != expect.encoder.get("fingerprint")
+                    or manifest.created != expect.created
+                ):
+                    raise IndexChangedError(
+                        f"{self.path}: the index was replaced by another simsearch process (another encoder or a "
+                        "new build) while this one was starting; nothing was written: run the command again"
+                    )
             self._cleanup_leftovers(keep=None if fresh else manifest.gen_dir)
             self.base = manifest
             self.tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=self.path))
+            os.chmod(self.tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: readers under other accounts need in
             if fresh:
                 self.vectors = VectorIndex(manifest.dim, manifest.kind, manifest.kind_params)
             else:
@@ -389,6 +435,9 @@ class Transaction:
             # never reuse an id, even when the manifest's next_id is stale
             self.next_id = max(manifest.next_id, self.catalog.max_id() + 1)
         except BaseException:
+            tmp = getattr(self, "tmp", None)
+            if tmp is not None:  # a failed start (disk full copying the catalog) leaves no temporary folder
+                shutil.rmtree(tmp, ignore_errors=True)
             self._release()
             raise
 
@@ -400,10 +449,13 @@ class Transaction:
         encoder: dict[str, Any],
         kind: str = "auto",
         params: KindParams | None = None,
+        replace_existing: bool = True,
     ) -> Transaction:
         """Start a brand-new index at `path` (replacing an existing index only when committed).
 
-        Refuses a folder that holds other files and is not an index, so no user folder is clobbered.
+        Refuses a folder that holds other files and is not an index, so no user folder is clobbered; with
+        replace_existing=False, also an index that appears at `path` before the lock is taken (two builds
+        racing to make one new index: the second is refused instead of silently replacing the first).
         """
         root = Path(path)
         if root.exists() and not root.is_dir():
@@ -428,14 +480,15 @@ class Transaction:
         manifest = Manifest(
             dim=dim, encoder=encoder, kind=initial, params=settings, generation=generation, created=created
         )
-        return cls(root, manifest, fresh=True)
+        return cls(root, manifest, fresh=True, replace_existing=replace_existing)
 
     @classmethod
-    def begin(cls, path: str | os.PathLike[str]) -> Transaction:
+    def begin(cls, path: str | os.PathLike[str], expect: Manifest | None = None) -> Transaction:
         """Start changing an existing index (the manifest is read after the lock is taken, so a
-        writer always builds on the last commit)."""
+        writer always builds on the last commit). `expect`: the manifest the caller read before (to load
+        its encoder); an index replaced since (another encoder, or built anew) is refused."""
         _read_manifest(Path(path))  # a clear error for a missing index before a lock file is made
-        return cls(path, None, fresh=False)
+        return cls(path, None, fresh=False, expect=expect)
 
     def new_ids(self, n: int) -> np.ndarray:
         ids = np.arange(self.next_id, self.next_id + n, dtype=np.int64)

@@ -15,7 +15,7 @@ from safetensors.torch import save as st_save
 
 from simsearch.encoder import Encoder, EncoderConfig, build_encoder
 from simsearch.errors import ModelError, first_line
-from simsearch.files import NotReadable, read_regular, write_atomic
+from simsearch.files import NotReadable, commit_pair, read_regular, settled_json
 from simsearch.model_files import (
     CONFIG_FILE,
     DEFAULT_MODEL,
@@ -90,8 +90,8 @@ def save_checkpoint(
         "description": description,
         "training": summary or {},
     }
-    write_atomic(out / WEIGHTS_FILE, data)
-    write_atomic(out / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    # one step: a stop between the two writes leaves the old pair or the new one (settled on load), never a mix
+    commit_pair(out, WEIGHTS_FILE, data, CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     return fp
 
 
@@ -123,6 +123,12 @@ def load_checkpoint(name_or_path: str | None = None, device: str | torch.device 
     except (KeyError, TypeError, AttributeError) as err:
         raise ModelError(f"{folder}: {CONFIG_FILE} has no usable config ({first_line(err)})") from None
     fp = fingerprint_of(data)
+    if meta.get("fingerprint") and meta["fingerprint"] != fp:
+        # a save stopped between its weights and its model.json: the new model.json is still pending
+        settled = settled_json(folder, CONFIG_FILE, fp, lambda doc: doc.get("fingerprint"))
+        if settled is not None:
+            meta = settled
+            config = EncoderConfig.from_dict(meta["config"])
     if meta.get("fingerprint") and meta["fingerprint"] != fp:
         raise ModelError(f"{folder}: weights do not match the fingerprint in {CONFIG_FILE} (corrupt or replaced)")
     try:

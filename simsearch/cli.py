@@ -799,7 +799,8 @@ def duplicates_cmd(
             click.echo(f"group {row['group']} ({row['size']} images)")
             for m in row["members"]:
                 click.echo(
-                    f"  {'keep  ' if m['keep'] else 'remove'}  {m['score']:+.4f} {m['match']:6s}  {_one_line(m['path'])}"
+                    f"  {'keep  ' if m['keep'] else 'remove' if m['remove'] else 'same  '}  {m['score']:+.4f} "
+                    f"{m['match']:6s}  {_one_line(m['path'])}"
                 )
     if not as_json:
         removable = sum(len(r["remove"]) for r in rows)
@@ -915,7 +916,7 @@ def models_import_cmd(
 
 
 _TRAIN_SECTIONS = (
-    ("Data and output", ("out", "classes", "group_batches", "resume", "init_model")),
+    ("Data and output", ("out", "classes", "group_batches", "resume", "overwrite", "init_model")),
     ("Encoder", ("arch", "channels", "size", "widths", "embedding_dim", "pool")),
     ("Input framing (kept in the model's preprocessing)", ("invert", "crop", "autocontrast", "fit_ink", "face")),
     ("Labelled objective", ("loss", "margin", "mining", "classes_per_batch", "per_class", "shot")),
@@ -1190,6 +1191,12 @@ _TRAIN_SECTIONS = (
     is_flag=True,
     help="Continue an interrupted run (labelled or --self-supervised) from the state saved in --out at its last "
     "validation; the architecture comes from there, the other options must be the run's own.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the trained encoder (or unfinished run) already in --out; without it an occupied --out is "
+    "refused, since indexes built with the old encoder stop answering once it is replaced.",
 )
 @click.option(
     "--init",
@@ -1474,8 +1481,7 @@ def serve_cmd(
     """
     import logging
 
-    import uvicorn
-
+    from simsearch import serving
     from simsearch.service import LOOPBACK_NAMES, create_app, is_loopback
 
     logging.basicConfig(
@@ -1502,12 +1508,18 @@ def serve_cmd(
             + ("" if token else "; no --token is set, so nothing asks who they are (bind 127.0.0.1, or set --token)"),
             err=True,
         )
+    try:
+        sock = serving.bind(host, port)
+    except OSError as err:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    bound = sock.getsockname()[1]  # --port 0: the port the system chose, so the printed address works
+    shown_host = f"[{host.strip('[]')}]" if ":" in host else host
     click.echo(
-        f"serving {index_path} ({len(app.state.searcher.store.vectors):,} images) on http://{host}:{port}/"
+        f"serving {index_path} ({len(app.state.searcher.store.vectors):,} images) on http://{shown_host}:{bound}/"
         + (" (access token required)" if token else ""),
         err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+    serving.run(app, sock, log_level)
 
 
 def _flag_names() -> dict[str, str]:

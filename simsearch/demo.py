@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from simsearch.images import scan_folder
 from simsearch.symbols import draw_symbol, write_symbol_set
 
 __all__ = ["GALLERY_CLASSES", "UNKNOWN_CLASS", "DemoReport", "run_demo"]
+
+MARKER = ".simsearch-demo.json"  # in the demo's folder: the files it wrote, the only ones it may replace
 
 GALLERY_CLASSES = ["circle", "triangle", "square", "star", "cross", "arrow"]
 UNKNOWN_CLASS = "spiral"  # drawn as a query but never put in the gallery
@@ -74,19 +77,54 @@ class DemoReport:
         return f"  {ident.query}: {answer}  (best {ident.label} at {ident.score:+.4f}){verdict}"
 
 
+def _claim(work: Path) -> set[str]:
+    """The files an earlier demo wrote in `work` (relative paths); refuses a folder the demo did not make.
+
+    A demo folder is one that is empty, or that holds the demo's marker and nothing but what the marker lists
+    (and the demo's index). Anything else a user put there is never replaced or indexed by the demo."""
+    if work.exists() and not work.is_dir():
+        raise DataError(f"{work}: exists and is not a folder; choose another --out")
+    marker = work / MARKER
+    if not work.exists() or not any(work.iterdir()):
+        return set()
+    if not marker.is_file():
+        raise DataError(
+            f"{work}: folder is not empty and was not made by `simsearch demo`; choose another --out (nothing was changed)"
+        )
+    try:
+        wrote = set(json.loads(marker.read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{marker}: unreadable demo marker ({err}); choose another --out") from None
+    for sub in ("gallery", "queries"):
+        for root, _dirs, names in os.walk(work / sub):
+            for name in names:
+                rel = os.path.relpath(os.path.join(root, name), work)
+                if rel not in wrote:
+                    raise DataError(
+                        f"{work / rel}: not written by `simsearch demo`; move it out of {work} or choose another "
+                        "--out (nothing was changed)"
+                    )
+    return wrote
+
+
 def run_demo(
     workdir: str | Path, data: str | Path | None = None, device: str = "auto", progress: bool = True
 ) -> DemoReport:
-    """Make (or take) a gallery, index it, answer one query and identify known and unknown probes."""
+    """Make (or take) a gallery, index it, answer one query and identify known and unknown probes.
+
+    The demo writes only into a folder it made (empty, or holding its marker `.simsearch-demo.json`); a
+    second run replaces only the files the first one wrote."""
+    from simsearch.files import write_atomic
+
     work = Path(workdir)
+    before = _claim(work)
     work.mkdir(parents=True, exist_ok=True)
     index = work / "demo.idx"
     queries_dir = work / "queries"
+    written: list[Path] = []
     if data is None:
         gallery = work / "gallery"
-        if gallery.exists():
-            shutil.rmtree(gallery)
-        write_symbol_set(gallery, GALLERY_CLASSES, per_class=5, seed=0)
+        written += write_symbol_set(gallery, GALLERY_CLASSES, per_class=5, seed=0)
         queries_dir.mkdir(exist_ok=True)
         rng = np.random.default_rng(1)
         probes = []
@@ -94,6 +132,7 @@ def run_demo(
             p = queries_dir / f"new_{name}.png"
             draw_symbol(name, rng).save(p)
             probes.append(p)
+        written += probes
     else:
         gallery = Path(data)
         files = scan_folder(gallery).files
@@ -101,6 +140,8 @@ def run_demo(
             raise DataError(f"{gallery}: no images found")
         labelled = [f for f in files if f.label is not None]
         probes = [labelled[0].path if labelled else files[0].path]
+    files_json = {"files": sorted(before | {os.path.relpath(p, work) for p in written})}
+    write_atomic(work / MARKER, json.dumps(files_json, indent=1).encode())
     build = build_index(gallery, index, device=device, overwrite=True, progress=progress)
     with Searcher(index, device=device) as searcher:
         query = searcher.query(str(probes[0]), k=5)[0]

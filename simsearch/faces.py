@@ -51,15 +51,25 @@ class Face:
 
 
 _local = threading.local()  # a CascadeClassifier is not safe to share between threads
+# cv2's first import, done by several decode threads at once, can leave `cv2.data` missing: one thread imports it
+_import_lock = threading.Lock()
+
+
+def _cv2() -> Any:
+    """OpenCV, imported once under a lock (its package __init__ is not safe to run from two threads at once)."""
+    with _import_lock:
+        try:
+            import cv2
+            import cv2.data
+        except ImportError as err:  # pragma: no cover - a dependency; the message says how to get it
+            raise SimSearchError("finding faces needs OpenCV: pip install 'opencv-python-headless>=4.8,<5'") from err
+        return cv2
 
 
 def _cascades() -> tuple[Any, Any]:
     found = getattr(_local, "cascades", None)
     if found is None:
-        try:
-            import cv2
-        except ImportError as err:  # pragma: no cover - a dependency; the message says how to get it
-            raise SimSearchError("finding faces needs OpenCV: pip install 'opencv-python-headless>=4.8,<5'") from err
+        cv2 = _cv2()
         cv2.setNumThreads(1)
         face = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")  # type: ignore[attr-defined]
         eye = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye.xml")  # type: ignore[attr-defined]

@@ -8,9 +8,9 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["NotReadable", "read_regular", "write_atomic"]
+__all__ = ["NotReadable", "commit_pair", "file_mode", "pending_name", "read_regular", "settled_json", "write_atomic"]
 
 
 class NotReadable(Exception):
@@ -36,10 +36,30 @@ def read_regular(path: str | os.PathLike[str], limit: int, sniff: Callable[[Bina
         if sniff is not None:
             sniff(f)
             f.seek(0)
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise NotReadable(f"grew past the limit of {limit:,} bytes while being read")
+        # read what fstat says, plus one byte to see growth: never a buffer of `limit` bytes for a small file
+        data = f.read(st.st_size + 1)
+    if len(data) > st.st_size:
+        raise NotReadable("grew while being read; try again once it is written")
     return data
+
+
+def file_mode() -> int:
+    """The permission bits a plain `open()` would give a new file under the process's umask (0o666 & ~umask):
+    atomic writes go through temporary files, which Python makes 0600, and would otherwise keep that."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    try:  # Linux states it without changing it
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)  # elsewhere: read by setting (briefly) and restoring
+    os.umask(old)
+    return old
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -56,6 +76,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         try:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
         except BaseException:
             f.close()
@@ -67,3 +88,45 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return target
+
+
+def pending_name(json_name: str) -> str:
+    """Where commit_pair puts a pair's new JSON while its data file is being replaced."""
+    return f".{json_name}.pending"
+
+
+def commit_pair(folder: str | os.PathLike[str], data_name: str, data: bytes, json_name: str, doc: bytes) -> None:
+    """Replace a data file and the JSON that describes it (and records the data's sha256) as one step.
+
+    The new JSON is first written whole beside the pair as a pending file, then the data file is replaced
+    (atomically), then the pending JSON is renamed over the old one. A stop at any point leaves either the
+    old pair, or the new data with its JSON still pending, which `settled_json` completes: never data
+    with another data's description."""
+    root = Path(folder)
+    pending = root / pending_name(json_name)
+    write_atomic(pending, doc)
+    write_atomic(root / data_name, data)
+    os.replace(pending, root / json_name)
+
+
+def settled_json(
+    folder: str | os.PathLike[str], json_name: str, data_sha256: str, recorded: Callable[[dict[str, Any]], object]
+) -> dict[str, Any] | None:
+    """The JSON of a pair whose commit was stopped after the data file was replaced: the pending JSON when
+    `recorded(doc)` (the data hash it records) is `data_sha256`, renamed into place when the folder is
+    writable; None when there is no such pending JSON."""
+    import json
+
+    root = Path(folder)
+    pending = root / pending_name(json_name)
+    try:
+        doc = json.loads(pending.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or recorded(doc) != data_sha256:
+        return None
+    try:
+        os.replace(pending, root / json_name)
+    except OSError:  # a read-only checkpoint still loads
+        pass
+    return doc

@@ -35,6 +35,7 @@ __all__ = [
     "face_arrays",
     "fit_ink",
     "frame",
+    "gallery_path",
     "image_pixels",
     "keep_side",
     "load_array",
@@ -47,6 +48,14 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
     | {".heic", ".heif", ".avif"}
 )
+
+
+def gallery_path(path: str | os.PathLike[str]) -> str:
+    """The one spelling of a file's path in an index: its folder's real path (links and `..` resolved, so
+    `g/a.png`, `./g/a.png` and `glink/a.png` are one entry) and its own name (a file that is itself a link
+    stays the link, the name the user gave it)."""
+    full = os.path.abspath(os.fspath(path))
+    return os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
 
 
 def _heif_opener() -> bool:
@@ -183,14 +192,32 @@ def collect_images(paths: list[str]) -> Scan:
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
-    """Map 16-bit, 32-bit integer and float images onto 0..255 by their value range."""
-    arr = np.asarray(img, dtype=np.float64)
+    """Map 16-bit, 32-bit integer and float images onto 0..255 by their value range (16-bit: its full range).
+
+    Works a band of rows at a time in float32, so memory beyond the image itself is one byte a pixel
+    plus a band, whatever the image's size; NaN maps to 0 and infinities are left out of the range."""
+    src = np.asarray(img)
     if img.mode.startswith("I;16"):
-        arr = arr / 257.0
+        lo, scale = 0.0, 1.0 / 257.0
     else:
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-    return Image.fromarray(np.nan_to_num(arr).clip(0, 255).astype(np.uint8))
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN image has no range: said below
+            lo, hi = float(np.nanmin(src)), float(np.nanmax(src))
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                finite = src[np.isfinite(src)] if src.dtype.kind == "f" else src
+                lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    out = np.empty(src.shape, dtype=np.uint8)
+    band = max(1, (1 << 20) // max(1, src.shape[1] if src.ndim > 1 else 1))
+    with np.errstate(all="ignore"):
+        for r in range(0, src.shape[0], band):
+            chunk = src[r : r + band].astype(np.float32)
+            chunk -= lo
+            chunk *= scale
+            np.nan_to_num(chunk, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+            np.clip(chunk, 0, 255, out=chunk)
+            out[r : r + band] = chunk
+    return Image.fromarray(out)
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
@@ -262,11 +289,18 @@ def _pillow_errors(name: str, doing: str) -> Iterator[None]:
         raise ImageError(name, f"{doing}: {reason}") from None
 
 
+# modes whose samples are 2 or 4 bytes: decoded, then mapped to 8 bits beside the source (see _to_8bit), they
+# take about twice the memory a pixel that PixelBudget's "a few bytes a pixel" counts on
+_WIDE_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N", "I;32", "F;32")
+
+
 def image_pixels(data: bytes) -> int:
-    """Width x height of an image from its header alone (nothing is decoded). Raises ImageError."""
+    """The pixels an image costs to decode, from its header alone (nothing is decoded): width x height,
+    counted twice for 16-bit, 32-bit and float images (their real bytes). Raises ImageError."""
     with _pillow_errors("<bytes>", "cannot read the header"), Image.open(io.BytesIO(data)) as opened:
         width, height = opened.size
-    return int(width) * int(height)
+        wide = opened.mode in _WIDE_MODES or opened.mode.startswith("I;16")
+    return int(width) * int(height) * (2 if wide else 1)
 
 
 class PixelBudget:
@@ -374,6 +408,10 @@ def _sorted_value(cumulative: np.ndarray, position: float) -> float:
     return low + (position - below) * (high - low)
 
 
+# the largest side of the square fit_ink frames a drawing in (it is shrunk to the encoder's size next)
+_MAX_CANVAS = 4096
+
+
 def fit_ink(img: Image.Image, ink: Ink) -> Image.Image:
     """The square around the strokes of a one-channel ("L") drawing, centred on them.
 
@@ -404,6 +442,10 @@ def fit_ink(img: Image.Image, ink: Ink) -> Image.Image:
     side = max(bottom - top + 1, right - left + 1, 0.05 * max(img.size), 2.0) * (1 + 2 * INK_MARGIN)
     cy, cx = (top + bottom + 1) / 2, (left + right + 1) / 2
     box = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+    if side > _MAX_CANVAS:  # a picture thousands of times longer than wide: frame a shrunk copy, never a huge canvas
+        scale = _MAX_CANVAS / side
+        img = img.resize((max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))), Image.Resampling.BOX)
+        box = tuple(round(v * scale) for v in box)  # type: ignore[assignment]
     framed = Image.new("L", (box[2] - box[0], box[3] - box[1]), round(255.0 - paper if ink is Ink.DARK else paper))
     inside = (max(0, box[0]), max(0, box[1]), min(img.size[0], box[2]), min(img.size[1], box[3]))
     framed.paste(img.crop(inside), (inside[0] - box[0], inside[1] - box[1]))

@@ -15,6 +15,18 @@ from simsearch.files import write_atomic
 __all__ = ["write_rows"]
 
 
+# a spreadsheet runs a cell that starts with one of these as a formula (a class named "=1+2" would be one)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a string that would start a formula gets a leading quote
+    (OWASP's advice for CSV injection); numbers and everything else are written as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_rows(rows: list[dict[str, Any]], out: str | os.PathLike[str], flatten: str | None = None) -> Path:
     """Write one JSON object per line (.jsonl/.json) or a CSV table (.csv).
 
@@ -40,7 +52,7 @@ def write_rows(rows: list[dict[str, Any]], out: str | os.PathLike[str], flatten:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(flat)
+        writer.writerows({k: _cell(v) for k, v in r.items()} for r in flat)
         data = buf.getvalue()
     else:
         raise SimSearchError(f"{out}: unknown result format {ext!r}; use .jsonl or .csv")

@@ -22,7 +22,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import numpy as np
@@ -34,7 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from simsearch.engine import OperatingPoint, Searcher
 from simsearch.errors import DataError, ImageError
-from simsearch.images import DEFAULT_MAX_PIXELS, PixelBudget, decode_image, image_pixels, load_array
+from simsearch.images import DEFAULT_MAX_PIXELS, PixelBudget, decode_image, image_pixels, load_array, read_file
 
 __all__ = [
     "DEFAULT_DECODE_PIXELS",
@@ -49,6 +49,7 @@ DEFAULT_MAX_UPLOAD = 20 * 2**20  # bytes
 DEFAULT_TIMEOUT_S = 30.0
 # pixels decoded at once across all requests: two of the largest images allowed (about 1.5 GB at most)
 DEFAULT_DECODE_PIXELS = 2 * DEFAULT_MAX_PIXELS
+_T = TypeVar("_T")
 _THUMB = 256
 _THUMB_CACHE = 512
 _MAX_RANK = 10_000  # offset + k: how deep a result list may be paged
@@ -139,6 +140,24 @@ def is_loopback(host: str) -> bool:
     return host.strip("[]") in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
+_LOGGED_PATH = 200  # characters of a request path written to the access log
+BODY_TIMEOUT_S = 30.0  # the longest wait for the next part of a request body
+
+
+def _headers_only(send: Any) -> Any:
+    """A send that passes a response's start and drops its body (a HEAD request's answer)."""
+
+    async def without_body(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            if not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b""})
+            return
+        await send(message)
+
+    return without_body
+
+
 class _Abandoned(Exception):
     """A request's work found its deadline passed and stopped."""
 
@@ -182,6 +201,8 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # a method is a metrics label and a log field: a client's own invention is "other", never kept whole
+        method = scope["method"] if scope["method"] in _METHODS else "other"
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         status_seen = [500]
 
@@ -211,7 +232,7 @@ class _Guard:
 
         async def answer() -> None:
             if self.allowed_hosts is not None:
-                host = headers.get(b"host", b"").decode("latin-1")
+                host = headers.get(b"host", b"").decode("latin-1").lower()  # host names are case-blind
                 name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
                 if name not in self.allowed_hosts:
                     await refuse(421, "this server answers requests for localhost only")
@@ -234,13 +255,19 @@ class _Guard:
 
             async def limited_receive() -> dict[str, Any]:
                 nonlocal seen
-                message = await receive()
+                try:  # a stalled upload does not hold its connection and temporary file for as long as it likes
+                    message = await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
+                except TimeoutError:
+                    raise HTTPException(408, f"the request body stalled for {BODY_TIMEOUT_S:g} s") from None
                 if message["type"] == "http.request":
                     seen += len(message.get("body", b""))
                     if seen > self.max_body:
                         raise _TooLarge(self.max_body)
                 return message
 
+            if scope["method"] == "HEAD":  # answered as GET without the body (405 otherwise)
+                await self.app(dict(scope, method="GET"), limited_receive, _headers_only(secured_send))
+                return
             await self.app(scope, limited_receive, secured_send)
 
         if self.metrics is not None:
@@ -252,10 +279,12 @@ class _Guard:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             if self.metrics is not None:
                 self.metrics.in_flight.dec()
-                self.metrics.requests.labels(scope["method"], route, str(status_seen[0])).inc()
+                self.metrics.requests.labels(method, route, str(status_seen[0])).inc()
                 self.metrics.latency.labels(route).observe(elapsed)
             path = scope["path"] if scope["path"].isprintable() else repr(scope["path"])[1:-1]
-            access_log.info("%s %s %d %.1f ms", scope["method"], path, status_seen[0], elapsed * 1000)
+            if len(path) > _LOGGED_PATH:
+                path = path[:_LOGGED_PATH] + "..."
+            access_log.info("%s %s %d %.1f ms", method, path, status_seen[0], elapsed * 1000)
 
 
 def create_app(
@@ -292,7 +321,6 @@ def create_app(
     metrics = _Metrics()
     metrics.images.set_function(lambda: len(searcher.store.vectors))
     thumbs: OrderedDict[int, bytes] = OrderedDict()
-    embedder = searcher.embedder
     page = resources.files("simsearch").joinpath("web/index.html").read_text(encoding="utf-8")
 
     @contextlib.asynccontextmanager
@@ -332,9 +360,9 @@ def create_app(
             raise HTTPException(400, "the upload is empty")
         return data
 
-    async def _guarded(steps: Callable[[Callable[[], float]], dict[str, Any]]) -> dict[str, Any]:
+    async def _guarded(steps: Callable[[Callable[[], float]], _T], counted: bool = True) -> _T:
         """Run steps(left) in a worker thread within the timeout (left() is the time remaining, and raises
-        _Abandoned once there is none): a 504 at the deadline, the statistics recorded."""
+        _Abandoned once there is none): a 504 at the deadline, the query statistics recorded when `counted`."""
         t = time.perf_counter()
         deadline = t + timeout_s
 
@@ -344,7 +372,7 @@ def create_app(
                 raise _Abandoned
             return remaining
 
-        def work() -> dict[str, Any]:
+        def work() -> _T:
             try:
                 return steps(left)
             except _Abandoned:
@@ -356,12 +384,15 @@ def create_app(
             # the 504 goes out at the deadline; the thread, abandoned, stops itself at its next step
             out = await asyncio.wait_for(anyio.to_thread.run_sync(work, abandon_on_cancel=True), timeout_s)
         except (TimeoutError, _Abandoned):
-            stats.error()
+            if counted:
+                stats.error()
             raise HTTPException(504, f"the request took longer than {timeout_s:g} s") from None
         except HTTPException:
-            stats.error()
+            if counted:
+                stats.error()
             raise
-        stats.record(time.perf_counter() - t)
+        if counted:
+            stats.record(time.perf_counter() - t)
         return out
 
     def _locked(left: Callable[[], float], answer: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -372,6 +403,7 @@ def create_app(
             raise _Abandoned
         try:
             left()
+            searcher.refresh()  # a sync since the last request: answer from the new generation
             return answer()
         finally:
             lock.release()
@@ -391,24 +423,26 @@ def create_app(
                 try:
                     with budget.hold(pixels, timeout=left()):
                         left()
-                        arr = load_array(data, embedder.preprocess)
+                        arr = load_array(data, searcher.embedder.preprocess)
                 finally:
                     decoding.release()
             except ImageError as err:
                 raise HTTPException(415, f"{name} cannot be used: {err.reason}") from None
             except TimeoutError:
                 raise _Abandoned from None
-            return _locked(left, lambda: respond(embedder.embed_arrays(arr[None]), name))
+            return _locked(left, lambda: respond(searcher.embedder.embed_arrays(arr[None]), name))
 
         return await _guarded(steps)
 
     async def _answer_text(text: str, respond: Callable[[np.ndarray, str], dict[str, Any]]) -> dict[str, Any]:
         """A text query: embedded by the encoder's text tower under the lock, within the timeout."""
-        if not embedder.supports_text:
+        if not searcher.embedder.supports_text:
             raise HTTPException(422, "this index's encoder embeds images only: text search needs a CLIP-family encoder")
         if not text.strip():
             raise HTTPException(422, "the text is empty")
-        return await _guarded(lambda left: _locked(left, lambda: respond(embedder.embed_text([text]), f"text: {text}")))
+        return await _guarded(
+            lambda left: _locked(left, lambda: respond(searcher.embedder.embed_text([text]), f"text: {text}"))
+        )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(token_given: Annotated[str | None, Query(alias="token")] = None) -> Response:
@@ -504,6 +538,7 @@ def create_app(
 
     def _record_path(id_: int) -> str:
         with lock:
+            searcher.refresh()
             rec = searcher.store.catalog.get([id_]).get(id_)
         if rec is None:
             raise HTTPException(404, f"no gallery image with id {id_}")
@@ -520,28 +555,70 @@ def create_app(
     def image(image_id: ImageId) -> FileResponse:
         return FileResponse(_record_path(image_id))
 
-    @app.get("/thumbnails/{image_id}", summary="A JPEG thumbnail of a gallery image, by catalog id")
-    def thumbnail(image_id: ImageId) -> Response:
-        cached = thumbs.get(image_id)
-        if cached is None:
-            path = _record_path(image_id)
+    thumbs_pending: dict[int, threading.Event] = {}  # a thumbnail being made: later asks for it wait for it
+
+    def _make_thumbnail(image_id: int, left: Callable[[], float]) -> bytes:
+        """Decode a gallery image into a JPEG thumbnail as uploads are decoded: within the request's time, a
+        decode slot and the pixel budget (the file is read, header checked, before anything is decoded)."""
+        path = _record_path(image_id)
+        try:
+            data = read_file(path)
+            pixels = image_pixels(data)
+            with waiting():
+                if not decoding.acquire(timeout=left()):
+                    raise _Abandoned
             try:
-                img = decode_image(path, channels=3)
-            except ImageError as err:
-                raise HTTPException(422, f"gallery image {image_id}: {err.reason}") from None
-            img.thumbnail((_THUMB, _THUMB))
-            buf = io.BytesIO()
-            img.convert("RGB").save(buf, "JPEG", quality=85)
-            cached = buf.getvalue()
+                with budget.hold(pixels, timeout=left()):
+                    left()
+                    img = decode_image(data, channels=3, min_side=_THUMB)
+            finally:
+                decoding.release()
+        except ImageError as err:
+            raise HTTPException(422, f"gallery image {image_id}: {err.reason}") from None
+        except TimeoutError:
+            raise _Abandoned from None
+        img.thumbnail((_THUMB, _THUMB))
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, "JPEG", quality=85)
+        return buf.getvalue()
+
+    def _thumbnail_steps(image_id: int, left: Callable[[], float]) -> bytes:
+        """The cached thumbnail, or the one another request is making (waited for), or one made here."""
+        while True:
             with lock:
-                thumbs[image_id] = cached
-                while len(thumbs) > _THUMB_CACHE:
-                    thumbs.popitem(last=False)
-        return Response(cached, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+                cached = thumbs.get(image_id)
+                if cached is not None:
+                    return cached
+                pending = thumbs_pending.get(image_id)
+                mine = pending is None
+                if mine:
+                    pending = thumbs_pending[image_id] = threading.Event()
+            assert pending is not None
+            if not mine:
+                if not pending.wait(timeout=left()):
+                    raise _Abandoned
+                continue  # made (in the cache now), or its maker failed and this request tries itself
+            try:
+                made = _make_thumbnail(image_id, left)
+                with lock:
+                    thumbs[image_id] = made
+                    while len(thumbs) > _THUMB_CACHE:
+                        thumbs.popitem(last=False)
+                return made
+            finally:
+                with lock:
+                    thumbs_pending.pop(image_id, None)
+                pending.set()
+
+    @app.get("/thumbnails/{image_id}", summary="A JPEG thumbnail of a gallery image, by catalog id")
+    async def thumbnail(image_id: ImageId) -> Response:
+        made = await _guarded(lambda left: _thumbnail_steps(image_id, left), counted=False)
+        return Response(made, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
     @app.get("/classes", summary="The gallery's classes and how many images each has, largest first")
     def classes() -> dict[str, Any]:
         with lock:
+            searcher.refresh()
             sizes = searcher.store.catalog.labels()
         named = sorted(((c, n) for c, n in sizes.items() if c is not None), key=lambda cn: (-cn[1], cn[0]))
         return {"classes": [{"label": c, "images": n} for c, n in named], "unlabelled": sizes.get(None, 0)}
@@ -556,8 +633,9 @@ def create_app(
 
     @app.get("/stats", summary="Index size, encoder, query count and latency percentiles")
     def stats_view() -> dict[str, Any]:
-        m = searcher.manifest
         with lock:
+            searcher.refresh()
+            m = searcher.manifest
             count = len(searcher.store.vectors)
         return {
             "index": str(searcher.path),
@@ -565,7 +643,7 @@ def create_app(
             "kind": m.kind.value,
             "dim": m.dim,
             "encoder": m.encoder.get("source"),
-            "text_search": embedder.supports_text,
+            "text_search": searcher.embedder.supports_text,
             "fingerprint": m.encoder.get("fingerprint"),
             **searcher.decision().to_dict(),
             "max_upload_bytes": max_upload,

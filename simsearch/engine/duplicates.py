@@ -103,24 +103,60 @@ def find_duplicates(index: str | os.PathLike[str], threshold: float, batch: int 
     return sorted(groups, key=lambda g: (-len(g), g[0].record.path))
 
 
+def _identity(path: str) -> tuple[int, int] | str:
+    """What a path stands for on disk: the (device, inode) of the file it reaches (through links), or its
+    real path when it cannot be reached. Two members with one identity are one file, spelt twice."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
+
+
 def _keeper(members: list[Duplicate]) -> Duplicate:
-    """The member to keep: the largest file (most pixels or least compression, as a rule), then the
-    shortest path."""
-    return min(members, key=lambda m: (-m.record.size, len(m.record.path), m.record.path))
+    """The member to keep: a real file before a link to one, then the largest file (most pixels or least
+    compression, as a rule), then the shortest path."""
+    return min(
+        members,
+        key=lambda m: (os.path.islink(m.record.path), -m.record.size, len(m.record.path), m.record.path),
+    )
+
+
+def _removable(members: list[Duplicate], keep: Duplicate) -> list[str]:
+    """The members a user may delete while the keeper stays whole: never a file that is the keeper (a hard
+    link, or another spelling of it), nor the target of the keeper or of any link kept; each file once."""
+    kept = {_identity(keep.record.path)}
+    out, seen = [], set(kept)
+    for m in members:
+        if m is keep:
+            continue
+        ident = _identity(m.record.path)
+        if os.path.islink(m.record.path):
+            if m.record.path not in seen:  # a link: deleting it deletes only the link, never what it reaches
+                seen.add(m.record.path)
+                out.append(m.record.path)
+            continue
+        if ident in seen:
+            continue
+        seen.add(ident)
+        out.append(m.record.path)
+    return out
 
 
 def duplicate_rows(groups: list[list[Duplicate]]) -> list[dict[str, Any]]:
     """find_duplicates' groups as JSON-ready rows: {"group": 1.., "size", "keep": PATH, "remove": [PATH, ...],
-    "members": [{id, path, label, score, match, keep}]}; `score` is against the group's centre (members[0])."""
+    "members": [{id, path, label, score, match, keep}]}; `score` is against the group's centre (members[0]).
+    `remove` lists only what can be deleted with the keeper left whole (see _removable)."""
     rows = []
     for g, members in enumerate(groups, 1):
         keep = _keeper(members)
+        removable = _removable(members, keep)
         rows.append(
             {
                 "group": g,
                 "size": len(members),
                 "keep": keep.record.path,
-                "remove": [m.record.path for m in members if m is not keep],
+                "remove": removable,
                 "members": [
                     {
                         "id": m.record.id,
@@ -129,6 +165,7 @@ def duplicate_rows(groups: list[list[Duplicate]]) -> list[dict[str, Any]]:
                         "score": round(m.score, 6),
                         "match": m.match,
                         "keep": m is keep,
+                        "remove": m is not keep and m.record.path in removable,
                     }
                     for m in members
                 ],

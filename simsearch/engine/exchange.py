@@ -4,7 +4,10 @@ from them without embedding again (the encoder's fingerprint is checked on the w
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import math
 import os
 import tempfile
 import time
@@ -18,12 +21,12 @@ from index.catalog import Record
 from index.store import IndexStore, Transaction
 from simsearch.engine.sync import commit_measured
 from simsearch.errors import DataError
-from simsearch.files import write_atomic
+from simsearch.files import file_mode
 
 __all__ = ["FORMAT", "Exported", "export_embeddings", "import_embeddings", "read_embeddings"]
 
 FORMAT = "simsearch-embeddings"
-VERSION = 1
+VERSION = 2  # 2: the .npy sidecar records the vectors' sha256 (`vectors_sha256`), checked on import
 _COLUMNS = ("id", "path", "label", "size", "mtime", "sha256")
 
 
@@ -89,13 +92,37 @@ def export_embeddings(index: str | os.PathLike[str], out: str | os.PathLike[str]
     if kind == "parquet":
         _write_parquet(exported, out)
     else:
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, exported.vectors, allow_pickle=False)
-        write_atomic(out, buf.getvalue())
-        write_atomic(_sidecar(out), (json.dumps({**meta, "rows": rows}, ensure_ascii=False) + "\n").encode())
+        _write_npy_pair(exported, out)
     return exported
+
+
+def _write_npy_pair(exported: Exported, out: Path) -> None:
+    """The .npy and its .json sidecar, each written whole to a temporary file before either is renamed into
+    place; the sidecar records the .npy's sha256, so a pair left mismatched by a failure between the two
+    renames (or by hand) is refused on import instead of pairing one export's vectors with another's rows."""
+    import hashlib
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, exported.vectors, allow_pickle=False)
+    data = buf.getvalue()
+    doc = {**exported.meta, "vectors_sha256": hashlib.sha256(data).hexdigest(), "rows": exported.rows}
+    side = (json.dumps(doc, ensure_ascii=False) + "\n").encode()
+    temps: list[Path] = []
+    try:
+        for target, body in ((out, data), (_sidecar(out), side)):
+            fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{target.name}.", suffix=".tmp")
+            temps.append(Path(tmp))
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+                f.flush()
+                os.fchmod(f.fileno(), file_mode())
+                os.fsync(f.fileno())
+        os.replace(temps[0], out)
+        os.replace(temps[1], _sidecar(out))
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
 
 
 def embedding_column(vectors: np.ndarray) -> Any:
@@ -129,6 +156,7 @@ def _write_parquet(exported: Exported, out: Path) -> None:
     os.close(fd)
     try:
         pa.parquet.write_table(table, tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -163,12 +191,23 @@ def read_embeddings(src: str | os.PathLike[str]) -> Exported:
         if not side.is_file():
             raise DataError(f"{src}: its metadata file {side.name} is missing")
         try:
-            vectors = np.load(src, allow_pickle=False)
+            raw_npy = src.read_bytes()
+            vectors = np.load(io.BytesIO(raw_npy), allow_pickle=False)
             doc = json.loads(side.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise DataError(f"{side}: JSON nested too deeply to be a simsearch sidecar") from None
         except (OSError, ValueError) as err:
             raise DataError(f"{src}: cannot read the embeddings ({err})") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("rows"), dict):
             raise DataError(f"{side}: not a simsearch embeddings sidecar (no rows)")
+        recorded = doc.pop("vectors_sha256", None)
+        if recorded is None and isinstance(doc.get("version"), int) and doc["version"] >= 2:
+            raise DataError(f"{side}: records no vectors_sha256 for {src.name}; export again")
+        if recorded is not None and recorded != hashlib.sha256(raw_npy).hexdigest():
+            raise DataError(
+                f"{src}: its vectors are not the ones {side.name} was written with (sha256 differs): the pair is "
+                "from two exports or a broken write; export again"
+            )
         rows = doc.pop("rows")
         meta = _meta(json.dumps(doc).encode(), side)
         missing = [c for c in _COLUMNS if c not in rows]
@@ -179,11 +218,50 @@ def read_embeddings(src: str | os.PathLike[str]) -> Exported:
             raise DataError(f"{src}: embeddings of shape {vectors.shape} and type {vectors.dtype}, not (N, D) floats")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(vectors)
-    if any(len(rows[c]) != n for c in _COLUMNS):
-        raise DataError(f"{src}: {n} embeddings but columns of other lengths")
+    _check_rows(rows, n, src)
     if vectors.shape[1:] != (meta["dim"],):
         raise DataError(f"{src}: embeddings of width {vectors.shape[1]}, but the encoder record says {meta['dim']}")
     return Exported(vectors, rows, meta)
+
+
+# the largest id an import may bring: later adds take ids above it, and ids are int64 (with room to spare)
+MAX_ID = 2**53
+
+
+def _check_rows(rows: dict[str, Any], n: int, src: Path) -> None:
+    """Every column a list of n values of its type: ids distinct integers in [0, 2**53], paths distinct
+    non-empty strings without NUL, labels strings or null, sizes non-negative integers, mtimes finite
+    numbers, sha256 strings. Raises DataError naming the column and the first bad row."""
+    for c in _COLUMNS:
+        if not isinstance(rows[c], list):
+            raise DataError(f"{src}: column {c} is a {type(rows[c]).__name__}, not a list of {n} values")
+        if len(rows[c]) != n:
+            raise DataError(f"{src}: {n} embeddings but column {c} has {len(rows[c])} values")
+
+    def bad(column: str, row: int, why: str) -> DataError:
+        return DataError(f"{src}: row {row} of column {column}: {why}")
+
+    for r, (i, p, lbl, sz, mt, h) in enumerate(
+        zip(rows["id"], rows["path"], rows["label"], rows["size"], rows["mtime"], rows["sha256"], strict=True)
+    ):
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i <= MAX_ID:
+            raise bad("id", r, f"{i!r} is not an integer in [0, 2**53]")
+        if not isinstance(p, str) or not p or "\x00" in p:
+            raise bad("path", r, f"{p!r} is not a file path (a non-empty string without NUL)")
+        if lbl is not None and (not isinstance(lbl, str) or "\x00" in lbl):
+            raise bad("label", r, f"{lbl!r} is not a class name (a string without NUL) or null")
+        if isinstance(sz, bool) or not isinstance(sz, int) or sz < 0:
+            raise bad("size", r, f"{sz!r} is not a byte count")
+        if isinstance(mt, bool) or not isinstance(mt, (int, float)) or not math.isfinite(mt):
+            raise bad("mtime", r, f"{mt!r} is not a finite time")
+        if not isinstance(h, str):
+            raise bad("sha256", r, f"{h!r} is not a string")
+    if len(set(rows["id"])) != n:
+        raise DataError(f"{src}: ids must be distinct")
+    if len(set(rows["path"])) != n:
+        seen: set[str] = set()
+        dup = next(p for p in rows["path"] if p in seen or seen.add(p))  # type: ignore[func-returns-value]
+        raise DataError(f"{src}: path {dup!r} is given twice; each image may be in the index once")
 
 
 def _meta(raw: bytes | None, where: Path) -> dict[str, Any]:
@@ -191,7 +269,7 @@ def _meta(raw: bytes | None, where: Path) -> dict[str, Any]:
         raise DataError(f"{where}: no simsearch metadata (the encoder record that made the embeddings)")
     try:
         meta = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise DataError(f"{where}: its simsearch metadata is not JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{where}: not {FORMAT} metadata")
@@ -240,14 +318,13 @@ def import_embeddings(
         raise DataError(f"{index}: an index is already there; choose another --index or give --overwrite")
     encoder = _check_encoder(data.meta["encoder"], model)
     ids = np.asarray(data.rows["id"], dtype=np.int64)
-    if len(np.unique(ids)) != len(ids) or (len(ids) and ids.min() < 0):
-        raise DataError(f"{src}: ids must be distinct and not negative")
     norms = np.linalg.norm(data.vectors, axis=1)
-    if len(norms) and not np.all(np.abs(norms - 1) < 1e-3):
+    off = ~(np.abs(norms - 1) < 1e-3)  # NaN norms count as off
+    if off.any():
         raise DataError(
-            f"{src}: embeddings must be rows of unit length (cosine); {int(np.sum(np.abs(norms - 1) >= 1e-3))} are not"
+            f"{src}: embeddings must be finite rows of unit length (cosine); {int(off.sum())} of {len(norms)} are not"
         )
-    with Transaction.create(index, data.meta["dim"], encoder, kind=kind) as tx:
+    with Transaction.create(index, data.meta["dim"], encoder, kind=kind, replace_existing=overwrite) as tx:
         for start in range(0, len(ids), 50_000):
             part = slice(start, start + 50_000)
             records = [

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from index.errors import IndexStoreError
 from index.store import IndexStore, Manifest
 from simsearch.engine.compat import model_for_index
 from simsearch.engine.decision import (
@@ -123,6 +124,8 @@ class Searcher:
 
     def __init__(self, index: str | os.PathLike[str], model: str | None = None, device: str = "auto") -> None:
         self.path = Path(index)
+        self._model_arg = model
+        self._seen = self._manifest_key()  # before opening: a commit in between is caught by the next refresh
         self.store = IndexStore.open(self.path)
         try:
             self.embedder = model_for_index(self.store.manifest, self.path, model, device)
@@ -135,6 +138,43 @@ class Searcher:
 
     def close(self) -> None:
         self.store.close()
+
+    def _manifest_key(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path / "manifest.json")
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> bool:
+        """Follow the index to its newest commit (a sync, add or remove by another process since this one
+        opened it): the new generation is opened whole before it replaces the one in use, and an index that
+        cannot be opened right now leaves the searcher answering from what it has. One stat() when nothing
+        changed. Not safe to call while another thread queries this searcher (the service calls it under
+        its lock). Returns whether it moved to another generation."""
+        key = self._manifest_key()
+        if key is None or key == self._seen:
+            return False
+        try:
+            new = IndexStore.open(self.path)
+        except IndexStoreError:
+            return False
+        if new.manifest.generation == self.store.manifest.generation and new.manifest.created == self.manifest.created:
+            new.close()
+            self._seen = key
+            return False
+        if new.manifest.encoder.get("fingerprint") != self.manifest.encoder.get("fingerprint"):
+            try:  # rebuilt with another encoder: queries must be embedded by the new one
+                embedder = model_for_index(new.manifest, self.path, self._model_arg, str(self.device))
+            except Exception:
+                new.close()
+                return False
+            self.embedder, self.model = embedder, embedder.loaded
+        old, self.store = self.store, new
+        self._decisions.clear()
+        self._seen = key
+        old.close()
+        return True
 
     def __enter__(self) -> Searcher:
         return self

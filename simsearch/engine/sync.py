@@ -17,7 +17,7 @@ from index.store import IndexStore, Transaction
 from simsearch.engine.calibrate import gallery_calibration
 from simsearch.engine.compat import encoder_record, model_for_index
 from simsearch.errors import DataError, ImageError, SimSearchError
-from simsearch.images import Skipped, collect_images, scan_folder
+from simsearch.images import Skipped, collect_images, gallery_path, scan_folder
 
 if TYPE_CHECKING:
     from simsearch.embed import Embedder
@@ -168,23 +168,29 @@ def build_index(
     from simsearch.embed import Embedder
 
     start = time.monotonic()
-    root, index_path = Path(folder), Path(index)
+    # one spelling of the gallery: through a link or a relative path, the same folder gives the same entries
+    root, index_path = Path(os.path.realpath(folder)), Path(index)
     scan = scan_folder(root)
     report = BuildReport(index=str(index_path), skipped=list(scan.skipped))
     existing = IndexStore.exists(index_path) and not overwrite
     if existing:
         with IndexStore.open(index_path) as store:
-            embedder = model_for_index(store.manifest, index_path, model, device)
-        tx = Transaction.begin(index_path)
+            seen = store.manifest
+            embedder = model_for_index(seen, index_path, model, device)
+        tx = Transaction.begin(index_path, expect=seen)  # refused if replaced since (another encoder)
         if kind is not None:
             tx.request_kind(kind)
     else:
         embedder = Embedder.load(model, device)
-        tx = Transaction.create(index_path, embedder.dim, encoder_record(embedder.loaded), kind=kind or "auto")
+        tx = Transaction.create(
+            index_path, embedder.dim, encoder_record(embedder.loaded), kind=kind or "auto", replace_existing=overwrite
+        )
         report.created = True
         report.warnings += encoder_fit_warnings(embedder.loaded, [f.path for f in scan.files])
     with tx:
-        by_path = {r.path: r for r in tx.catalog.all()}
+        # entries keyed by the one spelling of their path (an index written before paths were resolved may
+        # hold another spelling of the same file: it is re-pathed below, not taken for a new file)
+        by_path = _by_real_path(tx.catalog.all())
         wanted = {os.path.abspath(f.path): f for f in scan.files}
         to_embed: list[tuple[str, str | None]] = []
         changed_ids: list[int] = []
@@ -199,7 +205,7 @@ def build_index(
             except OSError as err:
                 report.skipped.append(Skipped(path, f"cannot read: {err.strerror}"))
                 continue
-            if st.st_size == rec.size and st.st_mtime == rec.mtime and rec.label == f.label:
+            if st.st_size == rec.size and st.st_mtime == rec.mtime and rec.label == f.label and rec.path == path:
                 report.unchanged += 1
             elif st.st_size == rec.size and st.st_mtime == rec.mtime:
                 tx.catalog.repath(rec.id, path, f.label, rec.mtime)  # folder renamed: same file, new label
@@ -210,12 +216,17 @@ def build_index(
                 to_embed.append((path, f.label))
         # vanished entries by content; several may share bytes, and each is moved or removed on its own
         vanished: dict[str, list[Record]] = {}
-        inside = os.path.abspath(root).rstrip(os.sep) + os.sep
+        inside = str(root).rstrip(os.sep) + os.sep
+        # the folder this index was last synced from, when the gallery moved (mv g gm; index build gm): its
+        # entries whose files are gone are this sync's to re-path (same bytes) or drop, not "outside" for ever
+        before = tx.base.gallery
+        moved_from = before.rstrip(os.sep) + os.sep if before and before != str(root) else None
         for path, rec in by_path.items():
             if path in wanted:
                 continue
-            if not path.startswith(inside):  # brought by `index add` from elsewhere: not this folder's to drop
-                report.outside += 1
+            gone_from_old = moved_from is not None and rec.path.startswith(moved_from) and not os.path.lexists(rec.path)
+            if not path.startswith(inside) and not gone_from_old:
+                report.outside += 1  # brought by `index add` from elsewhere: not this folder's to drop
                 continue
             vanished.setdefault(rec.sha256, []).append(rec)
         # New files whose bytes match a vanished entry are moves: re-path, no embedding.
@@ -238,6 +249,13 @@ def build_index(
             to_embed = still_new
         removed_ids = [rec.id for recs in vanished.values() for rec in recs]
         report.removed = len(removed_ids)
+        if moved_from is not None:
+            left = sum(1 for recs in vanished.values() for rec in recs if rec.path.startswith(moved_from))
+            if left:
+                report.warnings.append(
+                    f"{left} entries of the previous gallery {before} whose files are gone matched no file here "
+                    "by content and were removed"
+                )
         tx.remove(removed_ids + changed_ids)
 
         _embed_into(tx, embedder, to_embed, report, batch_size, strict, progress, changed_paths)
@@ -245,7 +263,7 @@ def build_index(
             raise DataError(f"{root}: no image files found (looked for .jpg, .png, .gif, .bmp, .tif, .webp ...)")
         unchanged = not (report.created or report.added or report.updated or report.moved or report.removed)
         measured = tx.base.gallery_calibration is not None  # indexes made before self-calibration get it now
-        gallery = os.path.abspath(root)
+        gallery = str(root)
         same_kind = tx.base.requested_kind == (kind or tx.base.requested_kind)
         if unchanged and measured and same_kind and tx.base.gallery == gallery:
             report.total = tx.base.count  # nothing to write: the current generation stays
@@ -253,6 +271,18 @@ def build_index(
             report.total = commit_measured(tx, gallery=gallery).count
     report.elapsed_s = time.monotonic() - start
     return report
+
+
+def _by_real_path(records: list[Record]) -> dict[str, Record]:
+    """Records by gallery_path of their path (each folder resolved once)."""
+    real: dict[str, str] = {}
+    out = {}
+    for r in records:
+        folder, name = os.path.split(r.path)
+        if folder not in real:
+            real[folder] = os.path.realpath(folder)
+        out[os.path.join(real[folder], name)] = r
+    return out
 
 
 def _embed_into(
@@ -304,14 +334,17 @@ def add_files(
     start = time.monotonic()
     index_path = Path(index)
     with IndexStore.open(index_path) as store:
-        embedder = model_for_index(store.manifest, index_path, None, device)
+        seen = store.manifest
+        embedder = model_for_index(seen, index_path, None, device)
     scan = collect_images(files)
     report = BuildReport(index=str(index_path), skipped=list(scan.skipped))
-    with Transaction.begin(index_path) as tx:
-        by_path = {r.path: r for r in tx.catalog.all()}
+    with Transaction.begin(index_path, expect=seen) as tx:
+        by_path = _by_real_path(tx.catalog.all())
         items, changed = [], set()
         for f in scan.files:
-            path = os.path.abspath(f.path)
+            path = gallery_path(f.path)
+            if path in changed or any(p == path for p, _ in items):
+                continue  # the same file named twice (a.png ./a.png, or through a link to its folder)
             rec = by_path.get(path)
             lbl = label if label is not None else f.label
             if rec is not None:
@@ -342,9 +375,10 @@ def remove_entries(index: str | os.PathLike[str], targets: list[str]) -> tuple[i
             hits = set()
             if t.isdigit():
                 hits = {r.id for r in records if r.id == int(t)}
-            if not hits:
-                path = os.path.abspath(t)
-                hits = {r.id for r in records if r.path == path or r.path.startswith(path.rstrip(os.sep) + os.sep)}
+            if not hits and t.strip():  # "" or blanks name no file: never "everything under the current folder"
+                path = gallery_path(t)
+                folder = os.path.realpath(t).rstrip(os.sep) + os.sep
+                hits = {r.id for r in records if r.path == path or r.path.startswith(folder)}
             if not hits:
                 unmatched.append(t)
             doomed |= hits

@@ -4,6 +4,7 @@ loss and the validation (labelled.py, selfsup.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
@@ -21,7 +23,7 @@ from simsearch.checkpoint import save_checkpoint
 from simsearch.device import resolve_device
 from simsearch.encoder import Encoder, EncoderConfig, build_encoder
 from simsearch.errors import SimSearchError
-from simsearch.files import write_atomic
+from simsearch.files import commit_pair, settled_json, write_atomic
 
 __all__ = [
     "LoopConfig",
@@ -186,11 +188,11 @@ def save_training_state(
                 if name == "step"
                 else val.detach().cpu().contiguous()
             )
-    tmp = out / (RESUME_WEIGHTS + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(out / RESUME_WEIGHTS)
-    state = dict(state, param_groups=opt_state["param_groups"])
-    write_atomic(out / RESUME_STATE, json.dumps(state, indent=2).encode())
+    data = st_save(tensors)
+    state = dict(state, param_groups=opt_state["param_groups"], weights_sha256=hashlib.sha256(data).hexdigest())
+    # one step: a stop between the two writes leaves the last state or the new one, never weights of one save
+    # with the JSON of another
+    commit_pair(out, RESUME_WEIGHTS, data, RESUME_STATE, json.dumps(state, indent=2).encode())
 
 
 def load_training_state(
@@ -200,7 +202,15 @@ def load_training_state(
     JSON state and the tensors (for the objective's own)."""
     try:
         state = json.loads((out / RESUME_STATE).read_text())
-        tensors = load_file(str(out / RESUME_WEIGHTS))
+        data = (out / RESUME_WEIGHTS).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if state.get("weights_sha256", digest) != digest:
+            settled = settled_json(out, RESUME_STATE, digest, lambda doc: doc.get("weights_sha256"))
+            if settled is None:
+                raise SimSearchError(f"{out}: {RESUME_WEIGHTS} is not the one {RESUME_STATE} was saved with")
+            state = settled
+        state.pop("weights_sha256", None)
+        tensors = st_load(data)
         encoder.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         if averaged is not None:
             averaged.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})

@@ -80,6 +80,7 @@ class TrainRequest:
     init_model: str | None = None  # fine-tune from this built-in name or checkpoint folder
     head: int | None = None  # fine-tuning: a new linear projection head of this size
     resume: bool = False
+    overwrite: bool = False  # replace the trained encoder already in `out` (else an occupied `out` is refused)
     given: frozenset[str] = frozenset()  # the options the user set (the others are defaults)
 
     @property
@@ -122,6 +123,7 @@ class TrainRequest:
             init_model=opts.get("init_model"),
             head=opts.get("head"),
             resume=bool(opts.get("resume", False)),
+            overwrite=bool(opts.get("overwrite", False)),
             given=frozenset(given),
         )
 
@@ -229,10 +231,45 @@ def _captioned(
     )
 
 
+# what a training run writes into its output folder
+RUN_FILES = ("model.json", "model.safetensors", "resume.json", "resume.safetensors", "history.json")
+
+
+def _check_out(req: TrainRequest) -> None:
+    """An output folder that already holds something is refused unless the run continues it (`resume`) or the
+    user asked to replace it (`overwrite`): a finished encoder replaced by accident silences every index built
+    with it (their fingerprint no longer matches)."""
+    if req.resume and req.overwrite:
+        raise ConfigError(
+            "{resume} continues the run in the output folder; {overwrite} replaces it: give one",
+            resume="resume",
+            overwrite="overwrite",
+        )
+    out = req.out
+    where = str(out).replace("{", "{{").replace("}", "}}")  # a template: braces in the path are text
+    if out.exists() and not out.is_dir():
+        raise ConfigError(where + ": exists and is not a folder; choose another {out}", out="out")
+    if req.resume or not out.is_dir():
+        return
+    entries = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+    ours = [n for n in entries if n in RUN_FILES]
+    if entries and not ours:
+        raise ConfigError(where + ": folder is not empty and holds no training run; choose another {out}", out="out")
+    if ours and not req.overwrite:
+        what = "a trained encoder" if "model.json" in ours else "an unfinished run"
+        raise ConfigError(
+            where + f": holds {what}; give {{resume}} to continue it, {{overwrite}} to replace it, or another {{out}}",
+            out="out",
+            resume="resume",
+            overwrite="overwrite",
+        )
+
+
 def run_training(req: TrainRequest, progress: bool = True) -> TrainResult:
     """Load the data the request's encoder needs and train it (labelled, self-supervised or image-text)."""
     from simsearch.datasets import load_labelled, load_pictures
 
+    _check_out(req)
     enc, init, source = _starting_point(req)
     if isinstance(req.config, CaptionConfig):
         return _captioned(req, enc, init, source, progress)

@@ -143,7 +143,12 @@ def test_calibration_fits_fpir_on_best_of_gallery_scores(tmp_path, built, galler
     assert c.known_probes == 45 and c.unknown_probes == 60 and c.derived_unknown == 45 and len(unknown) == 105
     assert c.nearest_class_accuracy == pytest.approx(right / 45)
     # the lowest threshold that accepts at most 10% of the 105 unknown probes: the 11th best score is rejected
-    assert c.threshold == pytest.approx(unknown[10], abs=1e-5) and c.threshold > unknown[10]
+    # (the scores by hand come from other batches, so they differ from calibrate's by float32 round-off: compare
+    # ranks with a tolerance far above round-off and far below the gaps between neighbouring scores)
+    tol = 1e-4
+    assert abs(c.threshold - unknown[10]) < tol
+    assert int((unknown >= c.threshold + tol).sum()) <= 10 and int((unknown >= c.threshold - tol).sum()) >= 11
+    assert unknown[9] - unknown[10] > 2 * tol  # the test's own premise: the 10th and 11th scores stand apart
     assert c.observed_fpir == pytest.approx(10 / 105) and c.decision.source == "calibrated"
     info = index_info(idx)
     assert info["threshold"] == pytest.approx(c.threshold) and info["threshold_source"] == "calibrated"

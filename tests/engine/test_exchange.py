@@ -84,10 +84,13 @@ def test_import_refuses_what_would_mislead(tmp_path, built, random_model):
     with pytest.raises(DataError, match="metadata file"):
         read_embeddings(tmp_path / "lonely.npy")
     vecs = np.load(out)
-    np.save(out, vecs[:, :16])
+    np.save(out, vecs[:, :16])  # the .npy replaced, its sidecar not: a pair from two writes
+    with pytest.raises(DataError, match="sha256 differs"):
+        read_embeddings(out)
+    _resave(out, vecs[:, :16])  # a consistent pair of the wrong width
     with pytest.raises(DataError, match="width 16"):
         read_embeddings(out)
-    np.save(out, vecs * 2)
+    _resave(out, vecs * 2)
     with pytest.raises(DataError, match="unit length"):
         import_embeddings(out, tmp_path / "z.idx", model=str(moved))
     with pytest.raises(DataError, match=r"use \.parquet or \.npy"):
@@ -103,3 +106,72 @@ def test_export_and_import_on_the_command_line(tmp_path, built):
     assert "imported 16 embeddings" in run_cli("index", "import", out, "--index", again, check=True).stdout
     bad = run_cli("index", "import", out, "--index", again)
     assert bad.returncode == 1 and bad.stderr.startswith("Error: ") and bad.stderr.count("\n") == 1
+
+
+def _resave(out, vectors):
+    """Replace an export's vectors and record their hash in its sidecar, as a consistent writer would."""
+    import hashlib
+
+    np.save(out, vectors)
+    side = json.loads(out.with_suffix(".json").read_text())
+    side["vectors_sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
+    out.with_suffix(".json").write_text(json.dumps(side))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("id", 2**63 - 1, "not an integer in"),
+        ("id", None, "not an integer in"),
+        ("id", True, "not an integer in"),
+        ("path", "/a\x00b.png", "without NUL"),
+        ("mtime", float("nan"), "not a finite time"),
+        ("size", -1, "not a byte count"),
+    ],
+)
+def test_import_refuses_bad_rows_with_one_line(tmp_path, built, column, value, message):
+    out = tmp_path / "emb.npy"
+    export_embeddings(built, out)
+    side = json.loads(out.with_suffix(".json").read_text())
+    side["rows"][column][0] = value
+    out.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(DataError, match=f"row 0 of column {column}: .*{message}"):
+        read_embeddings(out)
+
+
+def test_import_refuses_duplicate_paths_objects_and_deep_json(tmp_path, built):
+    out = tmp_path / "emb.npy"
+    export_embeddings(built, out)
+    side_path = out.with_suffix(".json")
+    side = json.loads(side_path.read_text())
+    dup = json.loads(json.dumps(side))
+    dup["rows"]["path"][1] = dup["rows"]["path"][0]
+    side_path.write_text(json.dumps(dup))
+    with pytest.raises(DataError, match="given twice"):
+        read_embeddings(out)
+    obj = json.loads(json.dumps(side))
+    obj["rows"]["label"] = {"0": "a"}
+    side_path.write_text(json.dumps(obj))
+    with pytest.raises(DataError, match="column label is a dict"):
+        read_embeddings(out)
+    side_path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match="nested too deeply|not a simsearch"):
+        read_embeddings(out)
+    # a NaN row is refused with its count
+    side_path.write_text(json.dumps(side))
+    vecs = np.load(out)
+    vecs[0] = np.nan
+    _resave(out, vecs)
+    with pytest.raises(DataError, match="1 of 16 are not"):
+        import_embeddings(out, tmp_path / "n.idx")
+
+
+def test_an_export_pair_left_half_written_is_refused(tmp_path, built):
+    """A failure between the two renames leaves the new .npy beside the old .json: import refuses the pair."""
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    export_embeddings(built, a)
+    vecs = np.load(a)
+    np.save(b, vecs[::-1].copy())  # another export's vectors, same shape
+    b.replace(a)
+    with pytest.raises(DataError, match="sha256 differs"):
+        read_embeddings(a)
