@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simsearch.checkpoint import builtin_models
-from simsearch.datasets import gather_images
+from simsearch.datasets import ZipMember, gather_images
 from simsearch.edits import EDITS, apply_edit
 from simsearch.embed import Embedder
 from simsearch.evaluate.metrics import threshold_at_far
@@ -74,9 +74,9 @@ def measure_on(
     items = gather_images(source, classes, need_class=False)
     rng = np.random.default_rng(seed)
     picks = np.sort(rng.choice(len(items), size=min(sample, len(items)), replace=False))
-    chosen = [items[i] for i in picks]
-    digests = [hashlib.sha256(b if isinstance(b, bytes) else Path(b).read_bytes()).hexdigest() for _, _, b in chosen]
-    pics = [decode_image(b, channels=3) for _, _, b in chosen]
+    chosen = [item[2].read() if isinstance(item[2], ZipMember) else item[2] for item in (items[i] for i in picks)]
+    digests = [hashlib.sha256(b if isinstance(b, bytes) else Path(b).read_bytes()).hexdigest() for b in chosen]
+    pics = [decode_image(b, channels=3) for b in chosen]
     vecs, kept = _embed_found(pics, emb)  # faces embeds the face it finds: pictures without one are left out
     pics, digests = [pics[k] for k in kept], [digests[k] for k in kept]
     i, j = np.triu_indices(len(vecs), k=1)

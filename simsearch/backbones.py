@@ -92,6 +92,7 @@ class Backbone:
             raise ValueError(f"unknown backbone library {self.library!r} (known: {', '.join(LIBRARIES)})")
         if self.feature_dim <= 0:
             raise ValueError("a backbone's feature_dim must be positive")
+        _check_options(self.library, self.options)
 
     @property
     def has_text(self) -> bool:
@@ -118,6 +119,44 @@ class Backbone:
             feature_dim=int(d["feature_dim"]),
             options=dict(d.get("options") or {}),
         )
+
+
+# timm / torchvision create_model keywords a model.json may hold: shape and regularization, nothing that names
+# a file or a download (timm's checkpoint_path, pretrained_cfg_overlay, ... are refused: every load would read it)
+_NETWORK_OPTIONS = frozenset({"drop_rate", "drop_path_rate", "img_size", "in_chans", "global_pool", "num_frames"})
+# anywhere in an OpenCLIP model config: keys that make the library download or read a file when it builds
+_FETCHING_KEYS = ("pretrained", "checkpoint", "cache_dir", "hf_model_name", "hf_tokenizer_name", "url", "hub")
+
+
+def _check_options(library: str, options: Mapping[str, Any]) -> None:
+    """A model.json's library options are data, never a way to make a load download or read a path:
+    timm/torchvision keywords from an allow-list; an OpenCLIP config without any download or file key
+    (`timm_model_pretrained`, `hf_model_pretrained`, `checkpoint_path`, ...), at any depth."""
+    if library in ("timm", "torchvision"):
+        stray = sorted(k for k in options if k not in _NETWORK_OPTIONS)
+        if stray:
+            raise ValueError(
+                f"backbone option(s) {', '.join(map(repr, stray))} are not allowed in model.json "
+                f"(allowed: {', '.join(sorted(_NETWORK_OPTIONS))})"
+            )
+        return
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                key = str(k).lower()
+                if any(bad in key for bad in _FETCHING_KEYS) or key.endswith(("_path", "_file", "_dir")):
+                    if v not in (None, False, "", 0):
+                        raise ValueError(
+                            f"OpenCLIP config key {where}{k} = {v!r} would make loading download or read a file; "
+                            "simsearch never does (remove it from model.json)"
+                        )
+                walk(v, f"{where}{k}.")
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, where)
+
+    walk(options, "")
 
 
 # ------------------------------------------------------------------ the trunks: library network -> (N, F)
@@ -225,8 +264,8 @@ def _count_on_meta(bb: Backbone) -> int:
             trunk = _TRUNKS[bb.library](bb)
     except ModelError:
         raise
-    except Exception:  # a library that cannot build on the meta device: counted when built for real
-        return 0
+    except Exception as err:  # unchecked size is no size: refuse rather than allocate for real
+        raise ModelError(f"cannot check the size of {bb.spec} before building it ({first_line(err)})") from None
     return sum(p.numel() for p in trunk.parameters())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import threading
 import zipfile
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -15,10 +16,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from simsearch.errors import DataError, ImageError
-from simsearch.images import IMAGE_EXTENSIONS, decode_image, load_array, scan_folder, to_array
+from simsearch.images import IMAGE_EXTENSIONS, MAX_IMAGE_BYTES, decode_image, load_array, scan_folder, to_array
 from simsearch.preprocess import Preprocess
 
-__all__ = ["LabelledSet", "class_group", "gather_images", "load_labelled", "load_pictures", "split_by_group"]
+__all__ = [
+    "LabelledSet",
+    "ZipMember",
+    "class_group",
+    "gather_images",
+    "load_labelled",
+    "load_pictures",
+    "split_by_group",
+]
 
 
 @dataclass(frozen=True)
@@ -50,10 +59,65 @@ class LabelledSet:
         )
 
 
+# bounds on a zip given as data: members, and how far one may inflate (a real image compresses little)
+MAX_ZIP_MEMBERS = 2_000_000
+MAX_ZIP_RATIO = 200
+
+_open_zips = threading.local()  # each decode thread keeps its own handle on each zip (ZipFile is not thread-safe)
+
+
+@dataclass(frozen=True)
+class ZipMember:
+    """An image inside a zip, read only when it is decoded (never every member at once), within bounds."""
+
+    zip_path: Path
+    name: str
+
+    def read(self) -> bytes:
+        """The member's bytes. Raises ImageError for a member that cannot or may not be read: over the image
+        size limit, inflating past MAX_ZIP_RATIO, encrypted, an unknown compression, a bad CRC."""
+        where = f"{self.zip_path}:{self.name}"
+        handles = getattr(_open_zips, "handles", None)
+        if handles is None:
+            handles = _open_zips.handles = {}
+        zf = handles.get(self.zip_path)
+        if zf is None:
+            zf = handles[self.zip_path] = zipfile.ZipFile(self.zip_path)
+        info = zf.getinfo(self.name)
+        if info.flag_bits & 0x1:
+            raise ImageError(where, "encrypted zip member (simsearch reads no passwords)")
+        if info.file_size > MAX_IMAGE_BYTES:
+            raise ImageError(where, f"{info.file_size:,} bytes unpacked is over the limit of {MAX_IMAGE_BYTES:,}")
+        if info.file_size > (1 << 20) and info.file_size > MAX_ZIP_RATIO * max(1, info.compress_size):
+            raise ImageError(where, f"inflates {info.file_size // max(1, info.compress_size):,}-fold (a zip bomb?)")
+        try:
+            with zf.open(info) as f:
+                data = f.read(info.file_size + 1)
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, ValueError) as err:
+            raise ImageError(
+                where, f"cannot unpack ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+            ) from None
+        if len(data) > info.file_size:
+            raise ImageError(where, "unpacks to more bytes than its header says")
+        return data
+
+
+def _source(item: tuple[str, str, bytes | Path | ZipMember]) -> bytes | Path:
+    """What an item's image is decoded from: a file, or the bytes of a zip member (read now)."""
+    src = item[2]
+    return src.read() if isinstance(src, ZipMember) else src
+
+
 def _zip_entries(path: Path, need_class: bool = True) -> list[tuple[str, str]]:
     """(member name, class) for each image in a zip; class = the folder holding the image,
     minus a single top-level folder shared by every entry (e.g. images_background/)."""
-    with zipfile.ZipFile(path) as zf:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable zip file ({err})") from None
+    with zf:
+        if len(zf.infolist()) > MAX_ZIP_MEMBERS:
+            raise DataError(f"{path}: {len(zf.infolist()):,} members is over the limit of {MAX_ZIP_MEMBERS:,}")
         names = [
             n
             for n in zf.namelist()
@@ -88,8 +152,8 @@ def class_group(name: str) -> str:
 
 def gather_images(
     source: str | os.PathLike[str], classes: str | Collection[str] | None = None, need_class: bool = True
-) -> list[tuple[str, str, bytes | Path]]:
-    """(name, class, bytes or path) of every image in a folder tree or a zip, in a stable order.
+) -> list[tuple[str, str, bytes | Path | ZipMember]]:
+    """(name, class, path or zip member) of every image in a folder tree or a zip, in a stable order.
 
     The class is the folder holding the image relative to the root ("" at the top, which
     `need_class` leaves out); `classes` is a glob (fnmatch) that class names must match, or a
@@ -102,10 +166,8 @@ def gather_images(
         if not zipfile.is_zipfile(src):
             raise DataError(f"{source}: not a folder or a zip file")
         entries = _zip_entries(src, need_class)
-        with zipfile.ZipFile(src) as zf:
-            blobs = [zf.read(n) for n, _ in entries]
-        items: list[tuple[str, str, bytes | Path]] = [
-            (f"{src}:{n}", c, b) for (n, c), b in zip(entries, blobs, strict=True)
+        items: list[tuple[str, str, bytes | Path | ZipMember]] = [
+            (f"{src}:{n}", c, ZipMember(src, n)) for n, c in entries
         ]
     else:
         scan = scan_folder(src)
@@ -154,11 +216,11 @@ def load_labelled(
 
     items = gather_images(source, classes)
 
-    def decode(i: int, item: tuple[str, str, bytes | Path]) -> np.ndarray | ImageError:
+    def decode(i: int, item: tuple[str, str, bytes | Path | ZipMember]) -> np.ndarray | ImageError:
         try:
             if reframe is None:
-                return load_array(item[2], pre)
-            img = reframed(decode_image(item[2], channels=3), reframe[0], np.random.default_rng((reframe[1], i)))
+                return load_array(_source(item), pre)
+            img = reframed(decode_image(_source(item), channels=3), reframe[0], np.random.default_rng((reframe[1], i)))
             return to_array(img, pre)
         except ImageError as err:
             return ImageError(item[0], err.reason)
@@ -232,9 +294,9 @@ def load_pictures(
     """
     items = gather_images(source, classes, need_class=False)
 
-    def decode(item: tuple[str, str, bytes | Path]) -> Image.Image | None:
+    def decode(item: tuple[str, str, bytes | Path | ZipMember]) -> Image.Image | None:
         try:
-            img = decode_image(item[2], channels=3)
+            img = decode_image(_source(item), channels=3)
         except ImageError:
             return None
         if max_side is not None and min(img.size) > max_side:

@@ -8,7 +8,7 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -136,7 +136,7 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
     def on_error(err: OSError) -> None:
         scan.skipped.append(Skipped(str(err.filename), f"cannot read folder: {err.strerror}"))
 
-    for dirpath, dirnames, filenames in os.walk(root_path, onerror=on_error, followlinks=True):
+    for dirpath, dirnames, filenames in _walk(str(root_path), on_error):
         try:
             st = os.stat(dirpath)
         except OSError as err:
@@ -165,6 +165,30 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
                 continue
             scan.files.append(ImageFile(path, label))
     return scan
+
+
+def _walk(top: str, onerror: Callable[[OSError], None]) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk(top, followlinks=True) top-down, with a stack instead of recursion: a folder 1,000 levels deep
+    is walked like any other (Python 3.11's os.walk recurses, and raised RecursionError there). The caller
+    may prune or reorder `dirnames` before the walk goes into them, as with os.walk."""
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as err:
+            onerror(err)
+            continue
+        dirs, files = [], []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # follows links, as followlinks=True
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(entry.name)
+        yield folder, dirs, files
+        stack.extend(os.path.join(folder, d) for d in reversed(dirs))
 
 
 def _utf8(text: str) -> bool:

@@ -4,6 +4,7 @@ of absent classes accepted) and FNIR (known probes not given their class) measur
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -91,6 +92,15 @@ def _labelled_gallery(vectors: VectorIndex, catalog: Catalog) -> _LabelledGaller
         paths=[r.path for _, r in rows],
         every=vecs,
     )
+
+
+def content_key(catalog: Catalog) -> str:
+    """What a calibration was measured on, as a digest of the gallery's (id, label) rows: a replaced picture
+    (a new id) or one moved to another class changes it even where the counts stay the same."""
+    h = hashlib.sha256()
+    for rec in catalog.all():
+        h.update(f"{rec.id}\t{rec.label}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
 
 
 def gallery_calibration(vectors: VectorIndex, catalog: Catalog) -> dict[str, Any]:
@@ -211,7 +221,10 @@ def calibrate(
     point = OperatingPoint(fpir=fpir, fnir=fnir)
     if fpir is None and fnir is None:
         point = OperatingPoint(fpir=0.01)
+    if save and not os.access(index, os.W_OK):  # before the work, not after it
+        raise DataError(f"{index}: cannot write to the index (read-only), where calibrate saves what it measures")
     with Searcher(index, device=device) as searcher:
+        key = content_key(searcher.store.catalog)
         emb, labels, paths, skipped = _embed_labelled(searcher, labelled, progress)
         fingerprint = searcher.manifest.encoder.get("fingerprint")
         g = _labelled_gallery(searcher.store.vectors, searcher.store.catalog)
@@ -249,6 +262,7 @@ def calibrate(
         "curve": curve.to_dict(),
         "target": target,
         "pair_threshold": pair_threshold(emb, p_labels),
+        "gallery_key": key,
         "at": _now(),
     }
     decision = resolve_threshold(replace(base, calibration=record, threshold=None), meta, point)
@@ -289,7 +303,8 @@ def calibrate(
     )
     if save:
         with Transaction.begin(index) as tx:
-            if tx.base.encoder.get("fingerprint") != fingerprint or tx.base.count != base.count:
+            # only onto the generation it measured: a sync meanwhile makes the curve another gallery's
+            if tx.base.encoder.get("fingerprint") != fingerprint or tx.base.generation != base.generation:
                 raise DataError(f"{index} changed while calibrating; run calibrate again")
             tx.commit(threshold=decision.value, calibration=record)
     return result

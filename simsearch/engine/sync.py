@@ -14,7 +14,7 @@ import numpy as np
 
 from index.catalog import Record
 from index.store import IndexStore, Transaction
-from simsearch.engine.calibrate import gallery_calibration
+from simsearch.engine.calibrate import content_key, gallery_calibration
 from simsearch.engine.compat import encoder_record, model_for_index
 from simsearch.errors import DataError, ImageError, SimSearchError
 from simsearch.images import Skipped, collect_images, gallery_path, scan_folder
@@ -78,8 +78,11 @@ def commit_measured(tx: Transaction, **changes: Any) -> Any:
     changes["gallery_calibration"] = own
     cal = tx.base.calibration
     if isinstance(cal, dict) and "curve" in cal and not cal.get("stale"):
-        now = own.get("images"), own.get("classes")
-        if now != (cal.get("images"), cal.get("classes")):
+        if "gallery_key" in cal:  # measured on this content: any other ids or labels make it stale
+            changed = cal["gallery_key"] != content_key(tx.catalog)
+        else:  # recorded before content keys: judged by its counts, as then
+            changed = (own.get("images"), own.get("classes")) != (cal.get("images"), cal.get("classes"))
+        if changed:
             changes["calibration"] = dict(cal, stale=True)
     return tx.commit(**changes)
 

@@ -166,12 +166,15 @@ def _gev_fit(x: np.ndarray, shrink: float = 50.0) -> tuple[float, float, float]:
 
 
 def _gev_quantile(level: np.ndarray | float, loc: float, alpha: float, k: float) -> np.ndarray:
-    return loc + alpha * (1 - (-np.log(level)) ** k) / k
+    # a level of 1 (an FPIR below float precision, --fpir 1e-300) is the tail's end: no warning, its limit
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return loc + alpha * (1 - (-np.log(level)) ** k) / k
 
 
 def _gev_sf(t: float, loc: float, alpha: float, k: float) -> float:
     y = max(1 - k * (t - loc) / alpha, 0.0)
-    return float(-np.expm1(-(y ** (1 / k)))) if y > 0 else 0.0
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return float(-np.expm1(-(y ** (1 / k)))) if y > 0 else 0.0
 
 
 @dataclass(frozen=True)

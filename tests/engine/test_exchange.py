@@ -155,7 +155,7 @@ def test_import_refuses_duplicate_paths_objects_and_deep_json(tmp_path, built):
     with pytest.raises(DataError, match="column label is a dict"):
         read_embeddings(out)
     side_path.write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(DataError, match="nested too deeply|not a simsearch"):
+    with pytest.raises(DataError, match=r"nested too deeply|not a simsearch"):
         read_embeddings(out)
     # a NaN row is refused with its count
     side_path.write_text(json.dumps(side))
