@@ -1,0 +1,76 @@
+"""The service's failure families of the second probe (issue 35), on a real server on loopback: it follows
+the index to new generations, `--port 0` prints the port it got, HEAD works, host names are case-blind,
+client-invented methods are neither metrics labels nor log lines, thumbnails decode once."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.conftest import run_cli, simsearch_cmd
+from tests.test_service import request, upload
+
+
+def _serve_port0(index):
+    proc = subprocess.Popen(
+        [*simsearch_cmd(), "serve", "--index", str(index), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    line = b""
+    deadline = time.time() + 90
+    while b"serving" not in line and time.time() < deadline and proc.poll() is None:
+        line = proc.stderr.readline()
+    m = re.search(rb"http://127\.0\.0\.1:(\d+)/", line)
+    assert m and m.group(1) != b"0", line
+    base = f"http://127.0.0.1:{int(m.group(1))}"
+    while time.time() < deadline:
+        try:
+            if request(base + "/health")[0] == 200:
+                return proc, base
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("server did not answer")
+
+
+def test_the_service_follows_syncs_and_bounds_what_clients_send(tmp_path):
+    from simsearch.symbols import write_symbol_set
+
+    gallery = tmp_path / "gallery"
+    write_symbol_set(gallery, ["circle", "triangle", "star"], per_class=4, seed=0)
+    index = tmp_path / "g.idx"
+    run_cli("index", "build", gallery, "--index", index, "-q", check=True)
+    proc, base = _serve_port0(index)
+    try:
+        assert request(base + "/stats")[0] == 200
+        # a sync by another process: a new class appears, a picture goes; no restart, no failed request
+        write_symbol_set(gallery, ["cross"], per_class=4, seed=9)
+        (gallery / "circle" / "circle_00.png").unlink()
+        run_cli("index", "build", gallery, "--index", index, "-q", check=True)
+        stats = __import__("json").loads(request(base + "/stats")[1])
+        assert stats["count"] == 15
+        status, answer = upload(base, "/search?k=1", (gallery / "cross" / "cross_02.png").read_bytes())
+        assert status == 200 and answer["results"][0]["path"].endswith("cross_02.png")
+        # HEAD answers as GET without a body; host names are case-blind
+        assert request(base + "/health", method="HEAD")[0] == 200
+        assert request(base + "/health", headers={"Host": "LOCALHOST"})[0] == 200
+        # a method a client made up is "other" in /metrics, never itself
+        conn = http.client.HTTPConnection("127.0.0.1", int(base.rsplit(":", 1)[1]), timeout=10)
+        conn.request("X" * 5000, "/health")
+        conn.getresponse().read()
+        conn.close()
+        metrics = request(base + "/metrics")[1].decode()
+        assert "X" * 100 not in metrics and 'method="other"' in metrics
+        # sixteen concurrent asks for one thumbnail: all answered, the same bytes
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(lambda _: request(base + "/thumbnails/3"), range(16)))
+        assert {g[0] for g in got} == {200} and len({g[1] for g in got}) == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        shutil.rmtree(tmp_path, ignore_errors=True)
