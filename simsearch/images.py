@@ -180,7 +180,8 @@ def _walk(top: str, onerror: Callable[[OSError], None]) -> Iterator[tuple[str, l
         except OSError as err:
             onerror(err)
             continue
-        dirs, files = [], []
+        dirs: list[str] = []
+        files: list[str] = []
         for entry in entries:
             try:
                 is_dir = entry.is_dir()  # follows links, as followlinks=True

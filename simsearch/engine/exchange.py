@@ -111,8 +111,8 @@ def _write_npy_pair(exported: Exported, out: Path) -> None:
     temps: list[Path] = []
     try:
         for target, body in ((out, data), (_sidecar(out), side)):
-            fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{target.name}.", suffix=".tmp")
-            temps.append(Path(tmp))
+            fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{target.name}.", suffix=".tmp")
+            temps.append(Path(name))
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
                 f.flush()
@@ -121,8 +121,8 @@ def _write_npy_pair(exported: Exported, out: Path) -> None:
         os.replace(temps[0], out)
         os.replace(temps[1], _sidecar(out))
     finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
+        for left in temps:
+            left.unlink(missing_ok=True)
 
 
 def embedding_column(vectors: np.ndarray) -> Any:

@@ -343,7 +343,8 @@ def add_files(
     report = BuildReport(index=str(index_path), skipped=list(scan.skipped))
     with Transaction.begin(index_path, expect=seen) as tx:
         by_path = _by_real_path(tx.catalog.all())
-        items, changed = [], set()
+        items: list[tuple[str, str | None]] = []
+        changed: set[str] = set()
         for f in scan.files:
             path = gallery_path(f.path)
             if path in changed or any(p == path for p, _ in items):
