@@ -345,10 +345,12 @@ def add_files(
         by_path = _by_real_path(tx.catalog.all())
         items: list[tuple[str, str | None]] = []
         changed: set[str] = set()
+        named: set[str] = set()
         for f in scan.files:
             path = gallery_path(f.path)
-            if path in changed or any(p == path for p, _ in items):
+            if path in named:
                 continue  # the same file named twice (a.png ./a.png, or through a link to its folder)
+            named.add(path)
             rec = by_path.get(path)
             lbl = label if label is not None else f.label
             if rec is not None:
