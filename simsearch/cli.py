@@ -1455,6 +1455,29 @@ def demo_cmd(workdir: Path, data: Path | None, device: str) -> None:
     is_flag=True,
     help="Answer with the server's full paths of gallery images (default: paths relative to the gallery folder).",
 )
+@click.option(
+    "--header-timeout",
+    "header_timeout_s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a connection has to send its request's headers before it is closed (slow clients).",
+)
+@click.option(
+    "--body-timeout",
+    "body_timeout_s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds an upload may stall between two of its parts before it is answered 408.",
+)
+@click.option(
+    "--max-connections",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 65536),
+    help="Connections held at once; more are closed on arrival (each holds a file descriptor).",
+)
 @DEVICE
 def serve_cmd(
     index_path: Path,
@@ -1467,6 +1490,9 @@ def serve_cmd(
     token: str | None,
     log_level: str,
     absolute_paths: bool,
+    header_timeout_s: float,
+    body_timeout_s: float,
+    max_connections: int,
     device: str,
 ) -> None:
     """Serve an index over HTTP, with a web page at / for drag-and-drop search.
@@ -1500,6 +1526,7 @@ def serve_cmd(
         decode_threads=decode_threads,
         token=token,
         absolute_paths=absolute_paths,
+        body_timeout_s=body_timeout_s,
     )
     if not local:
         click.echo(
@@ -1519,7 +1546,7 @@ def serve_cmd(
         + (" (access token required)" if token else ""),
         err=True,
     )
-    serving.run(app, sock, log_level)
+    serving.run(app, sock, log_level, header_timeout_s, max_connections)
 
 
 def _flag_names() -> dict[str, str]:

@@ -180,9 +180,10 @@ class _Guard:
         allowed_hosts: tuple[str, ...] | None,
         token: str | None = None,
         metrics: _Metrics | None = None,
+        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
         self.app, self.max_body, self.allowed_hosts = app, max_body, allowed_hosts
-        self.token, self.metrics = token, metrics
+        self.token, self.metrics, self.body_timeout_s = token, metrics, body_timeout_s
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         assert self.token is not None
@@ -256,9 +257,9 @@ class _Guard:
             async def limited_receive() -> dict[str, Any]:
                 nonlocal seen
                 try:  # a stalled upload does not hold its connection and temporary file for as long as it likes
-                    message = await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
+                    message = await asyncio.wait_for(receive(), self.body_timeout_s)
                 except TimeoutError:
-                    raise HTTPException(408, f"the request body stalled for {BODY_TIMEOUT_S:g} s") from None
+                    raise HTTPException(408, f"the request body stalled for {self.body_timeout_s:g} s") from None
                 if message["type"] == "http.request":
                     seen += len(message.get("body", b""))
                     if seen > self.max_body:
@@ -298,6 +299,7 @@ def create_app(
     decode_threads: int | None = None,
     token: str | None = None,
     absolute_paths: bool = False,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
     """A FastAPI app answering over one index (opened now, with its encoder loaded once).
 
@@ -309,7 +311,8 @@ def create_app(
     stops at the next step (waiting to decode, decoding, waiting to embed): nothing runs on for it.
     `token`: every route then asks for it (an `Authorization: Bearer` header, or the cookie that
     `/?token=...` sets for the page). Answers name gallery images by id and by their path relative to
-    the gallery folder; `absolute_paths` gives the server's full paths instead."""
+    the gallery folder; `absolute_paths` gives the server's full paths instead. A request body that stalls for `body_timeout_s`
+    between two of its parts is answered 408."""
     if token is not None and not token.strip():
         raise ValueError("the access token is empty")
     searcher = Searcher(index, model=model, device=device)
@@ -336,7 +339,12 @@ def create_app(
     )
     app.state.searcher = searcher
     app.add_middleware(
-        _Guard, max_body=max_upload + 64 * 1024, allowed_hosts=allowed_hosts, token=token, metrics=metrics
+        _Guard,
+        max_body=max_upload + 64 * 1024,
+        allowed_hosts=allowed_hosts,
+        token=token,
+        metrics=metrics,
+        body_timeout_s=body_timeout_s,
     )
 
     @contextlib.contextmanager

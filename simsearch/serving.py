@@ -12,19 +12,19 @@ HEADER_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 256
 
 
-def _protocol() -> type:
+def _protocol(header_timeout_s: float = HEADER_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS) -> type:
     """uvicorn's h11 protocol, closing a connection that has not sent a whole request head within
-    HEADER_TIMEOUT_S of opening (slow-header clients) and refusing connections past MAX_CONNECTIONS (each
+    header_timeout_s of opening (slow-header clients) and refusing connections past max_connections (each
     holds a file descriptor: a crowd of slow clients would otherwise leave none for /health)."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class BoundedH11(H11Protocol):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            if len(self.connections) > MAX_CONNECTIONS:
+            if len(self.connections) > max_connections:
                 transport.close()
                 return
-            self._head_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._head_late)
+            self._head_timer = self.loop.call_later(header_timeout_s, self._head_late)
 
         def _head_late(self) -> None:
             if self.cycle is None and not self.transport.is_closing():  # no request head yet
@@ -50,13 +50,20 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(app: Any, sock: socket.socket, log_level: str) -> None:
-    """Serve `app` on the bound socket until interrupted."""
+def run(
+    app: Any,
+    sock: socket.socket,
+    log_level: str,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
+) -> None:
+    """Serve `app` on the bound socket until interrupted, closing connections whose request head is late
+    and refusing those past max_connections."""
     import uvicorn
 
     config = uvicorn.Config(
         app,
-        http=_protocol(),
+        http=_protocol(header_timeout_s, max_connections),
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=5,
