@@ -25,8 +25,8 @@ from simsearch.checkpoint import builtin_models
 from simsearch.datasets import ZipMember, gather_images
 from simsearch.edits import EDITS, apply_edit
 from simsearch.embed import Embedder
-from simsearch.evaluate.metrics import threshold_at_far
 from simsearch.images import decode_image
+from simsearch.measures.metrics import threshold_at_far
 
 FMR = 1e-5
 SAMPLE = 5000

@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from simsearch.datasets import load_labelled
 from simsearch.embed import Embedder
-from simsearch.evaluate.metrics import best_accuracy_threshold, few_shot_accuracy, pair_scores, verification
 from simsearch.images import decode_image
+from simsearch.measures.metrics import best_accuracy_threshold, few_shot_accuracy, pair_scores, verification
 
 
 def dlib_embedder():

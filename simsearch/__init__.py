@@ -51,7 +51,7 @@ _LAZY = {
     "load_checkpoint": "simsearch.checkpoint",
     "builtin_models": "simsearch.checkpoint",
     "Preprocess": "simsearch.preprocess",
-    "import_backbone": "simsearch.backbones",
+    "import_backbone": "simsearch.models_import",
     # training
     "TrainConfig": "simsearch.train",
     "SelfSupConfig": "simsearch.train",
@@ -98,7 +98,6 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from simsearch.backbones import import_backbone
     from simsearch.checkpoint import builtin_models, load_checkpoint
     from simsearch.embed import Embedder
     from simsearch.engine import (
@@ -119,6 +118,7 @@ if TYPE_CHECKING:
         remove_entries,
         verify,
     )
+    from simsearch.models_import import import_backbone
     from simsearch.preprocess import Preprocess
     from simsearch.train import CaptionConfig, SelfSupConfig, TrainConfig, TrainRequest, run_training
 

@@ -895,7 +895,7 @@ def models_import_cmd(
     also embed text (query --text). Needs the extras: pip install 'simsearch[backbones]'
     (timm, torchvision) or 'simsearch[clip]' (OpenCLIP).
     """
-    from simsearch.backbones import import_backbone
+    from simsearch.models_import import import_backbone
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise click.UsageError(

@@ -19,15 +19,15 @@ from index.vector_index import VectorIndex
 from simsearch.engine.decision import OperatingPoint, Threshold, resolve_threshold
 from simsearch.engine.search import Searcher
 from simsearch.errors import DataError, ImageError
-from simsearch.evaluate.metrics import threshold_at_far
-from simsearch.evaluate.openset import (
+from simsearch.images import Skipped, scan_folder
+from simsearch.measures.metrics import threshold_at_far
+from simsearch.measures.openset import (
     MIN_UNKNOWN,
     OpenSetCurve,
     gallery_self_scores,
     open_set_rates,
     probe_scores,
 )
-from simsearch.images import Skipped, scan_folder
 from simsearch.pictures import roc_picture
 
 __all__ = ["Calibration", "calibrate", "gallery_calibration", "pair_threshold"]

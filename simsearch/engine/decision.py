@@ -17,7 +17,7 @@ import numpy as np
 
 from index.store import Manifest
 from simsearch.errors import DataError
-from simsearch.evaluate.openset import OpenSetCurve
+from simsearch.measures.openset import OpenSetCurve
 
 __all__ = [
     "DEFAULT_FPIR",

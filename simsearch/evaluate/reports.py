@@ -23,7 +23,8 @@ from simsearch.evaluate.baselines import (
     raw_pixel_pictures,
 )
 from simsearch.evaluate.copydetect import copy_detection_table, make_copy_queries, ranks_of_truth
-from simsearch.evaluate.metrics import (
+from simsearch.evaluate.signatures import signature_verification
+from simsearch.measures.metrics import (
     FewShotResult,
     VerificationResult,
     best_accuracy_threshold,
@@ -31,7 +32,6 @@ from simsearch.evaluate.metrics import (
     pair_scores,
     verification,
 )
-from simsearch.evaluate.signatures import signature_verification
 from simsearch.preprocess import Preprocess
 
 if TYPE_CHECKING:

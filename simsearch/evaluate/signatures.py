@@ -14,7 +14,7 @@ import numpy as np
 
 from simsearch.datasets import LabelledSet, class_group
 from simsearch.errors import DataError
-from simsearch.evaluate.metrics import equal_error_rate, roc_auc
+from simsearch.measures.metrics import equal_error_rate, roc_auc
 
 __all__ = ["SignatureResult", "has_forgeries", "signature_scores", "signature_verification", "writers"]
 

@@ -20,7 +20,7 @@ import torch
 from simsearch.embed import Embedder
 from simsearch.encoder import Encoder, EncoderConfig
 from simsearch.errors import DataError, SimSearchError
-from simsearch.evaluate.metrics import recommended_threshold
+from simsearch.measures.metrics import recommended_threshold
 from simsearch.text import clip_loss, words
 from simsearch.train.loop import LoopConfig, TrainResult, run_loop
 

@@ -14,9 +14,9 @@ from simsearch.datasets import LabelledSet, split_by_group
 from simsearch.embed import Embedder
 from simsearch.encoder import Encoder, EncoderConfig
 from simsearch.errors import DataError
-from simsearch.evaluate.metrics import few_shot_accuracy, recommended_threshold
 from simsearch.evaluate.signatures import has_forgeries, signature_verification
 from simsearch.losses import Loss, Mining, contrastive_loss, episodic_loss, triplet_loss
+from simsearch.measures.metrics import few_shot_accuracy, recommended_threshold
 from simsearch.train.augment import Augment, augment
 from simsearch.train.loop import LoopConfig, TrainResult, run_loop
 

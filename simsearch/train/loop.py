@@ -266,7 +266,7 @@ def run_loop(
     torch.manual_seed(cfg.seed)
     encoder = training_encoder(encoder_config, device, init)
     if cfg.train_blocks is not None:
-        from simsearch.backbones import freeze
+        from simsearch.train.freeze import freeze
 
         freeze(encoder, cfg.train_blocks)
     bind = getattr(objective, "bind", None)

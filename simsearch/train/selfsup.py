@@ -18,9 +18,9 @@ from simsearch.embed import Embedder
 from simsearch.encoder import Encoder, EncoderConfig
 from simsearch.errors import DataError, SimSearchError
 from simsearch.evaluate.copydetect import CopyQueries, copy_detection_table, make_copy_queries, ranks_of_truth
-from simsearch.evaluate.metrics import recommended_threshold
 from simsearch.images import to_array
 from simsearch.losses import ntxent_loss
+from simsearch.measures.metrics import recommended_threshold
 from simsearch.train.loop import LoopConfig, TrainResult, run_loop
 
 __all__ = ["SelfSupConfig", "train_self_supervised"]

@@ -166,8 +166,8 @@ def test_identify_and_calibrate_with_an_imported_backbone(gallery: Path, tmp_pat
 def test_blocks_are_real_blocks() -> None:
     """--train-blocks counts blocks: a ViT's last is its last transformer block (with the final norm), a
     MobileNet's its last stage block (with the head convolution), a ResNet's stem is no block of its own."""
-    from simsearch.backbones import trainable_blocks
     from simsearch.encoder import Encoder
+    from simsearch.train.freeze import trainable_blocks
 
     class Holder(Encoder):
         def __init__(self, model: torch.nn.Module) -> None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from simsearch.evaluate.metrics import equal_error_rate, few_shot_accuracy, roc_auc, threshold_at_far, verification
+from simsearch.measures.metrics import equal_error_rate, few_shot_accuracy, roc_auc, threshold_at_far, verification
 from tests.conftest import unit_rows
 
 
@@ -42,7 +42,7 @@ def test_verification_on_separable_clusters():
 
 
 def test_best_accuracy_threshold_by_hand():
-    from simsearch.evaluate.metrics import best_accuracy_threshold
+    from simsearch.measures.metrics import best_accuracy_threshold
 
     genuine = np.array([0.9, 0.8, 0.4])
     impostor = np.array([0.5, 0.3, 0.2, 0.1])

@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simsearch.evaluate.openset import (
+from simsearch.evaluate.openset import measure_runs, random_runs, within_alphabet_runs
+from simsearch.measures.openset import (
     OpenSetCurve,
     ProbeScores,
     gallery_self_scores,
-    measure_runs,
     open_set_rates,
     probe_scores,
-    random_runs,
-    within_alphabet_runs,
 )
 
 

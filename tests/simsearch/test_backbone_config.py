@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from simsearch.backbones import Backbone, freeze, parse_spec, trainable_blocks
+from simsearch.backbones import Backbone, parse_spec
 from simsearch.encoder import Arch, EncoderConfig, build_encoder
 from simsearch.errors import ModelError
 from simsearch.preprocess import Preprocess
+from simsearch.train.freeze import freeze, trainable_blocks
 from tests.conftest import run_cli
 
 

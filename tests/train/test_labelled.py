@@ -11,7 +11,7 @@ from simsearch.device import resolve_device
 from simsearch.embed import Embedder
 from simsearch.encoder import EncoderConfig, build_encoder
 from simsearch.errors import DataError
-from simsearch.evaluate.metrics import few_shot_accuracy
+from simsearch.measures.metrics import few_shot_accuracy
 from simsearch.preprocess import Preprocess
 from simsearch.symbols import SYMBOLS, write_symbol_set
 from simsearch.train import TrainConfig, train
