@@ -6,7 +6,8 @@ import sys
 import click
 import pytest
 
-from simsearch.cli import _INT_LIST, _parse_duration
+from simsearch.cli.common import INT_LIST as _INT_LIST
+from simsearch.cli.common import parse_duration as _parse_duration
 from simsearch.errors import SimSearchError
 from simsearch.results import write_rows
 from tests.conftest import REPO
@@ -52,7 +53,7 @@ def test_train_option_defaults_are_the_library_defaults():
     """The CLI declares its defaults without importing torch; they must not drift from the configs'."""
     from dataclasses import fields
 
-    from simsearch.cli import train_cmd
+    from simsearch.cli.train import train_cmd
     from simsearch.encoder import EncoderConfig
     from simsearch.preprocess import Preprocess
     from simsearch.train import SelfSupConfig, TrainConfig

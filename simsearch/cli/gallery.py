@@ -1,0 +1,172 @@
+"""`simsearch calibrate` and `duplicates`: measuring a gallery and finding its copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from simsearch.cli.common import (
+    DEVICE,
+    INDEX,
+    JSON,
+    echo_json,
+    one_line,
+    print_skipped,
+)
+from simsearch.cli.root import cli
+
+
+@cli.command("calibrate")
+@click.argument("labelled", type=click.Path(path_type=Path))
+@INDEX
+@click.option(
+    "--fpir",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=None,
+    help="Target FPIR (default 0.01): the share of probes of classes absent from the gallery that identify may accept.",
+)
+@click.option(
+    "--fnir",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=None,
+    help="Target FNIR instead: the share of probes of gallery classes that may come back unknown or wrong.",
+)
+@click.option(
+    "--far",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=None,
+    hidden=True,
+    help="Old name of --fpir.",
+)
+@click.option(
+    "--roc",
+    "roc_png",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the open-set ROC (1-FNIR against FPIR) as a PNG here.",
+)
+@click.option("--dry-run", is_flag=True, help="Measure and report, but do not save anything into the index.")
+@DEVICE
+@JSON
+def calibrate_cmd(labelled: Path, index_path: Path, dry_run: bool, as_json: bool, **opts: Any) -> None:
+    """Measure identify's FPIR and FNIR against the index's gallery, at its real size, with the labelled
+    probes in LABELLED (a folder per class; images the gallery does not hold), and save the threshold for
+    the target into the index; identify and the service then use it by default.
+
+    \b
+    A probe of a gallery class is a known probe, and also an unknown one with its own class left
+    out of the gallery; probes of other classes are unknown probes as they are. FPIR: the share of
+    unknown probes accepted as some class. FNIR: the share of known probes not given their class.
+    """
+    from simsearch.engine import calibrate
+
+    c = calibrate(labelled, index_path, save=not dry_run, progress=not as_json, **opts)
+    if as_json:
+        echo_json(c.to_dict())
+        return
+    print_skipped(c.skipped)
+    click.echo(
+        f"{c.probes:,} probes: {c.known_probes:,} of gallery classes, {c.unknown_probes:,} of other classes, "
+        f"{c.derived_unknown:,} more unknown ones with their own class left out; gallery {c.gallery_images:,} images "
+        f"in {c.gallery_classes:,} classes"
+    )
+    if c.nearest_class_accuracy is not None:
+        click.echo(f"nearest class right for {100 * c.nearest_class_accuracy:.1f}% of known probes (closed-set)")
+    click.echo("   FPIR  threshold   FNIR")
+    for row in c.rows:
+        fnir = "-" if row["fnir"] is None else f"{row['fnir']:.4f}"
+        click.echo(f"  {row['fpir']:5.3f}  {row['threshold']:+.4f}   {fnir}")
+    click.echo(f"threshold {c.decision.describe()}")
+    if c.observed_fpir is not None:
+        fnir = "-" if c.observed_fnir is None else f"{c.observed_fnir:.4f}"
+        click.echo(f"on these probes at it: FPIR {c.observed_fpir:.4f}, FNIR {fnir}")
+    click.echo(
+        ("not saved (--dry-run)" if dry_run else f"saved into {index_path}")
+        + (f"; ROC curve: {c.roc_png}" if c.roc_png else "")
+    )
+
+
+@cli.command("duplicates")
+@INDEX
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1.0, 1.0),
+    default=None,
+    help="Cosine score at or above which two images count as near-duplicates. Default: the encoder's duplicate "
+    "threshold (distinct pictures of its reference set exceed it at a false-match rate of 1e-5 a pair, so about N x 1e-5 false matches for each picture in a folder of N), else 0.95.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the groups to .jsonl (one group a line) or .csv (one member a row).",
+)
+@click.option(
+    "--remove-list",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the files to remove (every member of a group but the one kept, the largest file), one path a "
+    "line, for a script to act on. Nothing is deleted by simsearch.",
+)
+@click.option(
+    "--montage-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write one contact sheet PNG per group into this folder.",
+)
+@JSON
+def duplicates_cmd(
+    index_path: Path,
+    threshold: float | None,
+    out: Path | None,
+    remove_list: Path | None,
+    montage_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Groups of duplicate gallery images: files with identical bytes, then near-duplicates.
+
+    Every member of a group scores at least the threshold against the group's first image (its
+    centre), so unrelated images are never chained together through intermediate ones. In each
+    group the largest file is marked "keep" and the others "remove"; nothing is deleted.
+    """
+    from simsearch.engine import duplicate_rows, duplicate_threshold, find_duplicates, open_index
+    from simsearch.files import write_atomic
+    from simsearch.model_files import recorded_meta
+    from simsearch.pictures import group_sheets
+    from simsearch.results import write_rows
+
+    source = "given"
+    if threshold is None:
+        with open_index(index_path) as store:
+            encoder = store.manifest.encoder
+        threshold, source = duplicate_threshold(encoder, recorded_meta(encoder.get("source")))
+    rows = duplicate_rows(find_duplicates(index_path, threshold))
+    for row in rows:
+        if as_json:
+            echo_json(row)
+        else:
+            click.echo(f"group {row['group']} ({row['size']} images)")
+            for m in row["members"]:
+                click.echo(
+                    f"  {'keep  ' if m['keep'] else 'remove' if m['remove'] else 'same  '}  {m['score']:+.4f} "
+                    f"{m['match']:6s}  {one_line(m['path'])}"
+                )
+    if not as_json:
+        removable = sum(len(r["remove"]) for r in rows)
+        click.echo(f"{len(rows)} group(s), {removable} file(s) to remove, at threshold {threshold:.4f} ({source})")
+    if out is not None:
+        click.echo(f"wrote {write_rows(rows, out, flatten='members')}", err=True)
+    if remove_list is not None:
+        doomed = [p for r in rows for p in r["remove"]]
+        odd = [p for p in doomed if "\n" in p or "\r" in p]
+        for p in odd:
+            click.echo(f"warning: not in the remove list (its name holds a line break): {p!r}", err=True)
+        text = "".join(f"{p}\n" for p in doomed if p not in odd)
+        write_atomic(remove_list, text.encode("utf-8", "surrogateescape"))
+        click.echo(f"wrote {remove_list} ({len(doomed) - len(odd)} paths)", err=True)
+    if montage_dir is not None:
+        drawn = group_sheets(rows, montage_dir)
+        more = f" (the first {len(drawn)} of {len(rows)} groups)" if len(drawn) < len(rows) else ""
+        click.echo(f"wrote {len(drawn)} group sheet(s) to {montage_dir}{more}", err=True)
