@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simsearch.choices import parse_choice
+from simsearch.config.choices import Arch, Pool
 from simsearch.preprocess import Preprocess
 
 if TYPE_CHECKING:
@@ -24,31 +23,7 @@ _MAX_PARAMETERS = 100_000_000
 __all__ = ["Arch", "Encoder", "EncoderConfig", "Pool", "build_encoder"]
 
 
-class Arch(str, Enum):
-    """Encoder architectures; the checkpoint's config names one."""
-
-    CONV4 = "conv4"
-    RESNET = "resnet"
-    BACKBONE = "backbone"  # a network from a model library (timm, torchvision, OpenCLIP): simsearch.backbones
-
-    @classmethod
-    def parse(cls, value: str) -> Arch:
-        return parse_choice(cls, value, "architecture")
-
-
 MIN_CONTRAST = 0.05  # autocontrast stretches at most 20x, so a blank page's noise stays noise
-
-
-class Pool(str, Enum):
-    """How the last stage's feature map becomes one vector: averaged over its positions, or flattened
-    (each position keeps its own channels, so where a part of the drawing sits counts)."""
-
-    AVG = "avg"
-    FLATTEN = "flatten"
-
-    @classmethod
-    def parse(cls, value: str) -> Pool:
-        return parse_choice(cls, value, "pooling")
 
 
 @dataclass(frozen=True)

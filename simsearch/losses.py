@@ -2,38 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 import torch.nn.functional as F
 
-from simsearch.choices import parse_choice
+from simsearch.config.choices import Loss, Mining
 
 __all__ = ["Loss", "Mining", "contrastive_loss", "episodic_loss", "ntxent_loss", "triplet_loss"]
-
-
-class Loss(str, Enum):
-    """The training objectives `simsearch train --loss` offers."""
-
-    CONTRASTIVE = "contrastive"
-    TRIPLET = "triplet"
-    EPISODIC = "episodic"
-
-    @classmethod
-    def parse(cls, value: str) -> Loss:
-        return parse_choice(cls, value, "loss")
-
-
-class Mining(str, Enum):
-    """Which triplets a triplet loss averages over."""
-
-    ALL = "all"
-    BATCH_HARD = "batch-hard"
-    SEMI_HARD = "semi-hard"
-
-    @classmethod
-    def parse(cls, value: str) -> Mining:
-        return parse_choice(cls, value, "mining")
 
 
 def _distances(emb: torch.Tensor) -> torch.Tensor:

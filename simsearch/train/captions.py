@@ -10,44 +10,24 @@ held-out caption a text query, recall@5 (a right picture among the first five).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from simsearch.config.train import CaptionConfig
 from simsearch.embed import Embedder
 from simsearch.encoder import Encoder, EncoderConfig
 from simsearch.errors import DataError, SimSearchError
 from simsearch.measures.metrics import recommended_threshold
 from simsearch.text import clip_loss, words
-from simsearch.train.loop import LoopConfig, TrainResult, run_loop
+from simsearch.train.loop import TrainResult, run_loop
 
 __all__ = ["CaptionConfig", "load_captioned", "text_recall", "train_captions"]
 
 KIND = "captions"
 MAX_CAPTION_BYTES = 64 << 10
-
-
-@dataclass(frozen=True)
-class CaptionConfig(LoopConfig):
-    """What shapes an image-text run (beside the loop's length, schedule and validation cadence)."""
-
-    batch: int = 128  # (picture, caption) pairs per step
-    flips: bool = False  # random horizontal flips of the pictures (only where captions never say left or right)
-    text_width: int = 128
-    text_layers: int = 2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.batch < 2:
-            raise ValueError("an image-text batch needs at least 2 pairs")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError("val_fraction must be in [0, 1)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(super().to_dict(), loss="clip")
 
 
 def load_captioned(folder: str | Path, names: Sequence[str]) -> tuple[list[int], list[str]]:

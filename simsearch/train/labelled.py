@@ -3,72 +3,30 @@ validation by few-shot episodes (or signature verification) on held-out groups."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from simsearch.config.train import TrainConfig
 from simsearch.datasets import LabelledSet, split_by_group
 from simsearch.embed import Embedder
 from simsearch.encoder import Encoder, EncoderConfig
 from simsearch.errors import DataError
 from simsearch.evaluate.signatures import has_forgeries, signature_verification
-from simsearch.losses import Loss, Mining, contrastive_loss, episodic_loss, triplet_loss
+from simsearch.losses import Loss, contrastive_loss, episodic_loss, triplet_loss
 from simsearch.measures.metrics import few_shot_accuracy, recommended_threshold
 from simsearch.train.augment import Augment, augment
-from simsearch.train.loop import LoopConfig, TrainResult, run_loop
+from simsearch.train.loop import TrainResult, run_loop
 
-__all__ = ["Sampler", "TrainConfig", "train"]
+__all__ = ["Sampler", "TrainConfig", "augment_of", "train"]
 
 _SIGNATURE_DRAWS = 5  # reference draws averaged per signature validation: 7 writers are few
 
 
-@dataclass(frozen=True)
-class TrainConfig(LoopConfig):
-    """Everything that shapes a labelled run (the data and the encoder architecture aside)."""
-
-    loss: Loss = Loss.EPISODIC
-    classes_per_batch: int = 60  # P
-    group_batches: bool = False  # fill batches with whole groups (a writer's genuine and forged signatures)
-    per_class: int = 6  # K
-    shot: int = 1  # episodic: support images per class; the other K - shot are queries
-    margin: float | None = None  # contrastive 0.5, triplet 0.2 by default
-    mining: Mining = Mining.BATCH_HARD
-    rotations: bool = False  # 90-degree rotations of each class become new classes (Omniglot habit)
-    jitter: float = 1.0  # strength of the random affine jitter; 0 turns it off
-    elastic: float = 0.0  # strength of the random smooth (elastic) warp, as handwriting varies; 0 = off
-    flips: bool = False  # random horizontal flips (photos, faces)
-    color_jitter: float = 0.0  # strength of random brightness/contrast/saturation changes (photos); 0 = off
-    ema: float = 0.0  # validate and keep an exponential moving average of the weights with this decay; 0 = off
-    val_fold: int = 0  # which disjoint block of held-out groups validates (cross-validation); 0 = the usual
-    val_way: int = 20
-    val_shot: int = 1
-    val_episodes: int = 400
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "loss", Loss.parse(str(getattr(self.loss, "value", self.loss))))
-        object.__setattr__(self, "mining", Mining.parse(str(getattr(self.mining, "value", self.mining))))
-        if self.classes_per_batch < 2 or self.per_class < 2:
-            raise ValueError("a batch needs at least 2 classes and 2 images per class")
-        if self.loss is Loss.EPISODIC and not 1 <= self.shot < self.per_class:
-            raise ValueError("episodic loss needs 1 <= shot < images per class")
-        if self.val_fold < 0:
-            raise ValueError("the validation fold must be 0 or more")
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"the weight average's decay must be in [0, 1), not {self.ema}")
-
-    @property
-    def augment(self) -> Augment:
-        return Augment(flips=self.flips, jitter=self.jitter, elastic=self.elastic, color_jitter=self.color_jitter)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        d["loss"] = self.loss.value
-        d["mining"] = self.mining.value
-        return d
+def augment_of(cfg: TrainConfig) -> Augment:
+    return Augment(flips=cfg.flips, jitter=cfg.jitter, elastic=cfg.elastic, color_jitter=cfg.color_jitter)
 
 
 class Sampler:
@@ -189,7 +147,7 @@ class _Labelled:
     def batch(self, step: int, device: torch.device) -> tuple[torch.Tensor, Any]:
         idx, labels, turns = self.sampler.sample(self.p, self.cfg.per_class)
         x = self.images[idx].to(device).float().div_(255.0)
-        return augment(x, turns, self.cfg.augment, self.gen), labels.to(device)
+        return augment(x, turns, augment_of(self.cfg), self.gen), labels.to(device)
 
     def loss(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg

@@ -9,7 +9,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from simsearch.checkpoint import save_checkpoint
+from simsearch.config.train import LoopConfig
 from simsearch.device import resolve_device
 from simsearch.encoder import Encoder, EncoderConfig, build_encoder
 from simsearch.errors import SimSearchError
@@ -38,39 +39,6 @@ __all__ = [
 
 RESUME_WEIGHTS = "resume.safetensors"
 RESUME_STATE = "resume.json"
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """What every objective's run shares: length, schedule, validation cadence, seed, device."""
-
-    steps: int = 2000
-    time_budget_s: float | None = None  # stop (and finish the LR schedule) by this wall time
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    val_fraction: float = 0.15
-    val_every: int = 250
-    seed: int = 0
-    device: str = "auto"
-    # fine-tuning: train only the last N blocks of the image network and the head (0: the head alone);
-    # None trains everything (simsearch.backbones.freeze)
-    train_blocks: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.train_blocks is not None and self.train_blocks < 0:
-            raise ValueError("train_blocks must be 0 or more")
-        if self.steps < 1:
-            raise ValueError("steps must be at least 1")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise ValueError("time budget must be positive")
-        if self.lr <= 0:
-            raise ValueError("learning rate must be positive")
-        if self.val_every < 1:
-            raise ValueError("val_every must be at least 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

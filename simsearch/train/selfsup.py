@@ -5,7 +5,6 @@ searches edited copies of held-out photos (recall@1)."""
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from simsearch.config.train import SelfSupConfig
 from simsearch.edits import EDITS, random_view, wide_view
 from simsearch.embed import Embedder
 from simsearch.encoder import Encoder, EncoderConfig
@@ -21,38 +21,11 @@ from simsearch.evaluate.copydetect import CopyQueries, copy_detection_table, mak
 from simsearch.images import to_array
 from simsearch.losses import ntxent_loss
 from simsearch.measures.metrics import recommended_threshold
-from simsearch.train.loop import LoopConfig, TrainResult, run_loop
+from simsearch.train.loop import TrainResult, run_loop
 
 __all__ = ["SelfSupConfig", "train_self_supervised"]
 
 KIND = "self-supervised"  # marks its resume state, so a labelled run's state is not taken for one
-
-
-@dataclass(frozen=True)
-class SelfSupConfig(LoopConfig):
-    """What shapes a self-supervised run (beside the loop's length, schedule and validation cadence)."""
-
-    batch: int = 128  # images per step; each gives two views
-    temperature: float = 0.1
-    grayscale: float = 0.5  # chance that a view loses its colour
-    views: str = "classic"  # the training views' edits: edits.random_view ("classic") or edits.wide_view ("wide")
-    val_images: int = 500  # at most this many held-out images; val_fraction of them are held out
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.batch < 2:
-            raise ValueError("a self-supervised batch needs at least 2 images")
-        if self.temperature <= 0:
-            raise ValueError("steps, learning rate and temperature must be positive")
-        if not 0.0 <= self.grayscale <= 1.0:
-            raise ValueError("grayscale is a probability in [0, 1]")
-        if self.views not in ("classic", "wide"):
-            raise ValueError(f"views must be classic or wide, not {self.views!r}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError("val_fraction must be in [0, 1)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(super().to_dict(), loss="nt-xent")
 
 
 def _settings(cfg: SelfSupConfig) -> dict[str, Any]:

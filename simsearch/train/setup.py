@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from simsearch.config.train import EncoderOptions
 from simsearch.encoder import Arch, EncoderConfig, Pool
 from simsearch.errors import ConfigError, first_line
 from simsearch.preprocess import Preprocess
@@ -31,41 +32,31 @@ def _fields(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def encoder_config(
-    arch: str = "conv4",
-    channels: int = 1,
-    size: int = 28,
-    widths: tuple[int, ...] = (64, 96, 128, 256),
-    embedding_dim: int | None = None,
-    pool: str = "avg",
-    invert: bool | None = None,
-    crop: float = 1.0,
-    autocontrast: bool = False,
-    fit_ink: bool = False,
-    face: bool = False,
-) -> EncoderConfig:
-    """A new encoder's configuration. `invert` defaults to on for grayscale (dark strokes on light
-    paper become the signal), off for RGB; without `embedding_dim` the pooled features are the
-    embedding (no head)."""
+def encoder_config(**options: Any) -> EncoderConfig:
+    """A new encoder's configuration from EncoderOptions' fields (their defaults where not given). `invert`
+    defaults to on for grayscale (dark strokes on light paper become the signal), off for RGB; without
+    `embedding_dim` the pooled features are the embedding (no head)."""
+    o = EncoderOptions(**options)
+    channels = int(o.channels)
     mean, std = ((0.0,), (1.0,)) if channels == 1 else ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     enc = EncoderConfig(
-        arch=Arch.parse(arch),
+        arch=Arch.parse(str(getattr(o.arch, "value", o.arch))),
         preprocess=Preprocess(
             channels=channels,
-            size=size,
-            invert=(channels == 1) if invert is None else invert,
+            size=o.size,
+            invert=(channels == 1) if o.invert is None else o.invert,
             mean=mean,
             std=std,
-            crop=crop,
-            autocontrast=autocontrast,
-            fit_ink=fit_ink,
-            face=face,
+            crop=o.crop,
+            autocontrast=o.autocontrast,
+            fit_ink=o.fit_ink,
+            face=o.face,
         ),
-        widths=tuple(widths),
-        embedding_dim=embedding_dim or 1,
-        pool=Pool.parse(pool),
+        widths=tuple(o.widths),
+        embedding_dim=o.embedding_dim or 1,
+        pool=Pool.parse(str(getattr(o.pool, "value", o.pool))),
     )
-    return enc if embedding_dim else dataclasses.replace(enc, embedding_dim=enc.feature_dim)
+    return enc if o.embedding_dim else dataclasses.replace(enc, embedding_dim=enc.feature_dim)
 
 
 @dataclass(frozen=True)

@@ -49,31 +49,61 @@ def test_result_rows_as_jsonl_and_flattened_csv(tmp_path):
     assert not (tmp_path / "r.xml").exists()
 
 
-def test_train_option_defaults_are_the_library_defaults():
-    """The CLI declares its defaults without importing torch; they must not drift from the configs'."""
+def test_a_declared_field_is_an_option_with_its_default_help_and_bounds():
+    """Adding an option is adding a field: the CLI makes it from the declaration alone."""
+    from dataclasses import dataclass
+
+    from simsearch.cli.declared import options_from
+    from simsearch.config.options import option
+
+    @dataclass(frozen=True)
+    class Request:
+        beams: int = option(4, "Beams to search.", section="Search", bounds=(1, 64))
+        wide: bool = option(False, "Search wide.", section="Search")
+
+    @click.command()
+    @options_from(Request)
+    def cmd(**kw):
+        click.echo(repr(sorted(kw.items())))
+
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    assert runner.invoke(cmd, []).output.strip() == "[('beams', 4), ('wide', False)]"
+    assert runner.invoke(cmd, ["--beams", "9", "--wide"]).output.strip() == "[('beams', 9), ('wide', True)]"
+    assert runner.invoke(cmd, ["--beams", "0"]).exit_code == 2  # out of its bounds
+    assert "Beams to search." in runner.invoke(cmd, ["--help"]).output
+
+
+def test_every_declared_train_field_is_an_option_of_train_with_its_default():
     from dataclasses import fields
 
-    from simsearch.cli.train import train_cmd
+    from simsearch.cli.train import _REQUEST, train_cmd
+    from simsearch.config.options import declared
     from simsearch.encoder import EncoderConfig
-    from simsearch.preprocess import Preprocess
-    from simsearch.train import SelfSupConfig, TrainConfig
+    from simsearch.train.setup import encoder_config
 
     ctx = click.Context(train_cmd)
-    cli_defaults = {p.name: p.get_default(ctx) for p in train_cmd.params}
-    renamed: dict[str, str] = {}
-    compared = 0
-    for config in (TrainConfig, SelfSupConfig, Preprocess):
-        for f in fields(config):
-            name = renamed.get(f.name, f.name)
-            if name not in cli_defaults or f.name in ("invert", "mean", "std"):
-                continue
-            got = cli_defaults[name]
-            want = getattr(f.default, "value", f.default)
-            assert (type(want)(got) if got is not None else got) == want, f"--{name.replace('_', '-')}"
-            compared += 1
-    assert _INT_LIST.convert(cli_defaults["widths"], None, None) == EncoderConfig().widths
-    assert cli_defaults["arch"] == EncoderConfig().arch.value
-    assert compared >= 20
+    params = {p.name: p for p in train_cmd.params}
+    for d in declared(*_REQUEST):
+        got = params[d.name].get_default(ctx)
+        if d.option.kind == "ints":
+            got = _INT_LIST.convert(got, None, None)
+        want = None if d.required else getattr(d.default, "value", d.default)
+        assert (type(want)(got) if want is not None and got is not None else got) == want, d.name
+    undeclared = {f.name for cls in _REQUEST for f in fields(cls) if "option" not in f.metadata}
+    assert undeclared <= {
+        "weight_decay",
+        "warmup_steps",
+        "device",
+        "val_way",
+        "val_shot",
+        "val_episodes",
+        "val_images",
+        "batch",
+        "flips",
+    }
+    assert encoder_config() == EncoderConfig()  # a new encoder's defaults are the library's
 
 
 def test_reading_or_editing_an_index_does_not_load_torch():

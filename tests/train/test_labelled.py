@@ -16,6 +16,7 @@ from simsearch.preprocess import Preprocess
 from simsearch.symbols import SYMBOLS, write_symbol_set
 from simsearch.train import TrainConfig, train
 from simsearch.train.augment import augment, elastic_field
+from simsearch.train.labelled import augment_of
 from tests.conftest import interrupted_then_resumed
 
 SMALL = EncoderConfig(preprocess=Preprocess(size=28), widths=(16, 16, 32, 32), embedding_dim=32)
@@ -142,8 +143,8 @@ def test_elastic_warp_bends_strokes_but_keeps_the_ink(symbols):
     x = torch.from_numpy(symbols.images[:16]).float() / 255
     turns = torch.zeros(16, dtype=torch.long)
     cfg = TrainConfig(jitter=0.0, elastic=1.5)
-    a = augment(x.clone(), turns, cfg.augment, torch.Generator().manual_seed(1))
-    b = augment(x.clone(), turns, cfg.augment, torch.Generator().manual_seed(1))
+    a = augment(x.clone(), turns, augment_of(cfg), torch.Generator().manual_seed(1))
+    b = augment(x.clone(), turns, augment_of(cfg), torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
     changed = (a - x).abs().flatten(1).sum(1)
     assert bool((changed > 1.0).all())  # every image is warped
@@ -151,4 +152,4 @@ def test_elastic_warp_bends_strokes_but_keeps_the_ink(symbols):
     ratio = ink_after / ink_before  # strokes bend and stretch, they do not vanish or smear over the image
     assert bool(((ratio > 0.5) & (ratio < 2.0)).all())
     off = TrainConfig(jitter=0.0, elastic=0.0)
-    assert torch.equal(augment(x.clone(), turns, off.augment, torch.Generator().manual_seed(1)), x)
+    assert torch.equal(augment(x.clone(), turns, augment_of(off), torch.Generator().manual_seed(1)), x)
