@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
-import stat
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,127 +31,18 @@ from index.errors import (
     IndexChangedError,
     IndexCorruptError,
     IndexLockedError,
-    IndexNotFoundError,
     IndexStoreError,
     VectorError,
 )
-from index.vector_index import IndexKind, KindParams, Metric, VectorIndex, choose_kind
+from index.manifest import CATALOG, FORMAT_VERSION, MANIFEST, VECTORS, CheckReport, Manifest, now, read_manifest
+from index.vector_index import IndexKind, KindParams, VectorIndex, choose_kind
 
 __all__ = ["FORMAT_VERSION", "CheckReport", "IndexStore", "Manifest", "Transaction"]
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-VECTORS = "vectors.faiss"
 TOMBSTONES = "tombstones.npy"
 EXACT_IDS = "exact_ids.npy"  # ivfpq only: sorted ids and their float32 vectors, for exact re-ranking
 EXACT = "exact.npy"
-CATALOG = "catalog.sqlite"
 LOCK = ".lock"
-_MAX_MANIFEST = 64 << 20  # a manifest holds two thinned score curves: well under a megabyte
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What an index directory holds. `encoder` is opaque to this layer (the engine fills it)."""
-
-    dim: int
-    encoder: dict[str, Any]
-    generation: int = 0
-    count: int = 0
-    next_id: int = 0
-    metric: Metric = Metric.COSINE
-    kind: IndexKind = IndexKind.FLAT
-    params: dict[str, Any] = field(default_factory=dict)
-    threshold: float | None = None
-    calibration: dict[str, Any] | None = None
-    gallery_calibration: dict[str, Any] | None = None  # the gallery measured on itself at each commit
-    checksums: dict[str, str] = field(default_factory=dict)  # file of the generation -> "sha256:<hex>"
-    gallery: str | None = None  # the folder the index was last built or synced from (absolute)
-    created: str = field(default_factory=_now)
-    updated: str = field(default_factory=_now)
-    format_version: int = FORMAT_VERSION
-
-    @property
-    def gen_dir(self) -> str:
-        return f"gen-{self.generation:06d}"
-
-    @property
-    def kind_params(self) -> KindParams:
-        return KindParams.from_dict(self.params)
-
-    @property
-    def requested_kind(self) -> str:
-        """What the user asked for: 'auto' or a kind name (the kind field is what it resolved to)."""
-        return str(self.params.get("requested", self.kind.value))
-
-    def to_json(self) -> str:
-        d = asdict(self)
-        d["metric"], d["kind"] = self.metric.value, self.kind.value
-        d["files"] = {"vectors": f"{self.gen_dir}/{VECTORS}", "catalog": f"{self.gen_dir}/{CATALOG}"}
-        return json.dumps(d, indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        """Parse manifest.json. Raises IndexCorruptError naming the field that is missing or of the wrong
-        shape (a list for the whole, a string for the encoder, a generation that is not a number ...)."""
-        d = json.loads(text)
-        if not isinstance(d, dict):
-            raise IndexCorruptError(f"{MANIFEST} is a {type(d).__name__}, not an object")
-        if d.get("format_version") != FORMAT_VERSION:
-            raise IndexCorruptError(f"unsupported index format version {d.get('format_version')!r}")
-        d.pop("files", None)
-        for key, kinds in _FIELD_TYPES.items():
-            if key in d and not (isinstance(d[key], kinds) and not isinstance(d[key], bool)):
-                raise IndexCorruptError(f"{MANIFEST}: {key} is {d[key]!r}, not {_TYPE_NAMES[key]}")
-        for key in ("dim", "encoder", "metric", "kind"):
-            if key not in d:
-                raise IndexCorruptError(f"{MANIFEST}: {key} is missing")
-        if d["dim"] < 1 or min(d.get(k, 0) for k in ("generation", "count", "next_id")) < 0:
-            raise IndexCorruptError(f"{MANIFEST}: dim, generation, count or next_id out of range")
-        threshold = d.get("threshold")
-        if threshold is not None and not (isinstance(threshold, (int, float)) and -2.0 <= threshold <= 2.0):
-            raise IndexCorruptError(f"{MANIFEST}: threshold is {threshold!r}, not a cosine score")
-        d["metric"], d["kind"] = Metric.parse(d["metric"]), IndexKind.parse(d["kind"])
-        return cls(**d)
-
-
-_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "dim": int,
-    "encoder": dict,
-    "generation": int,
-    "count": int,
-    "next_id": int,
-    "metric": str,
-    "kind": str,
-    "params": dict,
-    "threshold": (int, float, type(None)),
-    "calibration": (dict, type(None)),
-    "gallery_calibration": (dict, type(None)),
-    "checksums": dict,
-    "gallery": (str, type(None)),
-    "created": str,
-    "updated": str,
-}
-_TYPE_NAMES = {
-    k: " or ".join("null" if t is type(None) else t.__name__ for t in (v if isinstance(v, tuple) else (v,)))
-    for k, v in _FIELD_TYPES.items()
-}
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    """Result of a consistency check: `problems` is empty when the index is sound."""
-
-    count: int
-    problems: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 def _fsync_dir(path: Path) -> None:
@@ -261,25 +149,6 @@ def _load_vectors(gen: Path, manifest: Manifest) -> VectorIndex:
     return VectorIndex.from_bytes(data, manifest.dim, manifest.kind, params, tomb, exact)
 
 
-def _read_manifest(path: Path) -> Manifest:
-    mpath = path / MANIFEST
-    if not path.exists():
-        raise IndexNotFoundError(
-            f"{path}: no such index (build one with `simsearch index build FOLDER --index {path}`)"
-        )
-    if not mpath.is_file():
-        raise IndexNotFoundError(f"{path}: not a simsearch index (no {MANIFEST})")
-    try:
-        st = os.stat(mpath)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_MANIFEST:
-            raise IndexCorruptError(f"{path}: {MANIFEST} is not a regular file of at most {_MAX_MANIFEST:,} bytes")
-        return Manifest.from_json(mpath.read_text())
-    except IndexCorruptError as err:
-        raise IndexCorruptError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from None
-    except (OSError, ValueError, TypeError, KeyError, RecursionError) as err:
-        raise IndexCorruptError(f"{path}: {MANIFEST} is unreadable ({err})") from None
-
-
 class IndexStore:
     """An index directory opened for reading: its manifest, vectors (in memory) and catalog."""
 
@@ -302,17 +171,17 @@ class IndexStore:
         because a writer committed."""
         root = Path(path)
         for _ in range(5):
-            manifest = _read_manifest(root)
+            manifest = read_manifest(root)
             try:
                 return cls._open_generation(root, manifest)
             except IndexCorruptError:
                 try:
-                    moved_on = _read_manifest(root).generation != manifest.generation
+                    moved_on = read_manifest(root).generation != manifest.generation
                 except IndexStoreError:
                     moved_on = False
                 if not moved_on:
                     raise
-        return cls._open_generation(root, _read_manifest(root))
+        return cls._open_generation(root, read_manifest(root))
 
     @classmethod
     def _open_generation(cls, root: Path, manifest: Manifest) -> IndexStore:
@@ -358,7 +227,7 @@ class IndexStore:
         if cat_ids and max(cat_ids) >= self.manifest.next_id:
             problems.append("manifest next_id is not above every id")
         damaged = checksum_problems(self.path, self.manifest)
-        if damaged and _read_manifest(self.path).generation != self.manifest.generation:
+        if damaged and read_manifest(self.path).generation != self.manifest.generation:
             damaged = []  # a writer committed and removed this generation meanwhile: nothing is damaged
         problems += damaged
         _, vecs = self.vectors.vectors()
@@ -407,7 +276,7 @@ class Transaction:
                     "(run again to sync it, or give --overwrite to replace it)"
                 )
             if manifest is None:
-                manifest = _read_manifest(self.path)
+                manifest = read_manifest(self.path)
                 if expect is not None and (
                     manifest.encoder.get("fingerprint") != expect.encoder.get("fingerprint")
                     or manifest.created != expect.created
@@ -467,10 +336,10 @@ class Transaction:
                     f"{root}: folder is not empty and is not a simsearch index; choose another --index path"
                 )
         generation = 0
-        created = _now()
+        created = now()
         if IndexStore.exists(root):
             try:
-                old = _read_manifest(root)
+                old = read_manifest(root)
                 generation, created = old.generation, old.created
             except IndexStoreError:
                 pass
@@ -487,7 +356,7 @@ class Transaction:
         """Start changing an existing index (the manifest is read after the lock is taken, so a
         writer always builds on the last commit). `expect`: the manifest the caller read before (to load
         its encoder); an index replaced since (another encoder, or built anew) is refused."""
-        _read_manifest(Path(path))  # a clear error for a missing index before a lock file is made
+        read_manifest(Path(path))  # a clear error for a missing index before a lock file is made
         return cls(path, None, fresh=False, expect=expect)
 
     def new_ids(self, n: int) -> np.ndarray:
@@ -540,7 +409,7 @@ class Transaction:
             generation=self.base.generation + 1,
             count=count,
             next_id=self.next_id,
-            updated=_now(),
+            updated=now(),
             checksums={n: _sha256(self.tmp / n) for n in written},
             **manifest_changes,
         )
@@ -585,7 +454,7 @@ class Transaction:
     def _cleanup_leftovers(self, keep: str | None) -> None:
         # A generation is garbage only when neither manifest.json nor the caller names it, and only
         # what the index itself wrote is ever removed.
-        current = _read_manifest(self.path).gen_dir if IndexStore.exists(self.path) else None
+        current = read_manifest(self.path).gen_dir if IndexStore.exists(self.path) else None
         for p in self.path.iterdir():
             if p.name not in (keep, current, getattr(self, "tmp", Path()).name) and _index_owned(p):
                 shutil.rmtree(p, ignore_errors=True)

@@ -131,17 +131,14 @@ def duplicates_cmd(
     centre), so unrelated images are never chained together through intermediate ones. In each
     group the largest file is marked "keep" and the others "remove"; nothing is deleted.
     """
-    from simsearch.engine import duplicate_rows, duplicate_threshold, find_duplicates, open_index
+    from simsearch.engine import duplicate_rows, find_duplicates, index_duplicate_threshold
     from simsearch.files import write_atomic
-    from simsearch.model_files import recorded_meta
     from simsearch.pictures import group_sheets
     from simsearch.results import write_rows
 
     source = "given"
     if threshold is None:
-        with open_index(index_path) as store:
-            encoder = store.manifest.encoder
-        threshold, source = duplicate_threshold(encoder, recorded_meta(encoder.get("source")))
+        threshold, source = index_duplicate_threshold(index_path)
     rows = duplicate_rows(find_duplicates(index_path, threshold))
     for row in rows:
         if as_json:

@@ -258,10 +258,9 @@ def index_import(src: Path, index_path: Path, model: str | None, kind: str, over
 @INDEX
 def index_check(index_path: Path) -> int:
     """Check that catalog, vectors and manifest agree (exit 1 if not)."""
-    from simsearch.engine import open_index
+    from simsearch.engine import check_index
 
-    with open_index(index_path) as store:
-        report = store.check()
+    report = check_index(index_path)
     if report.ok:
         click.echo(f"ok: {report.count:,} images, catalog and vectors agree")
         return 0

@@ -154,7 +154,7 @@ def serve_cmd(
     bound = sock.getsockname()[1]  # --port 0: the port the system chose, so the printed address works
     shown_host = f"[{host.strip('[]')}]" if ":" in host else host
     click.echo(
-        f"serving {index_path} ({len(app.state.searcher.store.vectors):,} images) on http://{shown_host}:{bound}/"
+        f"serving {index_path} ({app.state.searcher.count:,} images) on http://{shown_host}:{bound}/"
         + (" (access token required)" if token else ""),
         err=True,
     )

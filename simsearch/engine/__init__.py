@@ -6,7 +6,13 @@ from index.errors import IndexStoreError
 from simsearch.engine.calibrate import Calibration, calibrate
 from simsearch.engine.compat import encoder_record
 from simsearch.engine.decision import DEFAULT_FPIR, DEFAULT_THRESHOLD, OperatingPoint, Threshold, resolve_threshold
-from simsearch.engine.duplicates import Duplicate, duplicate_rows, duplicate_threshold, find_duplicates
+from simsearch.engine.duplicates import (
+    Duplicate,
+    duplicate_rows,
+    duplicate_threshold,
+    find_duplicates,
+    index_duplicate_threshold,
+)
 from simsearch.engine.exchange import Exported, export_embeddings, import_embeddings, read_embeddings
 from simsearch.engine.search import Hit, Identification, QueryResult, Searcher, expand_queries
 from simsearch.engine.sync import (
@@ -14,6 +20,7 @@ from simsearch.engine.sync import (
     StrictModeError,
     add_files,
     build_index,
+    check_index,
     index_info,
     open_index,
     remove_entries,
@@ -39,6 +46,7 @@ __all__ = [
     "add_files",
     "build_index",
     "calibrate",
+    "check_index",
     "duplicate_rows",
     "duplicate_threshold",
     "encoder_record",
@@ -46,6 +54,7 @@ __all__ = [
     "export_embeddings",
     "find_duplicates",
     "import_embeddings",
+    "index_duplicate_threshold",
     "index_info",
     "open_index",
     "read_embeddings",

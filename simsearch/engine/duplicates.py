@@ -19,7 +19,14 @@ import numpy as np
 from index.catalog import Record
 from index.store import IndexStore
 
-__all__ = ["DUPLICATE_FMR", "Duplicate", "duplicate_rows", "duplicate_threshold", "find_duplicates"]
+__all__ = [
+    "DUPLICATE_FMR",
+    "Duplicate",
+    "duplicate_rows",
+    "duplicate_threshold",
+    "find_duplicates",
+    "index_duplicate_threshold",
+]
 
 # The per-pair false-match rate the default duplicates threshold is fitted for: pairs of distinct
 # pictures (not copies of each other) scoring at least the threshold.
@@ -49,10 +56,23 @@ def duplicate_threshold(manifest_encoder: dict[str, Any], meta: dict[str, Any]) 
     return _FALLBACK, f"fixed {_FALLBACK} (encoder {manifest_encoder.get('source')} records no duplicate threshold)"
 
 
-def find_duplicates(index: str | os.PathLike[str], threshold: float, batch: int = 1024) -> list[list[Duplicate]]:
+def index_duplicate_threshold(index: str | os.PathLike[str]) -> tuple[float, str]:
+    """(the duplicate threshold of the encoder that built this index, where it comes from)."""
+    from simsearch.model_files import recorded_meta
+
+    with IndexStore.open(index) as store:
+        encoder = store.manifest.encoder
+    return duplicate_threshold(encoder, recorded_meta(encoder.get("source")))
+
+
+def find_duplicates(
+    index: str | os.PathLike[str], threshold: float | None = None, batch: int = 1024
+) -> list[list[Duplicate]]:
     """Groups of gallery images, largest first: identical files, and near-duplicates scoring at least
-    `threshold` (cosine) against every other member; each member's score is against the group's centre
-    image (the first member)."""
+    `threshold` (cosine; by default the index's encoder's duplicate threshold) against every other member;
+    each member's score is against the group's centre image (the first member)."""
+    if threshold is None:
+        threshold = index_duplicate_threshold(index)[0]
     if not -1.0 <= threshold <= 1.0:
         raise ValueError("threshold must be a cosine score in [-1, 1]")
     with IndexStore.open(index) as store:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from index.catalog import Record
 from index.errors import IndexStoreError
 from index.store import IndexStore, Manifest
 from simsearch.engine.compat import model_for_index
@@ -189,6 +190,19 @@ class Searcher:
     def classes(self) -> set[str]:
         """The gallery's class names (first-level subfolders)."""
         return {c for c in self.store.catalog.labels() if c is not None}
+
+    def class_sizes(self) -> dict[str | None, int]:
+        """Images per class (None: images outside any class folder)."""
+        return self.store.catalog.labels()
+
+    @property
+    def count(self) -> int:
+        """Images in the index as opened (after the last refresh)."""
+        return len(self.store.vectors)
+
+    def record(self, image_id: int) -> Record | None:
+        """The catalog's record of one gallery image (path, label, size, mtime, sha256), or None."""
+        return self.store.catalog.get([int(image_id)]).get(int(image_id))
 
     def embed_paths(self, paths: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
         """(M, D) embeddings of the readable images, and (path, reason) for the rest, in order."""

@@ -399,6 +399,12 @@ def open_index(index: str | os.PathLike[str]) -> IndexStore:
     return IndexStore.open(index)
 
 
+def check_index(index: str | os.PathLike[str]) -> Any:
+    """Whether catalog, vectors and manifest agree: a report with `ok`, `count` and `problems`."""
+    with IndexStore.open(index) as store:
+        return store.check()
+
+
 def index_info(index: str | os.PathLike[str]) -> dict[str, Any]:
     """What `simsearch index info` shows: counts, classes and their sizes, encoder, kind, size on disk,
     and the identification threshold in force (with its source and the FPIR/FNIR it stands for) and
