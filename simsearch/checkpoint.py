@@ -34,7 +34,6 @@ __all__ = [
     "builtin_models",
     "fingerprint_of",
     "load_checkpoint",
-    "model_summaries",
     "resolve_model",
     "save_checkpoint",
     "weights_bytes",
@@ -142,25 +141,3 @@ def load_checkpoint(name_or_path: str | None = None, device: str | torch.device 
         raise ModelError(f"{folder}: checkpoint does not fit its config ({first_line(err)})") from None
     encoder.eval().to(device)
     return LoadedModel(encoder=encoder, config=config, fingerprint=fp, source=source, meta=meta)
-
-
-def model_summaries() -> list[dict[str, Any]]:
-    """One row per built-in encoder, read from its model.json alone (no weights loaded): name,
-    default, arch, input (CxSxS), dim, parameters, fingerprint (12 hex digits), description."""
-    rows = []
-    for name, folder in builtin_models().items():
-        meta = read_model_json(folder)
-        cfg = meta["config"]
-        rows.append(
-            {
-                "name": name,
-                "default": name == DEFAULT_MODEL,
-                "arch": cfg["arch"],
-                "input": f"{cfg['preprocess']['channels']}x{cfg['preprocess']['size']}x{cfg['preprocess']['size']}",
-                "dim": cfg["embedding_dim"],
-                "parameters": meta.get("parameters"),
-                "fingerprint": meta["fingerprint"][:12],
-                "description": meta.get("description", ""),
-            }
-        )
-    return rows

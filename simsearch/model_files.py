@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "WEIGHTS_FILE",
     "builtin_models",
+    "model_summaries",
     "read_model_json",
     "recorded_meta",
     "resolve_model",
@@ -71,3 +72,25 @@ def recorded_meta(source: str | None) -> dict[str, Any]:
         return read_model_json(resolve_model(source)[0])
     except (ModelError, NotReadable, OSError, ValueError, RecursionError):
         return {}
+
+
+def model_summaries() -> list[dict[str, Any]]:
+    """One row per built-in encoder, read from its model.json alone (no weights loaded): name,
+    default, arch, input (CxSxS), dim, parameters, fingerprint (12 hex digits), description."""
+    rows = []
+    for name, folder in builtin_models().items():
+        meta = read_model_json(folder)
+        cfg = meta["config"]
+        rows.append(
+            {
+                "name": name,
+                "default": name == DEFAULT_MODEL,
+                "arch": cfg["arch"],
+                "input": f"{cfg['preprocess']['channels']}x{cfg['preprocess']['size']}x{cfg['preprocess']['size']}",
+                "dim": cfg["embedding_dim"],
+                "parameters": meta.get("parameters"),
+                "fingerprint": meta["fingerprint"][:12],
+                "description": meta.get("description", ""),
+            }
+        )
+    return rows

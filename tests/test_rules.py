@@ -102,3 +102,31 @@ def test_the_engine_never_imports_evaluate():
     for name, deps in _graph().items():
         if name.startswith("simsearch.engine"):
             assert not {d for d in deps if d.startswith("simsearch.evaluate")}, name
+
+
+def test_models_help_and_index_info_load_no_torch(tmp_path):
+    """Reading what is installed or stored needs no network: `models`, `--help` and `index info` run
+    without importing torch (1.2 s and a GB of address space)."""
+    import subprocess
+    import sys
+
+    from simsearch.symbols import write_symbol_set
+    from tests.conftest import run_cli
+
+    write_symbol_set(tmp_path / "g", ["circle", "star"], per_class=2, seed=0)
+    run_cli("index", "build", tmp_path / "g", "--index", tmp_path / "g.idx", "-q", check=True)
+    for args in (
+        ["models"],
+        ["models", "--json"],
+        ["--help"],
+        ["train", "--help"],
+        ["index", "info", "--index", str(tmp_path / "g.idx")],
+    ):
+        code = (
+            "import sys\nfrom simsearch.cli import main\n"
+            f"sys.argv = ['simsearch', *{args!r}]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "print('torch' in sys.modules, file=sys.stderr)"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert proc.returncode == 0 and proc.stderr.strip().endswith("False"), (args, proc.stderr[-500:])

@@ -20,7 +20,7 @@ def models_cmd(ctx: click.Context, as_json: bool) -> None:
     """List the built-in encoders; `models import` makes an encoder from a model library's network."""
     if ctx.invoked_subcommand is not None:
         return
-    from simsearch.checkpoint import model_summaries
+    from simsearch.model_files import model_summaries
 
     rows = model_summaries()
     if as_json:
