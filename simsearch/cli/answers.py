@@ -36,7 +36,8 @@ def answer(
         raise click.UsageError("no query images found in the given paths")
     with Searcher(index_path, model=model, device=device) as searcher:
         classes = searcher.classes()
-        answers, unreadable = getattr(searcher, f"{ask}_paths")(paths, **how)  # an unknown --label: ValueError, exit 2
+        asking = searcher.query_paths if ask == "query" else searcher.identify_paths
+        answers, unreadable = asking(paths, **how)  # an unknown --label: ValueError, exit 2
     print_answers(answers, show, as_json, out, flatten="results" if ask == "query" else None)
     if montage is not None and answers:
         sheet = query_sheet if ask == "query" else identify_sheet

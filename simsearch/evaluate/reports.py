@@ -532,6 +532,8 @@ def evaluate(
 
     if roc_png is not None and not (open_set or lake):
         raise ConfigError("{fields} draws open-set DET curves: give it with --open-set or --lake", ["roc_png"])
+    if reframe is not None and (open_set or lake or copy_detection or signatures):
+        raise ConfigError("{fields} re-frames the images of few-shot and verification runs only", ["reframe"])
     baselines = (RAW_PIXELS, *HASHES) if copy_detection else (RAW_PIXELS,)
     models = candidates(model, compare, device, baselines)
     if open_set or lake:
@@ -548,8 +550,6 @@ def evaluate(
         return copy_detection_report(data, models, edits, n_originals, classes, seed, progress)
     if signatures:
         return signature_report(data, models, classes or "test/*", fit_classes or "train/*", refs, seed, progress)
-    if reframe is not None and (open_set or lake or copy_detection or signatures):
-        raise ConfigError("{fields} re-frames the images of few-shot and verification runs only", ["reframe"])
     return few_shot_report(
         data, models, way, shot, episodes, seed, table, pairs, classes, fit_classes, progress, reframe
     )

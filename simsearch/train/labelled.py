@@ -139,6 +139,9 @@ class _Labelled:
             "held_out_classes": sorted(data.classes[c] for c in val_ids),  # evaluate --fit-classes held-out
         }
 
+    def bind(self, encoder: Encoder) -> None:
+        pass  # the loss needs the embeddings only
+
     def extra_parameters(self, device: torch.device) -> list[dict[str, Any]]:
         """The episodic loss's learned temperature, made on the training device (run_loop calls this first)."""
         self.scale = torch.nn.Parameter(torch.tensor(10.0, device=device))

@@ -75,6 +75,11 @@ class Objective(Protocol):
     validates: bool  # whether validate() has anything to measure
     validate_first: bool  # also measure the starting weights (recorded as step 0)
 
+    def bind(self, encoder: Encoder) -> None:
+        """Called with the encoder being trained before the first step (a loss that needs the encoder
+        itself, as the image-text one needs its text tower); most objectives need nothing."""
+        ...
+
     def extra_parameters(self, device: torch.device) -> list[dict[str, Any]]:
         """Optimizer parameter groups of the objective's own (a learned loss scale), if any."""
         ...
@@ -237,9 +242,7 @@ def run_loop(
         from simsearch.train.freeze import freeze
 
         freeze(encoder, cfg.train_blocks)
-    bind = getattr(objective, "bind", None)
-    if bind is not None:  # an objective whose loss needs the encoder itself (the text tower)
-        bind(encoder)
+    objective.bind(encoder)
     averaged = AveragedModel(encoder, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema else None
     kept: Encoder = averaged.module if averaged is not None else encoder  # type: ignore[assignment]
     trainable = [p for p in encoder.parameters() if p.requires_grad]

@@ -69,6 +69,9 @@ class _SelfSupervised:
         self.loader = ThreadPoolExecutor(max_workers=1)  # prepares the next batch while this one trains
         self.pending: tuple[int, np.ndarray, Future[torch.Tensor]] | None = None
 
+    def bind(self, encoder: Encoder) -> None:
+        pass  # the loss needs the embeddings only
+
     def extra_parameters(self, device: torch.device) -> list[dict[str, Any]]:
         return []
 

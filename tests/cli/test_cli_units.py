@@ -123,3 +123,11 @@ def test_montage_rows_are_taken_in_turn_from_each_folder():
     assert picked == ["a0", "a1", "a2", "b0", "b1", "c0", "c1"]  # every folder before any shows thrice
     assert sample_across(items, lambda s: s[0], 100) == items
     assert sample_across([], lambda s: s, 5) == []
+
+
+def test_reframe_with_another_protocol_is_refused_not_ignored(tmp_path):
+    from tests.conftest import run_cli
+
+    for other in ("--signatures", "--open-set", "--copy-detection"):
+        proc = run_cli("evaluate", tmp_path, "--reframe", "pad", other)
+        assert proc.returncode == 2 and "--reframe re-frames the images of few-shot" in proc.stderr, proc.stderr
