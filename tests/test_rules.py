@@ -130,3 +130,9 @@ def test_models_help_and_index_info_load_no_torch(tmp_path):
         )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
         assert proc.returncode == 0 and proc.stderr.strip().endswith("False"), (args, proc.stderr[-500:])
+
+
+def test_the_cli_reference_in_docs_is_generated_from_the_commands():
+    from simsearch.cli.reference import reference
+
+    assert (REPO / "docs" / "cli.md").read_text() == reference(), "run: python -m simsearch.cli.reference > docs/cli.md"
