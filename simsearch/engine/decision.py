@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from index.store import Manifest
-from simsearch.errors import DataError
+from simsearch.errors import ConfigError, DataError
 from simsearch.measures.openset import OpenSetCurve
 
 __all__ = [
@@ -50,12 +50,16 @@ class OperatingPoint:
     def __post_init__(self) -> None:
         given = [self.threshold is not None, self.fpir is not None, self.fnir is not None, self.closed_set]
         if sum(given) > 1:
-            raise ValueError("give at most one of --threshold, --fpir, --fnir and --closed-set")
+            raise ConfigError("give at most one of {fields}", ["threshold", "fpir", "fnir", "closed_set"])
         if self.threshold is not None and not math.isfinite(self.threshold):
-            raise ValueError(f"threshold {self.threshold} is not a number (a cosine score, in [-1, 1])")
+            raise ConfigError(
+                "{fields} " + f"{self.threshold} is not a number (a cosine score, in [-1, 1])", ["threshold"]
+            )
         for name, rate in (("fpir", self.fpir), ("fnir", self.fnir)):
             if rate is not None and not (math.isfinite(rate) and 0.0 < rate < 1.0):
-                raise ValueError(f"--{name} must be a rate between 0 and 1 (for example 0.01), not {rate}")
+                raise ConfigError(
+                    "{fields} must be a rate between 0 and 1 (for example 0.01), " + f"not {rate}", [name]
+                )
 
 
 @dataclass(frozen=True)
