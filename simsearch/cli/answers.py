@@ -36,9 +36,17 @@ def answer(
         raise click.UsageError("no query images found in the given paths")
     with Searcher(index_path, model=model, device=device) as searcher:
         classes = searcher.classes()
+        layout = searcher.layout_warning() if ask == "identify" else None
+        if layout:
+            click.echo(f"warning: {layout}", err=True)
         asking = searcher.query_paths if ask == "query" else searcher.identify_paths
         answers, unreadable = asking(paths, **how)  # an unknown --label: ValueError, exit 2
+    if ask == "identify" and not as_json:
+        for line in identify_header(answers):
+            click.echo(line)
     print_answers(answers, show, as_json, out, flatten="results" if ask == "query" else None)
+    if ask == "identify" and not as_json and answers:
+        click.echo(identify_tally(answers))
     if montage is not None and answers:
         sheet = query_sheet if ask == "query" else identify_sheet
         shown = min(len(answers), MONTAGE_ROWS)
@@ -89,18 +97,34 @@ def show_hits(res: Any) -> str:
 
 
 def show_identification(r: Any) -> str:
-    where = f"threshold {r.decision.describe()}"
+    """One short line per probe; the threshold is said once, above them (identify_header)."""
     query, label = one_line(r.query), one_line(r.label or "-")
     if r.label is None:
-        return f"{query}: unknown  (no labelled gallery image near; {where})"
-    if r.known:
-        status, why = r.status
-        flag = f"{status}: {why}; " if status == "uncertain" else ""
-        return (
-            f"{query}: {label}  ({flag}score {r.score:+.4f}, margin {r.margin:.4f} over {one_line(r.runner_up or '-')}; "
-            f"match {one_line(r.match or '-')}; {where})"
-        )
-    return f"{query}: unknown  (closest {label} at {r.score:+.4f} < {where})"
+        return f"{query}: unknown  (no labelled gallery image near)"
+    if not r.known:
+        return f"{query}: unknown  (closest {label} {r.score:+.4f})"
+    status, why = r.status
+    over = f", margin {r.margin:.4f} over {one_line(r.runner_up)}" if r.runner_up is not None else ""
+    because = f" ({why})" if status == "uncertain" else ""
+    return f"{query}: {label}  {status}  {r.score:+.4f}{over}{because}"
+
+
+def identify_header(answers: Sequence[Any]) -> list[str]:
+    """The threshold in force, said once before the answers (and its warning when no score can reach it)."""
+    if not answers:
+        return []
+    decision = answers[0].decision
+    lines = [f"threshold {decision.describe()}"]
+    if decision.warning:
+        lines.append(f"warning: {decision.warning}")
+    return lines
+
+
+def identify_tally(answers: Sequence[Any]) -> str:
+    counts = {"identified": 0, "uncertain": 0, "unknown": 0}
+    for r in answers:
+        counts[r.status[0] if r.label is not None else "unknown"] += 1
+    return f"{len(answers)} probe(s): " + ", ".join(f"{n} {k}" for k, n in counts.items())
 
 
 EVERY_FACE = click.option(

@@ -3,8 +3,12 @@ FNIR, a threshold, or closed-set) and the threshold in force, with where it came
 
 Order of sources: an explicit threshold; else a curve fitted by `calibrate` on labelled probes against this
 gallery; else the gallery's own curve, measured on itself at its last build or sync; else the encoder's
-pair-level threshold from its validation classes; else 0.5. A curve turns a target FPIR or FNIR into a
-threshold for this gallery at its size.
+open-set prior at the gallery's size; else the encoder's pair-level threshold from its validation classes;
+else 0.5. A curve turns a target FPIR or FNIR into a threshold for this gallery at its size. Where a curve
+measured too few unknown probes to read the target FPIR (a gallery of one image a class, or of a few
+classes), its value is joined with the encoder's prior (measured at that size on classes its training never
+saw), weighted by what the gallery can say (source "gallery+prior"). A threshold no score can reach (at or
+above 1) carries a warning that names what can be asked instead.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import numpy as np
 from index.store import Manifest
 from simsearch.errors import ConfigError, DataError
 from simsearch.measures.openset import OpenSetCurve
+from simsearch.measures.prior import OpenSetPrior, combine
 
 __all__ = [
     "DEFAULT_FPIR",
     "DEFAULT_THRESHOLD",
     "OperatingPoint",
     "Threshold",
+    "encoder_prior",
     "resolve_pair_threshold",
     "resolve_threshold",
     "stored_curves",
@@ -34,6 +40,8 @@ DEFAULT_THRESHOLD = 0.5
 # Where no curve says how rare a score is among impostors: an acceptance within this much of the
 # threshold is called uncertain.
 UNCERTAIN_BAND = 0.05
+# No cosine score is above this: a threshold at or above it accepts nothing.
+MAX_SCORE = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class Threshold:
     fnir: float | None
     calibrated_on: str
     confident: float = math.nan
+    warning: str | None = None  # the target cannot be reached on this gallery (said once, with what can)
 
     def accepts(self, score: float) -> bool:
         return score >= self.value
@@ -109,6 +118,7 @@ class Threshold:
             "fnir": None if self.fnir is None else round(self.fnir, 6),
             "calibrated_on": self.calibrated_on,
             "confident_from": round(self.confident, 6) if math.isfinite(self.confident) else None,
+            **({"warning": self.warning} if self.warning else {}),
         }
 
     def describe(self) -> str:
@@ -141,15 +151,69 @@ def _on(rec: dict[str, Any]) -> str:
     return str(rec.get("measured_on", "unrecorded data"))
 
 
+def encoder_prior(encoder_meta: dict[str, Any]) -> OpenSetPrior | None:
+    """The encoder's open-set prior from its model.json (None: it has none, or a malformed one)."""
+    rec = encoder_meta.get("open_set_prior")
+    if not isinstance(rec, dict):
+        return None
+    try:
+        return OpenSetPrior.from_dict(rec)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def resolve_threshold(
-    manifest: Manifest, encoder_meta: dict[str, Any], point: OperatingPoint | None = None
+    manifest: Manifest,
+    encoder_meta: dict[str, Any],
+    point: OperatingPoint | None = None,
+    classes: int | None = None,
 ) -> Threshold:
     """The threshold identify uses on this index for `point` (see the module's order of sources), with
-    the score from which an acceptance is sure (Threshold.confident).
-    Raises DataError when a target FPIR or FNIR is asked for and no curve can give it."""
+    the score from which an acceptance is sure (Threshold.confident). `classes`: the gallery's class
+    count, for the encoder's prior when no curve says it.
+    Raises DataError when a target FPIR or FNIR is asked for and nothing can give it."""
     curves = stored_curves(manifest)
-    thr = _resolve(manifest, encoder_meta, point or OperatingPoint(), curves)
-    return replace(thr, confident=_confident(thr, curves))
+    thr = _resolve(manifest, encoder_meta, point or OperatingPoint(), curves, classes)
+    thr = replace(thr, confident=_confident(thr, curves))
+    if thr.warning is None and thr.source != "explicit" and thr.value >= MAX_SCORE:
+        thr = replace(thr, warning=_unreachable(thr, curves))
+    return thr
+
+
+def _unreachable(thr: Threshold, curves: list[tuple[str, dict[str, Any], OpenSetCurve]]) -> str:
+    """One line: the target asks for a threshold no score reaches, and what can be asked instead."""
+    reach = ""
+    if curves:
+        curve = curves[0][2]
+        lowest = 1 / max(curve.n_unknown, 1)
+        top = float(curve.unknown[-1]) if len(curve.unknown) else math.nan
+        reach = (
+            f"; this gallery measures FPIR down to {lowest:.2g} (threshold {top:.3f}): ask --fpir {lowest:.2g} or "
+            "give --threshold, or enrol more images a class"
+        )
+    return (
+        f"the threshold for {thr.operating_point} is {thr.value:.3f}, above any cosine score (1.0): every answer "
+        f"will be unknown{reach}"
+    )
+
+
+def _from_curve(
+    source: str,
+    rec: dict[str, Any],
+    curve: OpenSetCurve,
+    fpir: float,
+    prior: OpenSetPrior | None,
+) -> Threshold:
+    """The threshold for a target FPIR from a stored curve, joined with the encoder's prior where the
+    gallery measured too few unknown probes to read that FPIR (measures.prior.combine)."""
+    own = curve.threshold_at_fpir(fpir)
+    got = combine(own, curve.n_unknown, curve.classes, fpir, prior)
+    if got.prior is None:
+        return Threshold(own, source, f"FPIR {fpir:g}", fpir, curve.fnir(own), _on(rec))
+    assert prior is not None
+    t = got.value
+    on = f"{_on(rec)}, weight {got.weight:.2f}; {got.prior.note}: {prior.measured_on}"
+    return Threshold(t, f"{source}+prior", f"FPIR {fpir:g}", fpir, curve.fnir(t), on)
 
 
 def _confident(thr: Threshold, curves: list[tuple[str, dict[str, Any], OpenSetCurve]]) -> float:
@@ -175,6 +239,7 @@ def _resolve(
     encoder_meta: dict[str, Any],
     point: OperatingPoint,
     curves: list[tuple[str, dict[str, Any], OpenSetCurve]],
+    classes: int | None = None,
 ) -> Threshold:
     if point.closed_set:
         fnir = next((c.fnir(-math.inf) for _, _, c in curves if c.n_known), None)
@@ -210,16 +275,20 @@ def _resolve(
         else:
             fpir = DEFAULT_FPIR
     reasons = []
+    prior = encoder_prior(encoder_meta)
     for source, rec, curve in curves:
         try:
             if fnir is not None:
                 t = curve.threshold_at_fnir(fnir)
                 return Threshold(t, source, f"FNIR {fnir:g}", curve.fpir(t), fnir, _on(rec))
             assert fpir is not None
-            t = curve.threshold_at_fpir(fpir)
-            return Threshold(t, source, f"FPIR {fpir:g}", fpir, curve.fnir(t), _on(rec))
+            return _from_curve(source, rec, curve, fpir, prior)
         except ValueError as err:
             reasons.append(f"{source}: {err}")
+    if fpir is not None and prior is not None and classes:  # too small to measure itself: the prior alone
+        pt = prior.threshold_at_fpir(classes, fpir)
+        if pt is not None:
+            return Threshold(pt.value, "prior", f"FPIR {fpir:g}", pt.fpir, None, f"{pt.note}: {prior.measured_on}")
     if point.fpir is not None or point.fnir is not None:
         why = "; ".join(reasons) or (
             "the gallery is too small to measure itself (it needs 5 labelled images in 2 classes) and no "

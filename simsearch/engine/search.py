@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,9 @@ class Identification:
         }
 
 
+_DATED = re.compile(r"(19|20)\d\d([-_. ]?\d\d){0,2}|\d{4}[-_]\d\d[-_]\d\d")
+
+
 class Searcher:
     """An index opened for answering queries, with the encoder that built it loaded once.
 
@@ -190,6 +194,18 @@ class Searcher:
     def classes(self) -> set[str]:
         """The gallery's class names (first-level subfolders)."""
         return {c for c in self.store.catalog.labels() if c is not None}
+
+    def layout_warning(self) -> str | None:
+        """One line when the gallery's first-level folders look like dates rather than classes (identify would
+        answer "taken in 2019"), else None."""
+        named = [c for c in self.classes()]
+        dated = [c for c in named if _DATED.fullmatch(c)]
+        if named and len(dated) >= max(2, 0.8 * len(named)):
+            return (
+                f"the gallery's classes look like dates ({', '.join(sorted(dated)[:3])}, ...): identify answers with "
+                "a first-level folder's name, so put one folder per person, object or character there instead"
+            )
+        return None
 
     def class_sizes(self) -> dict[str | None, int]:
         """Images per class (None: images outside any class folder)."""
@@ -363,7 +379,9 @@ class Searcher:
         key = point or OperatingPoint()
         cached = self._decisions.get(key)
         if cached is None:
-            cached = self._decisions[key] = resolve_threshold(self.manifest, self.model.meta, key)
+            cached = self._decisions[key] = resolve_threshold(
+                self.manifest, self.model.meta, key, classes=len(self.classes())
+            )
         return cached
 
     def threshold(self, override: float | None = None) -> float:
@@ -384,7 +402,11 @@ class Searcher:
         """Per-class decisions for (N, D) unit query rows, one Identification per name."""
         labels = self.store.catalog.labels()
         if not any(lbl is not None for lbl in labels):
-            raise DataError(f"{self.path}: the gallery has no classes (identify needs images in class subfolders)")
+            raise DataError(
+                f"{self.path}: the gallery's images are not in class folders, and identify names a picture's class: "
+                "put one folder per class (a person, a character, a product) directly under the gallery folder, "
+                "its pictures inside (one is enough), then sync; to find similar images, use `simsearch query`"
+            )
         thr = self.decision(threshold, point)
         pool = min(len(self.store.vectors), _IDENTIFY_POOL)
         scores, ids = self.store.vectors.search(queries, pool)

@@ -418,7 +418,8 @@ def index_info(index: str | os.PathLike[str]) -> dict[str, Any]:
         labels = store.catalog.labels()
         size = store.size_on_disk()
     try:
-        decision = resolve_threshold(m, recorded_meta(m.encoder.get("source")))
+        named = sum(1 for k in labels if k is not None)
+        decision = resolve_threshold(m, recorded_meta(m.encoder.get("source")), classes=named)
         in_force: dict[str, Any] = decision.to_dict()
     except SimSearchError as err:
         in_force = {"threshold": None, "threshold_source": None, "error": str(err)}

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from simsearch.measures.openset import OpenSetCurve, ProbeScores, gallery_self_scores, open_set_rates, probe_scores
+from simsearch.measures.prior import OpenSetPrior, combine
 
 __all__ = ["Run", "copy_runs", "measure_runs", "random_runs", "within_alphabet_runs"]
 
@@ -98,8 +99,11 @@ def measure_runs(
     runs: list[Run],
     fpirs: tuple[float, ...] = (0.01, 0.1),
     encoder_threshold: float | None = None,
+    prior: OpenSetPrior | None = None,
 ) -> dict[str, Any]:
-    """Each run's gallery calibrated on itself (as an index is at build), then its probes answered.
+    """Each run's gallery calibrated on itself (as an index is at build, joined with the encoder's open-set
+    prior where the gallery measured too few unknown probes, as identify does), then its probes answered.
+    With a prior, "gallery alone" rows show what the gallery's own fit would have done without it.
 
     Returns the pooled figures: closed-set (nearest-class) accuracy; FNIR at FPIR 1% and 10% at thresholds
     chosen with hindsight on the pooled unknown probes (what the encoder can do); and for each target
@@ -119,9 +123,12 @@ def measure_runs(
         known_all.append(got.known)
         correct_all.append(got.correct)
         unknown_all.append(got.unknown)
+        own = {p: curve.threshold_at_fpir(p) for p in fpirs}
         chosen: dict[str, tuple[float, float | None]] = {
-            f"gallery-fitted, FPIR {p:g}": (curve.threshold_at_fpir(p), p) for p in fpirs
+            f"gallery-fitted, FPIR {p:g}": (combine(own[p], curve.n_unknown, classes, p, prior).value, p) for p in fpirs
         }
+        if prior is not None:
+            chosen.update({f"gallery alone (no prior), FPIR {p:g}": (own[p], p) for p in fpirs})
         if encoder_threshold is not None:
             chosen["encoder's threshold (pair FAR 0.01)"] = (encoder_threshold, None)
         for name, (t, stated) in chosen.items():

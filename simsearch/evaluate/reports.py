@@ -32,6 +32,7 @@ from simsearch.measures.metrics import (
     pair_scores,
     verification,
 )
+from simsearch.measures.prior import OpenSetPrior
 from simsearch.preprocess import Preprocess
 
 if TYPE_CHECKING:
@@ -397,6 +398,14 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def _prior_of(meta: dict[str, Any]) -> OpenSetPrior | None:
+    """The encoder's open-set prior, as identify reads it (None: none recorded, or malformed)."""
+    try:
+        return OpenSetPrior.from_dict(meta["open_set_prior"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def open_set_report(
     data: str | os.PathLike[str],
     models: list[Candidate],
@@ -428,6 +437,7 @@ def open_set_report(
                 "open-set runs measure encoders with thresholds: {fields} takes encoders only", ["compare"]
             )
         meta_t = cand.embedder.loaded.meta.get("threshold")
+        prior = _prior_of(cand.embedder.loaded.meta)
         try:
             if protocol == "copies":
                 emb, n = _copy_embeddings(cand, data, classes, max(sizes), seed, progress)
@@ -455,7 +465,7 @@ def open_set_report(
                 else:
                     plans = [(size, random_runs(labels, size, shot, runs, seed)) for size in sizes]
             for k, (_, plan) in enumerate(plans):
-                row = {"model": cand.name, **measure_runs(emb, labels, plan, encoder_threshold=meta_t)}
+                row = {"model": cand.name, **measure_runs(emb, labels, plan, encoder_threshold=meta_t, prior=prior)}
                 if protocol == "within-alphabet":
                     row["unknown_probes_from"] = ("other alphabets", "the same alphabet")[k]
                 results.append(row)

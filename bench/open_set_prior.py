@@ -1,0 +1,89 @@
+"""The built-in encoders' open-set priors (issue 38): how each encoder's best-of-gallery scores behave in
+galleries of classes its training never saw, measured at gallery sizes from 2 classes up to what the held-out
+classes allow, so that a one-image-a-class gallery gets a threshold for its size from a measurement.
+
+Classes: those each encoder's training held out for validation (recorded in its model.json): Omniglot
+background alphabets (characters), LFW A-J people (faces), SigComp2011 train writers' genuine signatures
+(signatures); for photos (copies: each photo its own class) the clothing set's validation photos, which
+its training never used. Never an evaluation split. With --write the prior goes into the encoder's
+model.json as `open_set_prior` (the weights, and so the fingerprint, are unchanged).
+
+    python bench/open_set_prior.py --data ../shared/data [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from simsearch.checkpoint import builtin_models
+from simsearch.datasets import load_labelled
+from simsearch.embed import Embedder
+from simsearch.files import write_atomic
+from simsearch.measures.prior import OpenSetPrior
+from simsearch.model_files import read_model_json
+
+DATA = {
+    "characters": "omniglot/images_background.zip",
+    "faces": "lfw/lfw-deepfunneled.zip",
+    "signatures": "signatures/sigcomp2011-processed.zip",
+    "photos": "clothing/clothing-small-256.zip",
+}
+
+
+def held_out(name: str, meta: dict) -> list[str] | str:
+    if name == "photos":
+        return "validation/*"
+    held = [str(c) for c in meta.get("training", {}).get("held_out_classes", [])]
+    if name == "signatures":  # a writer is one class: its genuine signatures
+        held = [c for c in held if "/genuine/" in c]
+    return held
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--models", default="characters,faces,signatures,photos")
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    print("| encoder | classes (images) | sizes measured | threshold at FPIR 1% by size | seconds |")
+    print("|---|---|---|---|---|")
+    for name in args.models.split(","):
+        folder = builtin_models()[name]
+        meta = read_model_json(folder)
+        t0 = time.perf_counter()
+        emb_model = Embedder.load(name)
+        classes = held_out(name, meta)
+        found = load_labelled(args.data / DATA[name], emb_model.preprocess, progress=False, classes=classes)
+        emb = emb_model.embed_arrays(found.images)
+        labels = np.arange(len(emb)) if name == "photos" else found.labels
+        shots = () if name == "photos" else (1, 5)
+        what = (
+            f"{len(np.unique(labels))} validation/ photos of {DATA[name].split('/')[-1]}, each its own class"
+            if name == "photos"
+            else f"{len(np.unique(labels))} held-out classes of {DATA[name].split('/')[-1]}"
+        )
+        prior = OpenSetPrior.measure(emb, labels, what, shots=shots)
+        per = []
+        for s in prior.sizes:
+            t = prior.threshold_at_fpir(s, 0.01)
+            per.append(f"{s}: {t.value:.3f}" if t else f"{s}: -")
+        print(
+            f"| {name} | {len(np.unique(labels))} ({len(emb)}) | {', '.join(map(str, prior.sizes))} | "
+            f"{'; '.join(per)} | {time.perf_counter() - t0:.0f} |",
+            flush=True,
+        )
+        if args.write:
+            meta["open_set_prior"] = prior.to_dict()
+            write_atomic(folder / "model.json", (json.dumps(meta, indent=2) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()

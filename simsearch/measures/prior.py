@@ -1,0 +1,194 @@
+"""An encoder's open-set prior: how its scores behave in galleries of classes it never trained on, so that
+a gallery too small to measure itself (one image a class, a handful of classes) still gets a threshold
+for its size from a measurement rather than from an extrapolated tail. Pure numpy; stored in the
+encoder's model.json as `open_set_prior`.
+
+impostor[N]: best-of-gallery scores of probes of absent classes against galleries of N classes (one image
+each), thinned to at most 1,000 order statistics of the n_impostor[N] measured. genuine[shot]: the best
+score of a known probe against its own class with `shot` images, and whether its class was the nearest.
+A threshold for a target FPIR at N classes is read from the measured sizes around N (linear in log N),
+only where at least 10 measured probes lie beyond it; never from a size that was not measured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MIN_EXCEEDANCES", "Combined", "OpenSetPrior", "PriorThreshold", "combine", "gallery_weight"]
+
+MIN_EXCEEDANCES = 10
+_STORED = 1000
+
+
+def _thin(values: np.ndarray) -> np.ndarray:
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    if len(v) <= _STORED:
+        return v
+    return v[np.linspace(0, len(v) - 1, _STORED).round().astype(int)]
+
+
+@dataclass(frozen=True)
+class PriorThreshold:
+    """A threshold read from the prior: its value, the FPIR it stands for (measured at the size it was read
+    at), and what it rests on."""
+
+    value: float
+    fpir: float
+    classes_measured: tuple[int, ...]  # the measured sizes it was read from
+    note: str
+
+
+@dataclass(frozen=True)
+class OpenSetPrior:
+    measured_on: str
+    impostor: dict[int, np.ndarray]
+    n_impostor: dict[int, int]
+    genuine: dict[int, np.ndarray]
+    genuine_correct: dict[int, np.ndarray]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(sorted(self.impostor))
+
+    def _at_size(self, size: int, fpir: float) -> tuple[float, float] | None:
+        """(threshold, FPIR it gives) at one measured size, or None when too few probes were measured."""
+        u, n = self.impostor[size], self.n_impostor[size]
+        if fpir * n < MIN_EXCEEDANCES:
+            return None
+        desc = u[::-1]
+        allowed = int(np.floor(fpir * len(desc)))
+        t = float(np.nextafter(desc[min(allowed, len(desc) - 1)], np.inf))
+        return t, float(np.mean(u >= t))
+
+    def threshold_at_fpir(self, classes: int, fpir: float) -> PriorThreshold | None:
+        """The threshold for `fpir` in a gallery of `classes` classes, from the measured sizes around it
+        (below the smallest: the smallest, which is stricter; above the largest: the largest, said so).
+        None when no size was measured with enough probes for that FPIR."""
+        usable = [s for s in self.sizes if self._at_size(s, fpir) is not None]
+        if not usable:
+            return None
+        below = [s for s in usable if s <= classes]
+        above = [s for s in usable if s >= classes]
+        if below and above:
+            s0, s1 = below[-1], above[0]
+            t0, f0 = self._at_size(s0, fpir)  # type: ignore[misc]
+            t1, f1 = self._at_size(s1, fpir)  # type: ignore[misc]
+            w = 0.0 if s1 == s0 else (math.log(classes) - math.log(s0)) / (math.log(s1) - math.log(s0))
+            note = f"the encoder's prior at {s0}" + ("" if s1 == s0 else f" and {s1}") + " classes"
+            return PriorThreshold(t0 + w * (t1 - t0), f0 + w * (f1 - f0), (s0, s1), note)
+        if above:  # smaller than anything measured: the smallest measured size is stricter
+            t, f = self._at_size(above[0], fpir)  # type: ignore[misc]
+            return PriorThreshold(t, f, (above[0],), f"the encoder's prior at {above[0]} classes (stricter here)")
+        s = below[-1]
+        t, f = self._at_size(s, fpir)  # type: ignore[misc]
+        note = f"the encoder's prior at {s} classes, its largest measured: more unknowns pass in {classes}"
+        return PriorThreshold(t, f, (s,), note)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "measured_on": self.measured_on,
+            "impostor": {str(s): [round(float(x), 6) for x in v] for s, v in self.impostor.items()},
+            "n_impostor": {str(s): int(n) for s, n in self.n_impostor.items()},
+            "genuine": {str(k): [round(float(x), 6) for x in v] for k, v in self.genuine.items()},
+            "genuine_correct": {str(k): [bool(x) for x in v] for k, v in self.genuine_correct.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OpenSetPrior:
+        """Read back; raises ValueError (or KeyError, TypeError) on a malformed record."""
+        imp = {int(s): np.sort(np.asarray(v, dtype=np.float64)) for s, v in d["impostor"].items()}
+        n = {int(s): int(v) for s, v in d["n_impostor"].items()}
+        if set(imp) != set(n) or not imp or any(len(v) == 0 or not np.all(np.isfinite(v)) for v in imp.values()):
+            raise ValueError("an open-set prior needs finite impostor scores for each measured size")
+        if any(s < 1 or n[s] < len(imp[s]) for s in imp):
+            raise ValueError("an open-set prior's sizes and counts do not agree")
+        gen = {int(k): np.asarray(v, dtype=np.float64) for k, v in d.get("genuine", {}).items()}
+        ok = {int(k): np.asarray(v, dtype=bool) for k, v in d.get("genuine_correct", {}).items()}
+        return cls(str(d.get("measured_on", "unrecorded classes")), imp, n, gen, ok)
+
+    @classmethod
+    def measure(
+        cls,
+        emb: np.ndarray,
+        labels: np.ndarray,
+        measured_on: str,
+        sizes: tuple[int, ...] = (2, 5, 10, 20, 50, 100, 200, 500, 1000),
+        probes: int = 3000,
+        shots: tuple[int, ...] = (1, 5),
+        seed: int = 0,
+    ) -> OpenSetPrior:
+        """Measure on (N, D) unit rows of classes the encoder never trained on: for each size (up to the
+        class count less 5), random one-image-a-class galleries probed with one image of each of other
+        classes, until `probes` unknown best-scores; genuine scores from galleries of `shot` images."""
+        rng = np.random.default_rng(seed)
+        labels = np.asarray(labels)
+        names = np.unique(labels)
+        by_class = [np.flatnonzero(labels == c) for c in names]
+        imp: dict[int, np.ndarray] = {}
+        n_imp: dict[int, int] = {}
+        for size in [s for s in sizes if s <= len(names) - 5]:
+            got: list[np.ndarray] = []
+            total = 0
+            while total < probes:
+                chosen = rng.permutation(len(names))
+                gal = np.array([rng.choice(by_class[c]) for c in chosen[:size]])
+                others = chosen[size : size + max(5, min(size, 200))]
+                prb = np.array([rng.choice(by_class[c]) for c in others])
+                best = (emb[prb] @ emb[gal].T).max(axis=1)
+                got.append(best)
+                total += len(best)
+            scores = np.concatenate(got)
+            imp[size], n_imp[size] = _thin(scores), len(scores)
+        gen: dict[int, np.ndarray] = {}
+        ok: dict[int, np.ndarray] = {}
+        for shot in shots:
+            eligible = [c for c in range(len(names)) if len(by_class[c]) > shot]
+            if len(eligible) < 20:
+                continue
+            best, right = [], []
+            for _ in range(max(1, probes // 20)):
+                chosen = rng.choice(eligible, size=20, replace=False)
+                rows = [rng.permutation(by_class[c]) for c in chosen]
+                gal = np.concatenate([r[:shot] for r in rows])
+                gal_lab = np.repeat(np.arange(20), shot)
+                prb = np.array([r[shot] for r in rows])
+                s = emb[prb] @ emb[gal].T
+                own = np.where(gal_lab[None, :] == np.arange(20)[:, None], s, -np.inf).max(axis=1)
+                best.append(own)
+                right.append(gal_lab[s.argmax(axis=1)] == np.arange(20))
+            order = np.argsort(np.concatenate(best))
+            gen[shot] = np.concatenate(best)[order][:: max(1, len(order) // _STORED)]
+            ok[shot] = np.concatenate(right)[order][:: max(1, len(order) // _STORED)]
+        return cls(measured_on, imp, n_imp, gen, ok)
+
+
+@dataclass(frozen=True)
+class Combined:
+    """A gallery's own threshold for a target FPIR joined with the encoder's prior at the gallery's size:
+    weight: the share of the evidence that target needs (10 unknown probes beyond the threshold) that the
+    gallery's own measurement holds; the prior makes up the rest."""
+
+    value: float
+    weight: float
+    prior: PriorThreshold | None
+
+
+def gallery_weight(fpir: float, n_unknown: int) -> float:
+    """How much a gallery's own measurement can say about a target FPIR: the expected number of its
+    unknown probes beyond the threshold, over the 10 an empirical tail needs (capped at 1)."""
+    return min(1.0, fpir * n_unknown / MIN_EXCEEDANCES)
+
+
+def combine(own: float, n_unknown: int, classes: int, fpir: float, prior: OpenSetPrior | None) -> Combined:
+    """The threshold from a gallery's own fit (`own`, from n_unknown probes) and the prior at `classes`,
+    weighted by what the gallery can say. A fit past what it measured (weight < 1) never stands alone when
+    a prior can speak; the gallery's own value is capped at 1 (no cosine is above it) before weighting."""
+    w = gallery_weight(fpir, n_unknown)
+    pt = prior.threshold_at_fpir(classes, fpir) if prior is not None and w < 1 else None
+    if pt is None:
+        return Combined(own, 1.0, None)
+    return Combined(w * min(own, 1.0) + (1 - w) * pt.value, w, pt)

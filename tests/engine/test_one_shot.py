@@ -1,0 +1,84 @@
+"""One-shot galleries (issue 38): one image a class cannot measure itself, so the threshold joins the
+gallery's own fit with the encoder's open-set prior; it stays below 1, says where it came from, and known
+probes are identified. Drawn symbols with the characters encoder, generated photos with the photos one."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from simsearch.engine import OperatingPoint, Searcher, build_index
+from simsearch.symbols import SYMBOLS, write_photos, write_symbol_set
+from tests.conftest import run_cli
+
+
+def _accepted_right(answers, truth):
+    return sum(a.known and a.label == t for a, t in zip(answers, truth, strict=True))
+
+
+def test_a_one_drawing_a_class_gallery_identifies_new_drawings(tmp_path):
+    names = list(SYMBOLS)
+    write_symbol_set(tmp_path / "g", names, per_class=1, seed=2)
+    probes = write_symbol_set(tmp_path / "p", names, per_class=3, seed=7)
+    build_index(tmp_path / "g", tmp_path / "g.idx", model="characters", progress=False)
+    with Searcher(tmp_path / "g.idx") as s:
+        d = s.decision()
+        assert d.value < 1 and d.source == "gallery+prior" and d.warning is None
+        answers = s.identify([str(p) for p in probes])
+    truth = [p.parent.name for p in probes]
+    assert _accepted_right(answers, truth) >= 0.6 * len(probes)
+    assert all(not a.known or a.label == t for a, t in zip(answers, truth, strict=True))  # nothing accepted wrongly
+
+
+def test_a_one_photo_a_class_gallery_identifies_copies_and_refuses_other_photos(tmp_path):
+    write_photos(tmp_path / "g", 12, seed=3, side=128, classes=12)
+    write_photos(tmp_path / "others", 12, seed=4, side=128)
+    copies = []
+    for folder in sorted((tmp_path / "g").iterdir()):
+        img = Image.open(next(folder.glob("*.jpg")))
+        out = tmp_path / "copies" / f"{folder.name}.jpg"
+        out.parent.mkdir(exist_ok=True)
+        img.resize((100, 100)).save(out, quality=70)  # shrunk and recompressed
+        copies.append(out)
+    build_index(tmp_path / "g", tmp_path / "g.idx", model="photos", progress=False)
+    with Searcher(tmp_path / "g.idx") as s:
+        d = s.decision()
+        assert d.value < 1 and d.source == "gallery+prior"
+        known = s.identify([str(p) for p in copies])
+        unknown = s.identify([str(p) for p in sorted((tmp_path / "others").glob("*.jpg"))])
+    assert _accepted_right(known, [p.stem for p in copies]) >= 10
+    assert sum(a.known for a in unknown) <= 2
+
+
+def test_the_prior_stands_in_when_a_gallery_cannot_measure_itself_and_says_so(tmp_path):
+    # one class of one drawing: no curve at all; the encoder's prior at the smallest size measured
+    write_symbol_set(tmp_path / "g", ["star"], per_class=1, seed=2)
+    build_index(tmp_path / "g", tmp_path / "g.idx", model="characters", progress=False)
+    info = json.loads(run_cli("index", "info", "--index", tmp_path / "g.idx", "--json", check=True).stdout)
+    assert info["threshold_source"] == "prior" and info["threshold"] < 1
+    with Searcher(tmp_path / "g.idx") as s:
+        assert s.decision(point=OperatingPoint(fpir=0.1)).value < s.decision().value
+
+
+def test_identify_without_class_folders_or_with_date_folders_says_what_it_needs(tmp_path):
+    write_photos(tmp_path / "flat", 6, seed=1)
+    run_cli("index", "build", tmp_path / "flat", "--index", tmp_path / "f.idx", "-q", "--model", "photos", check=True)
+    proc = run_cli("identify", tmp_path / "flat" / "p0000.jpg", "--index", tmp_path / "f.idx")
+    assert proc.returncode == 1 and "not in class folders" in proc.stderr and "simsearch query" in proc.stderr
+    for year in ("2019", "2020", "2021"):
+        write_photos(tmp_path / "years" / year, 2, seed=int(year))
+    run_cli("index", "build", tmp_path / "years", "--index", tmp_path / "y.idx", "-q", "--model", "photos", check=True)
+    proc = run_cli("identify", tmp_path / "flat" / "p0000.jpg", "--index", tmp_path / "y.idx")
+    assert "look like dates" in proc.stderr
+
+
+def test_identify_text_is_one_line_a_probe_with_the_threshold_once_and_a_tally(tmp_path):
+    names = ["circle", "star", "cross"]
+    write_symbol_set(tmp_path / "g", names, per_class=4, seed=2)
+    write_symbol_set(tmp_path / "p", names, per_class=1, seed=7)
+    run_cli("index", "build", tmp_path / "g", "--index", tmp_path / "g.idx", "-q", check=True)
+    out = run_cli("identify", tmp_path / "p", "--index", tmp_path / "g.idx", check=True).stdout.splitlines()
+    assert out[0].startswith("threshold ") and sum(line.startswith("threshold") for line in out) == 1
+    assert len(out) == 1 + 3 + 1 and out[-1].startswith("3 probe(s): ")
+    assert "over -" not in "\n".join(out)
