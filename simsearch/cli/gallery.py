@@ -20,7 +20,15 @@ from simsearch.cli.root import cli
 
 @cli.command("calibrate")
 @click.argument("labelled", type=click.Path(path_type=Path))
-@INDEX
+@click.option("--index", "index_path", type=click.Path(path_type=Path), default=None, help="The index directory.")
+@click.option(
+    "--encoder",
+    default=None,
+    metavar="CHECKPOINT",
+    help="Instead of an index: measure this encoder's open-set prior on LABELLED's classes (classes it never "
+    "trained on) and record it in its model.json, so that galleries too small to measure themselves (one "
+    "image a class) get thresholds from it. For imported or fine-tuned encoders; train records it itself.",
+)
 @click.option(
     "--fpir",
     type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
@@ -50,7 +58,9 @@ from simsearch.cli.root import cli
 @click.option("--dry-run", is_flag=True, help="Measure and report, but do not save anything into the index.")
 @DEVICE
 @JSON
-def calibrate_cmd(labelled: Path, index_path: Path, dry_run: bool, as_json: bool, **opts: Any) -> None:
+def calibrate_cmd(
+    labelled: Path, index_path: Path | None, encoder: str | None, dry_run: bool, as_json: bool, **opts: Any
+) -> None:
     """Measure identify's FPIR and FNIR against the index's gallery, at its real size, with the labelled
     probes in LABELLED (a folder per class; images the gallery does not hold), and save the threshold for
     the target into the index; identify and the service then use it by default.
@@ -60,8 +70,14 @@ def calibrate_cmd(labelled: Path, index_path: Path, dry_run: bool, as_json: bool
     out of the gallery; probes of other classes are unknown probes as they are. FPIR: the share of
     unknown probes accepted as some class. FNIR: the share of known probes not given their class.
     """
+    if (index_path is None) == (encoder is None):
+        raise click.UsageError("give --index (calibrate a gallery) or --encoder (measure an encoder's prior)")
+    if encoder is not None:
+        _encoder_prior(encoder, labelled, as_json)
+        return
     from simsearch.engine import calibrate
 
+    assert index_path is not None
     c = calibrate(labelled, index_path, save=not dry_run, progress=not as_json, **opts)
     if as_json:
         echo_json(c.to_dict())
@@ -86,6 +102,27 @@ def calibrate_cmd(labelled: Path, index_path: Path, dry_run: bool, as_json: bool
         ("not saved (--dry-run)" if dry_run else f"saved into {index_path}")
         + (f"; ROC curve: {c.roc_png}" if c.roc_png else "")
     )
+
+
+def _encoder_prior(encoder: str, labelled: Path, as_json: bool) -> None:
+    from simsearch.encoder_prior import measure_encoder_prior
+
+    prior = measure_encoder_prior(encoder, labelled, progress=not as_json)
+    rows = [(s, prior.threshold_at_fpir(s, 0.01)) for s in prior.sizes]
+    if as_json:
+        echo_json(
+            {
+                "encoder": encoder,
+                "measured_on": prior.measured_on,
+                "sizes": list(prior.sizes),
+                "threshold_at_fpir_0.01": {str(s): None if t is None else round(t.value, 6) for s, t in rows},
+            }
+        )
+        return
+    click.echo(f"open-set prior of {encoder} on {prior.measured_on}")
+    for s, t in rows:
+        click.echo(f"  {s:5d} classes: FPIR 0.01 at {'-' if t is None else f'{t.value:+.4f}'}")
+    click.echo(f"recorded in {encoder}'s model.json")
 
 
 @cli.command("duplicates")

@@ -207,12 +207,15 @@ def _from_curve(
     """The threshold for a target FPIR from a stored curve, joined with the encoder's prior where the
     gallery measured too few unknown probes to read that FPIR (measures.prior.combine)."""
     own = curve.threshold_at_fpir(fpir)
-    got = combine(own, curve.n_unknown, curve.classes, fpir, prior)
+    got = combine(own, curve.unknown, curve.n_unknown, curve.classes, fpir, prior)
     if got.prior is None:
         return Threshold(own, source, f"FPIR {fpir:g}", fpir, curve.fnir(own), _on(rec))
     assert prior is not None
     t = got.value
-    on = f"{_on(rec)}, weight {got.weight:.2f}; {got.prior.note}: {prior.measured_on}"
+    on = (
+        f"{_on(rec)} up to its {100 * got.level:.0f}th percentile of unknown scores; above it "
+        f"{got.prior.note}: {prior.measured_on}"
+    )
     return Threshold(t, f"{source}+prior", f"FPIR {fpir:g}", fpir, curve.fnir(t), on)
 
 

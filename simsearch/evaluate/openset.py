@@ -125,7 +125,8 @@ def measure_runs(
         unknown_all.append(got.unknown)
         own = {p: curve.threshold_at_fpir(p) for p in fpirs}
         chosen: dict[str, tuple[float, float | None]] = {
-            f"gallery-fitted, FPIR {p:g}": (combine(own[p], curve.n_unknown, classes, p, prior).value, p) for p in fpirs
+            f"gallery-fitted, FPIR {p:g}": (combine(own[p], curve.unknown, curve.n_unknown, classes, p, prior).value, p)
+            for p in fpirs
         }
         if prior is not None:
             chosen.update({f"gallery alone (no prior), FPIR {p:g}": (own[p], p) for p in fpirs})
@@ -149,9 +150,12 @@ def measure_runs(
         det["fpir"].append(round(float(f or 0.0), 6))
         det["fnir"].append(round(float(n or 0.0), 6))
     rows = []
+    desc = np.sort(unknown)[::-1]
     for name, acc in policies.items():
         fpir = acc["fp"] / len(unknown)
         fnir = 1 - acc["tp"] / len(known)
+        # hindsight: the threshold that gives this same observed FPIR on the pooled probes, and its FNIR
+        hind_t = float(np.nextafter(desc[min(int(np.floor(fpir * len(desc))), len(desc) - 1)], np.inf))
         rows.append(
             {
                 "threshold": name,
@@ -160,6 +164,7 @@ def measure_runs(
                 "observed_fpir": fpir,
                 "ratio": fpir / acc["stated_fpir"] if acc["stated_fpir"] else None,
                 "fnir": fnir,
+                "hindsight_fnir": open_set_rates(pooled, hind_t)[1],
                 "decision_accuracy": (acc["tp"] + len(unknown) - acc["fp"]) / (len(known) + len(unknown)),
             }
         )

@@ -64,29 +64,36 @@ class OpenSetPrior:
         t = float(np.nextafter(desc[min(allowed, len(desc) - 1)], np.inf))
         return t, float(np.mean(u >= t))
 
-    def threshold_at_fpir(self, classes: int, fpir: float) -> PriorThreshold | None:
+    def threshold_at_fpir(self, classes: int, fpir: float, above_level: float | None = None) -> PriorThreshold | None:
         """The threshold for `fpir` in a gallery of `classes` classes, from the measured sizes around it
-        (below the smallest: the smallest, which is stricter; above the largest: the largest, said so).
+        (linear in log size; below the smallest: the smallest, which is stricter; above the largest: the
+        largest, said so). With `above_level`, how far that threshold sits above the `above_level` quantile
+        of the best impostor scores at the same sizes (for a gallery that measured that quantile itself).
         None when no size was measured with enough probes for that FPIR."""
         usable = [s for s in self.sizes if self._at_size(s, fpir) is not None]
         if not usable:
             return None
+
+        def read(size: int) -> tuple[float, float]:
+            t, f = self._at_size(size, fpir)  # type: ignore[misc]
+            if above_level is not None:
+                t -= float(np.quantile(self.impostor[size], above_level))
+            return t, f
+
         below = [s for s in usable if s <= classes]
         above = [s for s in usable if s >= classes]
         if below and above:
             s0, s1 = below[-1], above[0]
-            t0, f0 = self._at_size(s0, fpir)  # type: ignore[misc]
-            t1, f1 = self._at_size(s1, fpir)  # type: ignore[misc]
+            (t0, f0), (t1, f1) = read(s0), read(s1)
             w = 0.0 if s1 == s0 else (math.log(classes) - math.log(s0)) / (math.log(s1) - math.log(s0))
             note = f"the encoder's prior at {s0}" + ("" if s1 == s0 else f" and {s1}") + " classes"
             return PriorThreshold(t0 + w * (t1 - t0), f0 + w * (f1 - f0), (s0, s1), note)
         if above:  # smaller than anything measured: the smallest measured size is stricter
-            t, f = self._at_size(above[0], fpir)  # type: ignore[misc]
+            t, f = read(above[0])
             return PriorThreshold(t, f, (above[0],), f"the encoder's prior at {above[0]} classes (stricter here)")
-        s = below[-1]
-        t, f = self._at_size(s, fpir)  # type: ignore[misc]
-        note = f"the encoder's prior at {s} classes, its largest measured: more unknowns pass in {classes}"
-        return PriorThreshold(t, f, (s,), note)
+        t, f = read(below[-1])
+        note = f"the encoder's prior at {below[-1]} classes, its largest measured: more unknowns pass in {classes}"
+        return PriorThreshold(t, f, (below[-1],), note)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -168,12 +175,14 @@ class OpenSetPrior:
 
 @dataclass(frozen=True)
 class Combined:
-    """A gallery's own threshold for a target FPIR joined with the encoder's prior at the gallery's size:
-    weight: the share of the evidence that target needs (10 unknown probes beyond the threshold) that the
-    gallery's own measurement holds; the prior makes up the rest."""
+    """A gallery's own measurement for a target FPIR joined with the encoder's prior at the gallery's size.
+    level: the highest quantile of its unknown best-scores the gallery measured with 10 probes beyond it;
+    weight: the share of the evidence the target needs (10 unknown probes beyond the threshold) that the
+    gallery holds (1: the gallery alone decides, and `prior` is None)."""
 
     value: float
     weight: float
+    level: float
     prior: PriorThreshold | None
 
 
@@ -183,12 +192,20 @@ def gallery_weight(fpir: float, n_unknown: int) -> float:
     return min(1.0, fpir * n_unknown / MIN_EXCEEDANCES)
 
 
-def combine(own: float, n_unknown: int, classes: int, fpir: float, prior: OpenSetPrior | None) -> Combined:
-    """The threshold from a gallery's own fit (`own`, from n_unknown probes) and the prior at `classes`,
-    weighted by what the gallery can say. A fit past what it measured (weight < 1) never stands alone when
-    a prior can speak; the gallery's own value is capped at 1 (no cosine is above it) before weighting."""
+def combine(
+    own: float, unknown: np.ndarray, n_unknown: int, classes: int, fpir: float, prior: OpenSetPrior | None
+) -> Combined:
+    """The threshold for `fpir` from a gallery's own measurement and the encoder's prior, never read from a
+    fitted tail past what either measured. Where the gallery holds the 10 exceedances the target needs,
+    its own value (`own`) stands. Otherwise the gallery says where its impostor scores lie up to the highest
+    quantile it measured (`level`: 1 - 10/n, at least the median) and the prior, measured at this size on
+    classes the encoder never trained on, says how far above that quantile the target's threshold sits:
+    threshold = the gallery's quantile + (the prior's threshold - the prior's same quantile)."""
     w = gallery_weight(fpir, n_unknown)
-    pt = prior.threshold_at_fpir(classes, fpir) if prior is not None and w < 1 else None
-    if pt is None:
-        return Combined(own, 1.0, None)
-    return Combined(w * min(own, 1.0) + (1 - w) * pt.value, w, pt)
+    if prior is None or w >= 1 or len(unknown) == 0:
+        return Combined(own, 1.0, 1.0, None)
+    level = max(0.5, 1 - MIN_EXCEEDANCES / max(n_unknown, 1))
+    offset = prior.threshold_at_fpir(classes, fpir, above_level=level)
+    if offset is None:
+        return Combined(own, 1.0, 1.0, None)
+    return Combined(float(np.quantile(unknown, level)) + offset.value, w, level, offset)

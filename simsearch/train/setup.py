@@ -271,4 +271,18 @@ def run_training(req: TrainRequest, progress: bool = True) -> TrainResult:
             pictures, enc, req.config, req.out, progress=progress, source=source, init=init, resume=req.resume
         )
     labelled = load_labelled(req.data, pre, progress=progress, classes=req.classes)
-    return train(labelled, enc, req.config, req.out, resume=req.resume, progress=progress, source=source, init=init)
+    result = train(labelled, enc, req.config, req.out, resume=req.resume, progress=progress, source=source, init=init)
+    _record_prior(req, labelled)
+    return result
+
+
+def _record_prior(req: TrainRequest, labelled: Any) -> None:
+    """The trained encoder's open-set prior, measured on the classes its validation held out (when there
+    are enough of them), recorded in its model.json for galleries too small to measure themselves."""
+    from simsearch.encoder_prior import MIN_PRIOR_CLASSES, held_out_part, record_prior
+    from simsearch.model_files import read_model_json
+
+    held = read_model_json(req.out).get("training", {}).get("held_out_classes") or []
+    part = held_out_part(labelled, [str(c) for c in held])
+    if len(part.classes) >= MIN_PRIOR_CLASSES:
+        record_prior(req.out, part, f"{len(part.classes)} held-out classes of {req.data.name}")

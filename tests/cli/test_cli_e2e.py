@@ -237,7 +237,12 @@ def test_train_evaluate_and_models(tmp_path, gallery):
     from simsearch.symbols import write_symbol_set
 
     data = tmp_path / "train"
-    write_symbol_set(data, ["circle", "triangle", "star", "cross", "arrow", "wave"], per_class=6, seed=4)
+    write_symbol_set(
+        data,
+        ["circle", "triangle", "star", "cross", "arrow", "wave", "spiral", "zigzag", "hourglass", "square"],
+        per_class=6,
+        seed=4,
+    )
     out = tmp_path / "model"
     summary = json.loads(
         run_cli(
@@ -250,18 +255,21 @@ def test_train_evaluate_and_models(tmp_path, gallery):
             "--val-every",
             "3",
             "--classes-per-batch",
-            "4",
+            "3",
             "--per-class",
             "3",
             "--widths",
             "8,16",
             "--val-fraction",
-            "0.34",
+            "0.7",
             "--json",
             check=True,
         ).stdout
     )
     assert summary["steps"] == 6 and (out / "model.safetensors").exists() and (out / "model.json").exists()
+    # the run measured its open-set prior on the 7 classes its validation held out
+    prior = json.loads((out / "model.json").read_text())["open_set_prior"]
+    assert prior["measured_on"].startswith("7 held-out classes") and "2" in prior["impostor"]
     res = json.loads(
         run_cli(
             "evaluate", data, "--model", out, "--way", "3", "--shot", "1", "--episodes", "50", "--json", check=True

@@ -22,13 +22,17 @@ def test_a_one_drawing_a_class_gallery_identifies_new_drawings(tmp_path):
     write_symbol_set(tmp_path / "g", names, per_class=1, seed=2)
     probes = write_symbol_set(tmp_path / "p", names, per_class=3, seed=7)
     build_index(tmp_path / "g", tmp_path / "g.idx", model="characters", progress=False)
+    truth = [p.parent.name for p in probes]
     with Searcher(tmp_path / "g.idx") as s:
         d = s.decision()
         assert d.value < 1 and d.source == "gallery+prior" and d.warning is None
-        answers = s.identify([str(p) for p in probes])
-    truth = [p.parent.name for p in probes]
-    assert _accepted_right(answers, truth) >= 0.6 * len(probes)
-    assert all(not a.known or a.label == t for a, t in zip(answers, truth, strict=True))  # nothing accepted wrongly
+        strict = s.identify([str(p) for p in probes])
+        # ten classes: 1 unknown in 100 accepted is a strict setting; 1 in 10 lets most drawings through
+        loose = s.identify([str(p) for p in probes], point=OperatingPoint(fpir=0.1))
+    assert 0 < _accepted_right(strict, truth) <= _accepted_right(loose, truth)
+    assert _accepted_right(loose, truth) >= 0.75 * len(probes)
+    for answers in (strict, loose):  # nothing accepted as the wrong class
+        assert all(not a.known or a.label == t for a, t in zip(answers, truth, strict=True))
 
 
 def test_a_one_photo_a_class_gallery_identifies_copies_and_refuses_other_photos(tmp_path):
@@ -82,3 +86,23 @@ def test_identify_text_is_one_line_a_probe_with_the_threshold_once_and_a_tally(t
     assert out[0].startswith("threshold ") and sum(line.startswith("threshold") for line in out) == 1
     assert len(out) == 1 + 3 + 1 and out[-1].startswith("3 probe(s): ")
     assert "over -" not in "\n".join(out)
+
+
+def test_calibrate_encoder_records_a_prior_that_one_shot_galleries_then_use(tmp_path, random_model):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(random_model, model)
+    write_symbol_set(tmp_path / "labelled", list(SYMBOLS), per_class=4, seed=5)
+    before = (model / "model.safetensors").read_bytes()
+    proc = run_cli("calibrate", tmp_path / "labelled", "--encoder", model, check=True)
+    assert "recorded in" in proc.stdout and (model / "model.safetensors").read_bytes() == before
+    assert "open_set_prior" in json.loads((model / "model.json").read_text())
+    write_symbol_set(tmp_path / "g", list(SYMBOLS)[:8], per_class=1, seed=2)
+    build_index(tmp_path / "g", tmp_path / "g.idx", model=str(model), progress=False)
+    with Searcher(tmp_path / "g.idx") as s:
+        assert s.decision().source == "gallery+prior"
+    refused = run_cli("calibrate", tmp_path / "labelled", "--encoder", "characters")
+    assert refused.returncode == 1 and "built-in" in refused.stderr
+    both = run_cli("calibrate", tmp_path / "labelled", "--encoder", model, "--index", tmp_path / "g.idx")
+    assert both.returncode == 2
