@@ -5,11 +5,9 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-__all__ = ["HEADER_TIMEOUT_S", "MAX_CONNECTIONS", "bind", "run"]
+from simsearch.config.serve import HEADER_TIMEOUT_S, MAX_CONNECTIONS
 
-# a connection must deliver its request's headers within this time, and at most this many are held at once
-HEADER_TIMEOUT_S = 10.0
-MAX_CONNECTIONS = 256
+__all__ = ["HEADER_TIMEOUT_S", "MAX_CONNECTIONS", "bind", "run"]
 
 
 def _protocol(header_timeout_s: float = HEADER_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS) -> type:

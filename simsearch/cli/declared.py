@@ -41,8 +41,8 @@ def _click_option(d: Declared) -> Callable[[Any], Any]:
         kw.update(is_flag=True, default=bool(default))
     else:
         kw.update(default=default, show_default=o.show_default and default is not None)
-        if o.choices is not None:
-            kw["type"] = click.Choice(list(o.values or [str(c.value) for c in o.choices]))
+        if o.choices is not None or o.values is not None:
+            kw["type"] = click.Choice(list(o.values or [str(c.value) for c in o.choices or ()]))
         elif o.kind == "channels":
             kw.update(type=click.Choice(["1", "3"]), default=str(default))
         elif o.kind == "duration":

@@ -12,13 +12,13 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from simsearch.config.serve import BODY_TIMEOUT_S
 from simsearch.service.metrics import Metrics
 
 __all__ = ["BODY_TIMEOUT_S", "LOOPBACK_NAMES", "TOKEN_COOKIE", "Guard", "is_loopback"]
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 TOKEN_COOKIE = "simsearch_token"
-BODY_TIMEOUT_S = 30.0  # the longest wait for the next part of a request body
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
