@@ -16,7 +16,9 @@ from simsearch.cli.common import (
     one_line,
     print_skipped,
 )
+from simsearch.cli.declared import options_from
 from simsearch.cli.root import cli
+from simsearch.config.build import BuildOptions
 
 
 @cli.group("index")
@@ -27,52 +29,8 @@ def index_group() -> None:
 @index_group.command("build")
 @click.argument("folder", type=click.Path(path_type=Path))
 @INDEX
-@click.option(
-    "--model",
-    default=None,
-    help="Encoder: a built-in name (see `simsearch models`) or a checkpoint folder. Default: the shipped character encoder.",
-)
+@options_from(BuildOptions)
 @DEVICE
-@click.option(
-    "--batch-size",
-    default=256,
-    show_default=True,
-    type=click.IntRange(1, 65536),
-    help="Images embedded per forward pass.",
-)
-@click.option(
-    "--strict", is_flag=True, help="Fail (exit 1, nothing written) if any file cannot be read, instead of skipping it."
-)
-@click.option(
-    "--overwrite", is_flag=True, help="Replace an existing index instead of syncing it (needed to change encoder)."
-)
-@click.option(
-    "--kind",
-    type=click.Choice(["auto", "flat", "hnsw", "ivfpq"]),
-    default=None,
-    help="Index structure: flat (exact), hnsw (fast, approximate), ivfpq (16x smaller in memory; exact vectors stay on disk for re-ranking), or auto: flat below 50,000 images, hnsw above. Default: auto for a new index, unchanged for an existing one.",
-)
-@click.option(
-    "--cluster",
-    default=None,
-    help="Embed on a Dask cluster: 'local' starts --workers processes here (on 127.0.0.1), or give a "
-    "scheduler address (tcp://host:8786) whose workers see FOLDER at the same path. Makes a new index "
-    "(with --overwrite over an old one); the same index a local build makes. Needs simsearch[distributed].",
-)
-@click.option(
-    "--workers",
-    default=2,
-    show_default=True,
-    type=click.IntRange(1, 256),
-    help="Worker processes of --cluster local (the cores are shared between them).",
-)
-@click.option(
-    "--shard-files",
-    default=512,
-    show_default=True,
-    type=click.IntRange(1, 1_000_000),
-    help="Files a --cluster worker embeds per task (larger for millions of files: fewer, bigger tasks).",
-)
 @QUIET
 @JSON
 def index_build(
