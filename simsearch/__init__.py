@@ -36,6 +36,7 @@ _LAZY = {
     "BuildReport": "simsearch.engine",
     # answering: query, identify, verify, calibrate, duplicates
     "Searcher": "simsearch.engine",
+    "OperatingPoint": "simsearch.engine",
     "QueryResult": "simsearch.engine",
     "Hit": "simsearch.engine",
     "Identification": "simsearch.engine",
@@ -72,6 +73,7 @@ __all__ = [
     "Identification",
     "ImageError",
     "ModelError",
+    "OperatingPoint",
     "Preprocess",
     "QueryResult",
     "Searcher",
@@ -105,6 +107,7 @@ if TYPE_CHECKING:
         Calibration,
         Hit,
         Identification,
+        OperatingPoint,
         QueryResult,
         Searcher,
         Verdict,

@@ -107,7 +107,7 @@ def test_health_stats_and_openapi(server):
     assert status == 200 and json.loads(body) == {"status": "ok"}
     stats = json.loads(request(base + "/stats")[1])
     assert stats["count"] == 16 and stats["kind"] == "flat" and stats["encoder"] == "characters"
-    assert stats["threshold_source"] == "gallery" and stats["operating_point"] == "FPIR 0.01"
+    assert stats["threshold_source"] == "gallery+prior" and stats["operating_point"] == "FPIR 0.01"
     assert 0 < stats["threshold"] < 1.2 and stats["max_upload_bytes"] == int(MAX_UPLOAD_MB * 2**20)
     spec = json.loads(request(base + "/openapi.json")[1])
     assert {"/search", "/identify", "/images/{image_id}", "/thumbnails/{image_id}", "/health", "/stats"} <= set(
@@ -178,7 +178,7 @@ def test_identify_known_and_unknown(server):
     status, got = upload(base, "/identify", img)
     assert status == 200 and got["known"] is True and got["label"] == "triangle"
     assert got["match"].startswith("triangle/") and got["status"] in ("identified", "uncertain")
-    assert got["threshold_source"] == "gallery" and got["operating_point"] == "FPIR 0.01" and got["fpir"] == 0.01
+    assert got["threshold_source"] == "gallery+prior" and got["operating_point"] == "FPIR 0.01" and got["fpir"] == 0.01
     status, got = upload(base, "/identify?threshold=1.0", blank_png())
     assert status == 200 and got["known"] is False and got["label"] is None and got["best_class"] is not None
     assert got["threshold_source"] == "explicit"

@@ -219,8 +219,9 @@ def test_demo_runs_offline(tmp_path):
     assert "gallery:" in proc.stdout and "index:" in proc.stdout and "identify:" in proc.stdout
     assert (tmp_path / "d" / "demo.idx" / "manifest.json").exists()
     idents = [line for line in proc.stdout.splitlines() if "new_" in line and "best" in line]
-    assert len(idents) == 6  # at the default FPIR 1% and at 10%
-    assert "identify: threshold" in proc.stdout and "[gallery: FPIR 0.01;" in proc.stdout
+    assert len(idents) == 9  # at the default FPIR 1%, at 10%, and against the one-drawing-a-class gallery
+    assert "identify: threshold" in proc.stdout and "[gallery+prior: FPIR 0.01;" in proc.stdout
+    assert (tmp_path / "d" / "oneshot.idx" / "manifest.json").exists()
     # every drawn probe is marked right or wrong against what the answer should have been
     for line in idents:
         assert line.endswith("  right") or "WRONG (expected" in line

@@ -64,12 +64,14 @@ def test_calibrate_saves_threshold_that_identify_uses(tmp_path, gallery):
     )
     # 4 of the 7 classes are in the gallery: 20 known probes (each also unknown with its class left out), 15 unknown
     assert cal["known_probes"] == 20 and cal["unknown_probes"] == 15 and cal["derived_unknown"] == 20
-    assert cal["threshold_source"] == "calibrated" and cal["operating_point"] == "FPIR 0.05" and cal["fpir"] == 0.05
+    # 35 unknown probes cannot show 1 in 20 beyond a threshold 10 times over: the encoder's prior adds the tail
+    assert cal["threshold_source"] == "calibrated+prior" and cal["operating_point"] == "FPIR 0.05"
+    assert cal["fpir"] == 0.05
     assert [r["fpir"] for r in cal["rows"]] == [0.001, 0.01, 0.05, 0.1, 0.2]
     with Image.open(roc) as img:
         assert img.size[0] > 300
     info = json.loads(run_cli("index", "info", "--index", idx, "--json", check=True).stdout)
-    assert info["threshold"] == pytest.approx(cal["threshold"]) and info["threshold_source"] == "calibrated"
+    assert info["threshold"] == pytest.approx(cal["threshold"]) and info["threshold_source"] == "calibrated+prior"
     assert info["class_sizes"] == {"circle": 4, "cross": 4, "star": 4, "triangle": 4}
     probes = tmp_path / "probes"
     write_symbol_set(probes, ["hourglass", "star"], per_class=2, seed=12)
@@ -77,12 +79,20 @@ def test_calibrate_saves_threshold_that_identify_uses(tmp_path, gallery):
     assert len(out) == 4
     for o in out:
         assert o["threshold"] == pytest.approx(cal["threshold"], abs=1e-6)
-        assert o["threshold_source"] == "calibrated" and o["fpir"] == 0.05 and "labelled probes" in o["calibrated_on"]
+        assert (
+            o["threshold_source"] == "calibrated+prior"
+            and o["fpir"] == 0.05
+            and "labelled probes" in o["calibrated_on"]
+        )
         assert o["known"] == (o["score"] >= o["threshold"])
         assert (o["label"] is None) == (not o["known"])
     # the operating point is the user's (another FPIR, closed-set: checked in-process in tests/engine); in text
     text = run_cli("identify", probes, "--index", idx, "--closed-set", check=True).stdout
-    assert len(text.splitlines()) == 4 and "closed-set: always the nearest class" in text
+    lines = text.splitlines()  # the threshold once, a line a probe, the tally
+    assert len(lines) == 6 and lines[0] == "threshold closed-set: always the nearest class"
+    assert lines[-1] == "4 probe(s): " + ", ".join(
+        f"{sum(line.split()[2:3] == [k] for line in lines[1:5])} {k}" for k in ("identified", "uncertain", "unknown")
+    )
     both = run_cli("identify", probes, "--index", idx, "--fpir", "0.2", "--threshold", "0.5")
     assert both.returncode == 2 and "at most one" in both.stderr
     # an unknown class is rejected: an empty page scores below a threshold set from real pairs
@@ -197,7 +207,13 @@ def test_evaluate_open_set_states_and_observes_fpir(tmp_path):
     (row,) = out["results"]
     assert row["gallery_classes"] == 3 and row["runs"] == 4 and 0 <= row["nearest_class_accuracy"] <= 1
     names = [t["threshold"] for t in row["thresholds"]]
-    assert names == ["gallery-fitted, FPIR 0.01", "gallery-fitted, FPIR 0.1", "encoder's threshold (pair FAR 0.01)"]
+    assert names == [
+        "gallery-fitted, FPIR 0.01",
+        "gallery-fitted, FPIR 0.1",
+        "gallery alone (no prior), FPIR 0.01",
+        "gallery alone (no prior), FPIR 0.1",
+        "encoder's threshold (pair FAR 0.01)",
+    ]
     for t in row["thresholds"][:2]:
         assert t["ratio"] == pytest.approx(t["observed_fpir"] / t["stated_fpir"])
     with Image.open(det) as img:
