@@ -61,9 +61,10 @@ class DemoReport:
             out += [
                 "",
                 "A threshold says how often a drawing of a class the gallery lacks is accepted (FPIR). This",
-                "gallery fitted its own on its 30 drawings; 30 cannot show what 1 unknown drawing in 100 scores,",
-                "so at 1% the threshold keeps a margin above the best impostor it saw, and a loosely drawn star",
-                "can come back unknown; at 10% it is accepted. Pick the rate you can live with, or measure it",
+                "gallery measured its own unknown drawings as far as 30 of them can show; the rarer tail comes",
+                "from the encoder's measurement on characters it never trained on. Drawn symbols look more alike",
+                "to it than handwriting does, so the threshold is high and a loosely drawn symbol can come back",
+                "unknown. Pick the rate you can live with (--fpir), or measure it",
                 "on labelled probes: simsearch calibrate --help.",
             ]
         if self.one_shot:
