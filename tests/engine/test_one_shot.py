@@ -67,12 +67,12 @@ def test_the_prior_stands_in_when_a_gallery_cannot_measure_itself_and_says_so(tm
 
 def test_identify_without_class_folders_or_with_date_folders_says_what_it_needs(tmp_path):
     write_photos(tmp_path / "flat", 6, seed=1)
-    run_cli("index", "build", tmp_path / "flat", "--index", tmp_path / "f.idx", "-q", "--model", "photos", check=True)
+    build_index(tmp_path / "flat", tmp_path / "f.idx", model="photos", progress=False)
     proc = run_cli("identify", tmp_path / "flat" / "p0000.jpg", "--index", tmp_path / "f.idx")
     assert proc.returncode == 1 and "not in class folders" in proc.stderr and "simsearch query" in proc.stderr
     for year in ("2019", "2020", "2021"):
         write_photos(tmp_path / "years" / year, 2, seed=int(year))
-    run_cli("index", "build", tmp_path / "years", "--index", tmp_path / "y.idx", "-q", "--model", "photos", check=True)
+    build_index(tmp_path / "years", tmp_path / "y.idx", model="photos", progress=False)
     proc = run_cli("identify", tmp_path / "flat" / "p0000.jpg", "--index", tmp_path / "y.idx")
     assert "look like dates" in proc.stderr
 
@@ -81,7 +81,7 @@ def test_identify_text_is_one_line_a_probe_with_the_threshold_once_and_a_tally(t
     names = ["circle", "star", "cross"]
     write_symbol_set(tmp_path / "g", names, per_class=4, seed=2)
     write_symbol_set(tmp_path / "p", names, per_class=1, seed=7)
-    run_cli("index", "build", tmp_path / "g", "--index", tmp_path / "g.idx", "-q", check=True)
+    build_index(tmp_path / "g", tmp_path / "g.idx", progress=False)
     out = run_cli("identify", tmp_path / "p", "--index", tmp_path / "g.idx", check=True).stdout.splitlines()
     assert out[0].startswith("threshold ") and sum(line.startswith("threshold") for line in out) == 1
     assert len(out) == 1 + 3 + 1 and out[-1].startswith("3 probe(s): ")
