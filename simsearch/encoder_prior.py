@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,15 +18,20 @@ from simsearch.files import write_atomic
 from simsearch.measures.prior import OpenSetPrior
 from simsearch.model_files import CONFIG_FILE, builtin_models, read_model_json, resolve_model
 
+if TYPE_CHECKING:
+    from simsearch.embed import Embedder
+
 __all__ = ["MIN_PRIOR_CLASSES", "measure_encoder_prior", "record_prior"]
 
 # a prior needs galleries of at least 2 classes with 5 more classes to probe them
 MIN_PRIOR_CLASSES = 7
 
 
-def record_prior(folder: str | os.PathLike[str], data: LabelledSet, measured_on: str) -> OpenSetPrior:
-    """Measure the checkpoint in `folder` on `data` (classes it never trained on) and write the prior
-    into its model.json atomically."""
+def record_prior(
+    folder: str | os.PathLike[str], data: LabelledSet, measured_on: str, embedder: Embedder | None = None
+) -> OpenSetPrior:
+    """Measure the checkpoint in `folder` (`embedder`, when it is already loaded) on `data` (classes it
+    never trained on) and write the prior into its model.json atomically."""
     from simsearch.embed import Embedder
 
     folder = Path(folder)
@@ -34,7 +40,7 @@ def record_prior(folder: str | os.PathLike[str], data: LabelledSet, measured_on:
             f"an open-set prior needs at least {MIN_PRIOR_CLASSES} classes the encoder never trained on; "
             f"got {len(data.classes)}"
         )
-    emb = Embedder.load(str(folder)).embed_arrays(data.images)
+    emb = (embedder or Embedder.load(str(folder))).embed_arrays(data.images)
     prior = OpenSetPrior.measure(emb, data.labels, measured_on)
     meta = read_model_json(folder)
     meta["open_set_prior"] = prior.to_dict()
@@ -52,10 +58,10 @@ def measure_encoder_prior(
     folder, source = resolve_model(model)
     if source in builtin_models():
         raise ModelError(f"{source} is a built-in encoder: its open-set prior ships with it (simsearch models)")
-    pre = Embedder.load(str(folder)).preprocess
-    found = load_labelled(data, pre, progress=progress, classes=classes)
+    embedder = Embedder.load(str(folder))
+    found = load_labelled(data, embedder.preprocess, progress=progress, classes=classes)
     where = f"{Path(data).name}" + (f" ({classes})" if classes else "")
-    return record_prior(folder, found, f"{len(found.classes)} classes of {where}")
+    return record_prior(folder, found, f"{len(found.classes)} classes of {where}", embedder)
 
 
 def held_out_part(data: LabelledSet, held_out: list[str]) -> LabelledSet:

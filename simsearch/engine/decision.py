@@ -29,7 +29,6 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "OperatingPoint",
     "Threshold",
-    "encoder_prior",
     "resolve_pair_threshold",
     "resolve_threshold",
     "stored_curves",
@@ -151,17 +150,6 @@ def _on(rec: dict[str, Any]) -> str:
     return str(rec.get("measured_on", "unrecorded data"))
 
 
-def encoder_prior(encoder_meta: dict[str, Any]) -> OpenSetPrior | None:
-    """The encoder's open-set prior from its model.json (None: it has none, or a malformed one)."""
-    rec = encoder_meta.get("open_set_prior")
-    if not isinstance(rec, dict):
-        return None
-    try:
-        return OpenSetPrior.from_dict(rec)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def resolve_threshold(
     manifest: Manifest,
     encoder_meta: dict[str, Any],
@@ -278,7 +266,7 @@ def _resolve(
         else:
             fpir = DEFAULT_FPIR
     reasons = []
-    prior = encoder_prior(encoder_meta)
+    prior = OpenSetPrior.from_meta(encoder_meta)
     for source, rec, curve in curves:
         try:
             if fnir is not None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from index.catalog import Record
+from index.manifest import read_manifest
 from index.store import IndexStore
 
 __all__ = [
@@ -57,11 +59,11 @@ def duplicate_threshold(manifest_encoder: dict[str, Any], meta: dict[str, Any]) 
 
 
 def index_duplicate_threshold(index: str | os.PathLike[str]) -> tuple[float, str]:
-    """(the duplicate threshold of the encoder that built this index, where it comes from)."""
+    """(the duplicate threshold of the encoder that built this index, where it comes from); reads the
+    manifest alone (the vectors and catalog are not loaded for it)."""
     from simsearch.model_files import recorded_meta
 
-    with IndexStore.open(index) as store:
-        encoder = store.manifest.encoder
+    encoder = read_manifest(Path(index)).encoder
     return duplicate_threshold(encoder, recorded_meta(encoder.get("source")))
 
 

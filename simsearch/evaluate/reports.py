@@ -398,14 +398,6 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def _prior_of(meta: dict[str, Any]) -> OpenSetPrior | None:
-    """The encoder's open-set prior, as identify reads it (None: none recorded, or malformed)."""
-    try:
-        return OpenSetPrior.from_dict(meta["open_set_prior"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def open_set_report(
     data: str | os.PathLike[str],
     models: list[Candidate],
@@ -437,7 +429,7 @@ def open_set_report(
                 "open-set runs measure encoders with thresholds: {fields} takes encoders only", ["compare"]
             )
         meta_t = cand.embedder.loaded.meta.get("threshold")
-        prior = _prior_of(cand.embedder.loaded.meta)
+        prior = OpenSetPrior.from_meta(cand.embedder.loaded.meta)
         try:
             if protocol == "copies":
                 emb, n = _copy_embeddings(cand, data, classes, max(sizes), seed, progress)

@@ -23,6 +23,7 @@ __all__ = [
     "gallery_self_scores",
     "open_set_rates",
     "probe_scores",
+    "thin",
 ]
 
 # Below this many expected exceedances the empirical tail is too thin to read a threshold from, and the
@@ -130,7 +131,7 @@ def open_set_rates(scores: ProbeScores, threshold: float) -> tuple[float | None,
     return fpir, fnir
 
 
-def _thin(values: np.ndarray) -> np.ndarray:
+def thin(values: np.ndarray) -> np.ndarray:
     """At most _STORED evenly spaced order statistics of `values` (sorted ascending), to store."""
     v = np.sort(np.asarray(values, dtype=np.float64))
     if len(v) <= _STORED:
@@ -208,7 +209,7 @@ class OpenSetCurve:
         u = np.asarray(scores.unknown, dtype=np.float64)
         order = np.argsort(scores.known, kind="stable")
         return cls(
-            unknown=_thin(u),
+            unknown=thin(u),
             known=np.asarray(scores.known, dtype=np.float64)[order],
             correct=np.asarray(scores.correct, dtype=bool)[order],
             classes=int(classes),

@@ -18,17 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from simsearch.measures.openset import thin
+
 __all__ = ["MIN_EXCEEDANCES", "Combined", "OpenSetPrior", "PriorThreshold", "combine", "gallery_weight"]
 
 MIN_EXCEEDANCES = 10
-_STORED = 1000
-
-
-def _thin(values: np.ndarray) -> np.ndarray:
-    v = np.sort(np.asarray(values, dtype=np.float64))
-    if len(v) <= _STORED:
-        return v
-    return v[np.linspace(0, len(v) - 1, _STORED).round().astype(int)]
+_STORED = 1000  # genuine scores kept a shot (impostor scores are thinned as a curve's are: openset.thin)
 
 
 @dataclass(frozen=True)
@@ -105,6 +100,17 @@ class OpenSetPrior:
         }
 
     @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> OpenSetPrior | None:
+        """The prior an encoder's model.json records (None: none, or a malformed one)."""
+        rec = meta.get("open_set_prior")
+        if not isinstance(rec, dict):
+            return None
+        try:
+            return cls.from_dict(rec)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OpenSetPrior:
         """Read back; raises ValueError (or KeyError, TypeError) on a malformed record."""
         imp = {int(s): np.sort(np.asarray(v, dtype=np.float64)) for s, v in d["impostor"].items()}
@@ -149,7 +155,7 @@ class OpenSetPrior:
                 got.append(best)
                 total += len(best)
             scores = np.concatenate(got)
-            imp[size], n_imp[size] = _thin(scores), len(scores)
+            imp[size], n_imp[size] = thin(scores), len(scores)
         gen: dict[int, np.ndarray] = {}
         ok: dict[int, np.ndarray] = {}
         for shot in shots:
@@ -167,9 +173,9 @@ class OpenSetPrior:
                 own = np.where(gal_lab[None, :] == np.arange(20)[:, None], s, -np.inf).max(axis=1)
                 best.append(own)
                 right.append(gal_lab[s.argmax(axis=1)] == np.arange(20))
-            order = np.argsort(np.concatenate(best))
-            gen[shot] = np.concatenate(best)[order][:: max(1, len(order) // _STORED)]
-            ok[shot] = np.concatenate(right)[order][:: max(1, len(order) // _STORED)]
+            scores, hits = np.concatenate(best), np.concatenate(right)
+            order = np.argsort(scores)[:: max(1, len(scores) // _STORED)]
+            gen[shot], ok[shot] = scores[order], hits[order]
         return cls(measured_on, imp, n_imp, gen, ok)
 
 
