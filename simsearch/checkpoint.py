@@ -54,9 +54,30 @@ class LoadedModel:
 
 
 def weights_bytes(encoder: Encoder) -> bytes:
-    """The canonical safetensors serialization of an encoder's weights (CPU, contiguous)."""
+    """The canonical safetensors serialization of an encoder's weights (CPU, contiguous). A trunk whose weights
+    are still exactly those of its weights package (simsearch.backbones) is left out: it loads from there."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in encoder.state_dict().items()}
+    bb = encoder.config.backbone
+    if bb is not None and bb.package_weights and encoder.features.is_as_packaged(bb):  # type: ignore[operator]
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(_TRUNK)}
     return st_save(tensors)
+
+
+_TRUNK = "features."
+
+
+def _load_weights(encoder: Encoder, tensors: dict[str, torch.Tensor]) -> None:
+    """All of the encoder's weights from `tensors`; for a package-weights trunk the checkpoint may hold the
+    head alone, when the installed package must hold the weights model.json names (checked here)."""
+    bb = encoder.config.backbone
+    if bb is not None and bb.package_weights and not any(k.startswith(_TRUNK) for k in tensors):
+        encoder.features.load_package_weights(bb, check=True)  # type: ignore[operator]
+        missing, unexpected = encoder.load_state_dict(tensors, strict=False)
+        stray = [k for k in missing if not k.startswith(_TRUNK)] + list(unexpected)
+        if stray:
+            raise KeyError(f"weights for {', '.join(stray[:3])}")
+        return
+    encoder.load_state_dict(tensors)
 
 
 def fingerprint_of(data: bytes) -> str:
@@ -136,7 +157,9 @@ def load_checkpoint(name_or_path: str | None = None, device: str | torch.device 
         raise ModelError(f"{folder}: {WEIGHTS_FILE} is not a readable safetensors file ({first_line(err)})") from None
     try:
         encoder = build_encoder(config)
-        encoder.load_state_dict(tensors)
+        _load_weights(encoder, tensors)
+    except ModelError:
+        raise
     except (KeyError, ValueError, TypeError, RuntimeError) as err:
         raise ModelError(f"{folder}: checkpoint does not fit its config ({first_line(err)})") from None
     encoder.eval().to(device)

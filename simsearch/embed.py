@@ -186,7 +186,7 @@ class Embedder:
         for p in paths:
             try:
                 img = decode_image(p, channels=pre.channels, min_side=keep_side(pre.size, face=True))
-                found = face_arrays(img, pre.size, every=True, name=str(p))
+                found = face_arrays(img, pre.size, every=True, name=str(p), align=pre.face_align)
             except ImageError as err:
                 failed.append((str(p), err.reason))
                 continue

@@ -23,6 +23,7 @@ _MAX_PARAMETERS = 100_000_000
 __all__ = ["Arch", "Encoder", "EncoderConfig", "Pool", "build_encoder"]
 
 
+HEADS = ("linear", "trunk+projection")
 MIN_CONTRAST = 0.05  # autocontrast stretches at most 20x, so a blank page's noise stays noise
 
 
@@ -39,6 +40,10 @@ class EncoderConfig:
     backbone: Backbone | None = None
     # a text tower of simsearch's own (simsearch.text) beside the image network: text queries
     text: TextConfig | None = None
+    # "linear": the embedding is a projection of the features (or the features themselves);
+    # "trunk+projection": the centred features and a projection of them, side by side with equal weight
+    # (embedding_dim = feature_dim + the projection's length): a trunk's generality kept beside a learnt view
+    head: str = "linear"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", Arch.parse(str(getattr(self.arch, "value", self.arch))))
@@ -47,6 +52,10 @@ class EncoderConfig:
             raise ValueError('arch "backbone" and a backbone description go together')
         if self.embedding_dim <= 0:
             raise ValueError("embedding_dim must be positive")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, not {self.head!r}")
+        if self.head == "trunk+projection" and self.embedding_dim <= self.feature_dim:
+            raise ValueError("a trunk+projection head's embedding_dim is the features' length plus the projection's")
         if self.backbone is not None:
             if self.text is not None:
                 raise ValueError("a library backbone brings its own text tower, if any")
@@ -96,6 +105,8 @@ class EncoderConfig:
             del d["text"]
         else:
             d["text"] = self.text.to_dict()
+        if self.head == "linear":  # model.json files written before heads had a name stay as they were
+            del d["head"]
         return d
 
     @classmethod
@@ -117,6 +128,7 @@ class EncoderConfig:
             pool=Pool.parse(d.get("pool", Pool.AVG.value)),
             backbone=backbone,
             text=text,
+            head=str(d.get("head", "linear")),
         )
 
 
@@ -147,6 +159,22 @@ class _ResidualStage(nn.Module):
         return self.pool(F.relu(out + self.shortcut(x), inplace=True))
 
 
+class TrunkAndProjection(nn.Module):
+    """The features centred (on `center`, the mean of the training images' features), and a learnt projection of
+    them, each of unit length and half the weight: the cosine of two embeddings is the mean of the trunk's own
+    cosine and the projection's."""
+
+    def __init__(self, features: int, projection: int) -> None:
+        super().__init__()
+        self.center = nn.Parameter(torch.zeros(features), requires_grad=False)
+        self.project = nn.Linear(features, projection, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x - self.center
+        half = 0.5**0.5
+        return torch.cat([F.normalize(x, dim=1) * half, F.normalize(self.project(x), dim=1) * half], dim=1)
+
+
 class Encoder(nn.Module):
     """Shared-weight embedding network.
 
@@ -168,6 +196,8 @@ class Encoder(nn.Module):
             from simsearch.backbones import build_trunk
 
             self.features: nn.Module = build_trunk(config.backbone, trunk)
+            if trunk is None and config.backbone.package_weights:  # the ImageNet weights of the installed package
+                self.features.load_package_weights(config.backbone, check=False)  # type: ignore[operator]
         else:
             stages: list[nn.Module] = []
             c = pre.channels
@@ -176,7 +206,11 @@ class Encoder(nn.Module):
                 c = w
             self.features = nn.Sequential(*stages)
         c = config.feature_dim
-        self.head: nn.Module = nn.Identity() if c == config.embedding_dim else nn.Linear(c, config.embedding_dim)
+        self.head: nn.Module
+        if config.head == "trunk+projection":
+            self.head = TrunkAndProjection(c, config.embedding_dim - c)
+        else:
+            self.head = nn.Identity() if c == config.embedding_dim else nn.Linear(c, config.embedding_dim)
         self.text: nn.Module | None = None
         if config.text is not None:
             from simsearch.text import TextTower
@@ -188,6 +222,10 @@ class Encoder(nn.Module):
         self.register_buffer("std", torch.tensor(pre.std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.pooled(x)).float(), dim=1)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """What the head receives: the pooled features of (N, C, H, W) input in [0, 1], before any projection."""
         if self.config.preprocess.invert:
             x = 1.0 - x
         if self.config.preprocess.autocontrast:
@@ -197,8 +235,7 @@ class Encoder(nn.Module):
         x = self.features(x)
         if self.config.backbone is None:
             x = torch.flatten(F.adaptive_avg_pool2d(x, 1) if self.config.pool is Pool.AVG else x, 1)
-        x = self.head(x)
-        return F.normalize(x.float(), dim=1)
+        return x
 
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         """(N, D) unit rows for N strings, in the images' space. Raises ValueError for an image-only encoder."""

@@ -513,20 +513,22 @@ def _resized(img: Image.Image, size: int) -> np.ndarray:
     return arr[None, :, :] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def frame(img: Image.Image, size: int, crop: float = 1.0, ink: Ink | None = None, face: bool = False) -> np.ndarray:
+def frame(
+    img: Image.Image, size: int, crop: float = 1.0, ink: Ink | None = None, face: bool = False, align: str = "eyes"
+) -> np.ndarray:
     """Keep the centred `crop` of each side (or, with `ink`, the square around a drawing's
     strokes: fit_ink; or, with `face`, the largest face, levelled: simsearch.faces), resize to
     size x size (squashed) and return (C, size, size) uint8. The image must already be in its
     final mode ("L" or "RGB"); to_array does that first. ImageError when `face` finds none."""
     if face:
-        return face_arrays(img, size)[0][1]
+        return face_arrays(img, size, align=align)[0][1]
     # a cheap integer pre-shrink keeps big photos fast; the same for every caller
     img, _ = _pre_shrink(img, keep_side(size, crop, ink))
     return _resized(fit_ink(img, ink) if ink is not None else center_crop(img, crop), size)
 
 
 def face_arrays(
-    img: Image.Image, size: int, every: bool = False, name: str = "<image>"
+    img: Image.Image, size: int, every: bool = False, name: str = "<image>", align: str = "eyes"
 ) -> list[tuple[Any, np.ndarray]]:
     """The largest face of a photo (or, with `every`, each face, largest first) as an encoder input:
     (simsearch.faces.Face with its box in the photo's pixels, (C, size, size) uint8). ImageError
@@ -534,7 +536,13 @@ def face_arrays(
     from simsearch.faces import Face, FaceChoice, face_crops
 
     small, factor = _pre_shrink(img, keep_side(size, face=True))
-    found = face_crops(small, FaceChoice.ALL if every else FaceChoice.LARGEST, name)
+    choice = FaceChoice.ALL if every else FaceChoice.LARGEST
+    if align == "landmarks":
+        from simsearch.faces_dlib import landmark_crops
+
+        found = landmark_crops(small, choice, name)
+    else:
+        found = face_crops(small, choice, name)
     return [
         (Face(tuple(v * factor for v in f.box), f.tilt, f.eyes), _resized(cut, size))  # type: ignore[arg-type]
         for f, cut in found
@@ -543,7 +551,7 @@ def face_arrays(
 
 def to_array(img: Image.Image, pre: Preprocess) -> np.ndarray:
     """A decoded PIL image as the encoder input `pre` describes: (channels, size, size) uint8."""
-    return frame(_normalize_mode(img, pre.channels), pre.size, pre.crop, pre.ink, pre.face)
+    return frame(_normalize_mode(img, pre.channels), pre.size, pre.crop, pre.ink, pre.face, pre.face_align)
 
 
 def load_array(
@@ -554,6 +562,6 @@ def load_array(
     keep = keep_side(pre.size, pre.crop, pre.ink, pre.face)
     img = decode_image(source, channels=pre.channels, max_pixels=max_pixels, min_side=keep)
     try:
-        return frame(img, pre.size, pre.crop, pre.ink, pre.face)
+        return frame(img, pre.size, pre.crop, pre.ink, pre.face, pre.face_align)
     except ImageError as err:
         raise ImageError("<bytes>" if isinstance(source, bytes) else str(source), err.reason) from None

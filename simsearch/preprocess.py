@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
-__all__ = ["Ink", "Preprocess"]
+__all__ = ["FACE_ALIGNS", "Ink", "Preprocess"]
+
+FACE_ALIGNS = ("eyes", "landmarks")
 
 
 class Ink(str, Enum):
@@ -40,6 +42,9 @@ class Preprocess:
     autocontrast: bool = False
     fit_ink: bool = False
     face: bool = False
+    # how a face is found and cut out: "eyes" (OpenCV's cascades, levelled by the eyes: simsearch.faces) or
+    # "landmarks" (dlib's detector and 5-point landmarks, dlib's aligned chip: simsearch.faces_dlib)
+    face_align: str = "eyes"
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -54,6 +59,8 @@ class Preprocess:
             raise ValueError(f"crop must be in 0.1..1, not {self.crop}")
         if self.fit_ink and not self.can_fit_ink:
             raise ValueError("fit_ink frames the strokes of one-channel drawings: it needs channels 1 and no crop")
+        if self.face_align not in FACE_ALIGNS:
+            raise ValueError(f"face_align must be one of {', '.join(FACE_ALIGNS)}, not {self.face_align!r}")
         if self.face and (self.crop != 1.0 or self.fit_ink):
             raise ValueError("face framing (the detected, levelled face) replaces the centre crop and ink framing")
 
@@ -91,7 +98,10 @@ class Preprocess:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.face_align == "eyes":  # model.json files written before alignments had a name stay as they were
+            del d["face_align"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocess:
@@ -106,4 +116,5 @@ class Preprocess:
             autocontrast=bool(d.get("autocontrast", False)),
             fit_ink=bool(d.get("fit_ink", False)),
             face=bool(d.get("face", False)),
+            face_align=str(d.get("face_align", "eyes")),
         )
