@@ -156,8 +156,9 @@ def _check_options(library: str, options: Mapping[str, Any]) -> None:
     (`timm_model_pretrained`, `hf_model_pretrained`, `checkpoint_path`, ...), at any depth."""
     if library in ("efficientnet_lite", "dlib_face"):
         stray = sorted(k for k in options if k != "trunk_sha256")
-        if stray or not isinstance(options.get("trunk_sha256", ""), str):
-            raise ValueError(f"a {library} backbone's only option is trunk_sha256 (the weights package's hash)")
+        sha = options.get("trunk_sha256")
+        if stray or not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ValueError(f"a {library} backbone's one option is trunk_sha256, its weights file's sha256 (hex)")
         return
     if library in ("timm", "torchvision"):
         stray = sorted(k for k in options if k not in _NETWORK_OPTIONS)

@@ -60,10 +60,13 @@ def weights_bytes(encoder: Encoder) -> bytes:
     bb = encoder.config.backbone
     if bb is not None and bb.package_weights and encoder.features.is_as_packaged(bb):  # type: ignore[operator]
         tensors = {k: v for k, v in tensors.items() if not k.startswith(_TRUNK)}
+        # the package file's hash goes with the weights, so that the fingerprint covers the trunk too
+        tensors[_PACKAGE_SHA] = torch.tensor(list(bytes.fromhex(str(bb.options["trunk_sha256"]))), dtype=torch.uint8)
     return st_save(tensors)
 
 
 _TRUNK = "features."
+_PACKAGE_SHA = "trunk_package_sha256"
 
 
 def _load_weights(encoder: Encoder, tensors: dict[str, torch.Tensor]) -> None:
@@ -71,6 +74,10 @@ def _load_weights(encoder: Encoder, tensors: dict[str, torch.Tensor]) -> None:
     head alone, when the installed package must hold the weights model.json names (checked here)."""
     bb = encoder.config.backbone
     if bb is not None and bb.package_weights and not any(k.startswith(_TRUNK) for k in tensors):
+        tensors = dict(tensors)
+        recorded = tensors.pop(_PACKAGE_SHA, None)
+        if recorded is None or bytes(recorded.tolist()).hex() != bb.options.get("trunk_sha256"):
+            raise KeyError("the trunk's package hash (the weights and model.json name different trunks)")
         encoder.features.load_package_weights(bb, check=True)  # type: ignore[operator]
         missing, unexpected = encoder.load_state_dict(tensors, strict=False)
         stray = [k for k in missing if not k.startswith(_TRUNK)] + list(unexpected)

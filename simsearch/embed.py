@@ -127,13 +127,16 @@ class Embedder:
         if batch_size is None:
             batch_size = max(16, min(512, 512 * 64 * 64 // self.preprocess.size**2))
         dev = self.device
+        # bf16 on a GPU for simsearch's own networks (cosines within 1e-3 of the CPU's); a library network keeps
+        # float32: EfficientNet-Lite's depthwise stages drifted to a cosine of 0.990 in bf16 (BENCHMARKS.md)
+        half = dev.type == "cuda" and self.encoder.config.backbone is None
 
         def embed(batch: slice) -> torch.Tensor:
             x = torch.from_numpy(np.require(arrays[batch], requirements=["C", "W"]))
             x = x.to(dev, non_blocking=True).float().div_(255.0)
             if dev.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=half):
                 return self.encoder(x)
 
         return self._in_batches(len(arrays), batch_size, embed)

@@ -44,6 +44,7 @@ class EncoderConfig:
     # "trunk+projection": the centred features and a projection of them, side by side with equal weight
     # (embedding_dim = feature_dim + the projection's length): a trunk's generality kept beside a learnt view
     head: str = "linear"
+    projection_weight: float = 0.5  # trunk+projection: the projection's share of the cosine
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", Arch.parse(str(getattr(self.arch, "value", self.arch))))
@@ -54,6 +55,8 @@ class EncoderConfig:
             raise ValueError("embedding_dim must be positive")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, not {self.head!r}")
+        if not 0.0 < self.projection_weight < 1.0:
+            raise ValueError("projection_weight must be between 0 and 1")
         if self.head == "trunk+projection" and self.embedding_dim <= self.feature_dim:
             raise ValueError("a trunk+projection head's embedding_dim is the features' length plus the projection's")
         if self.backbone is not None:
@@ -106,7 +109,7 @@ class EncoderConfig:
         else:
             d["text"] = self.text.to_dict()
         if self.head == "linear":  # model.json files written before heads had a name stay as they were
-            del d["head"]
+            del d["head"], d["projection_weight"]
         return d
 
     @classmethod
@@ -129,6 +132,7 @@ class EncoderConfig:
             backbone=backbone,
             text=text,
             head=str(d.get("head", "linear")),
+            projection_weight=float(d.get("projection_weight", 0.5)),
         )
 
 
@@ -160,19 +164,21 @@ class _ResidualStage(nn.Module):
 
 
 class TrunkAndProjection(nn.Module):
-    """The features centred (on `center`, the mean of the training images' features), and a learnt projection of
-    them, each of unit length and half the weight: the cosine of two embeddings is the mean of the trunk's own
-    cosine and the projection's."""
+    """The features as they are and a learnt projection of them (centred first on `center`, the mean of the
+    training images' features), each of unit length, weighted so that the cosine of two embeddings is
+    (1 - weight) x the trunk's own cosine + weight x the projection's."""
 
-    def __init__(self, features: int, projection: int) -> None:
+    def __init__(self, features: int, projection: int, weight: float) -> None:
         super().__init__()
         self.center = nn.Parameter(torch.zeros(features), requires_grad=False)
         self.project = nn.Linear(features, projection, bias=False)
+        # kept with the weights, so that the fingerprint covers it
+        self.share: torch.Tensor
+        self.register_buffer("share", torch.tensor(float(weight)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x - self.center
-        half = 0.5**0.5
-        return torch.cat([F.normalize(x, dim=1) * half, F.normalize(self.project(x), dim=1) * half], dim=1)
+        p = F.normalize(self.project(x - self.center), dim=1)
+        return torch.cat([F.normalize(x, dim=1) * (1 - self.share).sqrt(), p * self.share.sqrt()], dim=1)
 
 
 class Encoder(nn.Module):
@@ -208,7 +214,7 @@ class Encoder(nn.Module):
         c = config.feature_dim
         self.head: nn.Module
         if config.head == "trunk+projection":
-            self.head = TrunkAndProjection(c, config.embedding_dim - c)
+            self.head = TrunkAndProjection(c, config.embedding_dim - c, config.projection_weight)
         else:
             self.head = nn.Identity() if c == config.embedding_dim else nn.Linear(c, config.embedding_dim)
         self.text: nn.Module | None = None

@@ -116,7 +116,7 @@ def test_a_package_whose_weights_differ_from_the_recorded_ones_is_a_one_line_err
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     meta["config"]["backbone"]["options"]["trunk_sha256"] = "0" * 64
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match="other weights") as err:
+    with pytest.raises(ModelError, match="trunk") as err:
         load_checkpoint(str(tmp_path / "m"))
     assert "\n" not in str(err.value)
 
@@ -132,8 +132,8 @@ def test_a_missing_weights_package_names_the_extra_that_installs_it(monkeypatch)
         package_weights_file("efficientnet-lite0")
 
 
-def test_trunk_and_projection_is_the_mean_of_the_two_cosines():
-    config = _lite_config("trunk+projection", 1280 + 16)
+def test_trunk_and_projection_cosine_is_the_weighted_mean_of_the_two():
+    config = dataclasses.replace(_lite_config("trunk+projection", 1280 + 16), projection_weight=0.3)
     enc = build_encoder(config).eval()
     torch.manual_seed(1)
     with torch.no_grad():
@@ -141,10 +141,11 @@ def test_trunk_and_projection_is_the_mean_of_the_two_cosines():
         enc.head.project.weight.copy_(torch.randn(16, 1280))
         x = torch.rand(2, 3, 64, 64)
         e = enc(x)
-        f = enc.pooled(x) - enc.head.center
-        p = enc.head.project(f)
+        f = enc.pooled(x)
+        p = enc.head.project(f - enc.head.center)
     cos = torch.nn.functional.cosine_similarity
-    expect = 0.5 * (cos(f[:1], f[1:]) + cos(p[:1], p[1:]))
+    w = config.projection_weight
+    expect = (1 - w) * cos(f[:1], f[1:]) + w * cos(p[:1], p[1:])
     assert torch.allclose((e[0] * e[1]).sum(), expect[0], atol=1e-5)
     with pytest.raises(ValueError, match="features' length plus"):
         dataclasses.replace(config, embedding_dim=1280)
