@@ -35,6 +35,7 @@ REFERENCE = {
     "characters": ("omniglot/images_background.zip", None),
     "faces": ("lfw/lfw-deepfunneled.zip", "[A-J]*"),
     "photos": ("clothing/clothing-small-256.zip", "train/*"),
+    "objects": ("clothing/clothing-small-256.zip", "train/*"),
     "signatures": ("signatures/sigcomp2011-processed.zip", "train/*"),
 }
 

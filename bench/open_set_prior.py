@@ -4,8 +4,9 @@ classes allow, so that a one-image-a-class gallery gets a threshold for its size
 
 Classes: those each encoder's training held out for validation (recorded in its model.json): Omniglot
 background alphabets (characters), LFW A-J people (faces), SigComp2011 train writers' genuine signatures
-(signatures); for photos (copies: each photo its own class) the clothing set's validation photos, which
-its training never used. Never an evaluation split. With --write the prior goes into the encoder's
+(signatures; faces on dlib's network, which trained on no split here: all A-J people); for photos (copies: each
+photo its own class) the clothing set's validation photos, which its training never used. `objects` has none:
+the only set of kinds here, clothing, is what its head trained on (its 10 kinds), so no held-out kinds exist. Never an evaluation split. With --write the prior goes into the encoder's
 model.json as `open_set_prior` (the weights, and so the fingerprint, are unchanged).
 
     python bench/open_set_prior.py --data ../shared/data [--write]
@@ -42,6 +43,8 @@ def held_out(name: str, meta: dict) -> list[str] | str:
     if name == "photos":
         return "validation/*"
     held = [str(c) for c in meta.get("training", {}).get("held_out_classes", [])]
+    if name == "faces" and not held:  # dlib's network, trained on no LFW split here: all of the training split
+        return "[A-J]*"
     if name == "signatures":  # a writer is one class: its genuine signatures
         held = [c for c in held if "/genuine/" in c]
     return held

@@ -163,8 +163,9 @@ def test_rgb_resnet_training_with_fitted_threshold(tmp_path: Path) -> None:
 
 def test_builtin_encoders_are_chosen_by_name(tmp_path: Path) -> None:
     listed = {m["name"]: m for m in json.loads(run_cli("models", "--json", check=True).stdout)}
-    assert {"characters", "faces", "photos", "signatures"} <= set(listed)
-    assert listed["faces"]["arch"] == "resnet" and listed["faces"]["input"] == "3x64x64"
+    assert {"characters", "faces", "photos", "signatures", "objects"} <= set(listed)
+    assert listed["faces"]["arch"] == "backbone" and listed["faces"]["input"] == "3x150x150"
+    assert listed["objects"]["input"] == "3x224x224" and listed["objects"]["dim"] == 1280 + 256
     assert [m for m in listed.values() if m["default"]] == [listed["characters"]]
     pics = write_photos(tmp_path / "pics", 6, seed=4)
     people = tmp_path / "people"
@@ -172,7 +173,7 @@ def test_builtin_encoders_are_chosen_by_name(tmp_path: Path) -> None:
     for i, size in enumerate((160, 200, 240)):
         draw_face(size).save(people / f"p000{i + 1}.png")
     draw_face(180, hair=(150, 120, 40)).save(people / "p0003.jpg")
-    for name in ("faces", "photos", "signatures"):
+    for name in ("faces", "photos", "signatures", "objects"):
         idx = tmp_path / f"{name}.idx"
         folder = people if name == "faces" else pics  # faces finds the face first: generated photos have none
         run_cli("index", "build", folder, "--index", idx, "--model", name, check=True)

@@ -54,7 +54,7 @@ def test_a_file_that_is_not_dlibs_face_network_is_refused(tmp_path):
         read_dlib_resnet(b"\x01\x05hello")
 
 
-def test_landmark_framing_finds_faces_cuts_dlibs_chip_and_takes_a_tight_crop_as_one_face():
+def test_landmark_framing_finds_faces_cuts_dlibs_chip_and_finds_a_face_that_fills_the_picture(tmp_path):
     from simsearch.faces_dlib import CHIP, landmark_crops
 
     [(face, chip)] = landmark_crops(draw_face(200))
@@ -62,13 +62,21 @@ def test_landmark_framing_finds_faces_cuts_dlibs_chip_and_takes_a_tight_crop_as_
     x, y, w, h = face.box
     assert abs(x + w / 2 - 100) < 25 and abs(y + h / 2 - 100) < 30
     assert len(landmark_crops(group_photo(), FaceChoice.ALL)) == 2
-    # a face that fills the whole picture (an ID photo cut tight) is still a face
-    tight = draw_face(300).crop((70, 60, 230, 240)).resize((92, 112))
+    # a face that fills the whole picture (an ID photo cut tight, grey) is still a face
+    tight = draw_face(300).crop((60, 50, 240, 250)).resize((92, 112)).convert("L")
     [(face, chip)] = landmark_crops(tight)
     assert chip.size == (CHIP, CHIP)
-    # a big picture without a face is not one
-    with pytest.raises(ImageError, match=NO_FACE):
-        landmark_crops(Image.new("RGB", (900, 500), (100, 120, 140)))
+    # pictures without a face are not one, small and square ones included
+    for blank in (Image.new("RGB", (900, 500), (100, 120, 140)), *photo_list(tmp_path / "p", 8)):
+        with pytest.raises(ImageError, match=NO_FACE):
+            landmark_crops(blank)
+
+
+def photo_list(folder, n: int) -> list[Image.Image]:
+    from simsearch.symbols import write_photos
+
+    folder = write_photos(folder, n, seed=4)
+    return [Image.open(p).convert("RGB") for p in sorted(folder.rglob("*.*"))]
 
 
 def _faces_config() -> EncoderConfig:
