@@ -32,6 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--models", default="characters,faces,signatures,photos", help="comma-separated encoders")
     args = ap.parse_args()
     print(
         "| encoder | protocol | classes | stated FPIR | observed (ratio) | gallery alone: observed (ratio) | "
@@ -39,6 +40,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for model, data, classes, sizes, extra in PLANS:
+        if model not in args.models.split(","):
+            continue
         cmd = [sys.executable, "-m", "simsearch", "evaluate", str(args.data / data), "--open-set", "--shot", "1"]
         cmd += ["--model", model, "--runs", str(args.runs), "--json", *extra]
         cmd += ["--classes", classes] if classes else []

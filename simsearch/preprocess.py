@@ -83,7 +83,13 @@ class Preprocess:
 
     @classmethod
     def plain(
-        cls, channels: int, size: int, crop: float = 1.0, ink: Ink | None = None, face: bool = False
+        cls,
+        channels: int,
+        size: int,
+        crop: float = 1.0,
+        ink: Ink | None = None,
+        face: bool = False,
+        face_align: str = "eyes",
     ) -> Preprocess:
         """Framing without a network's normalization: what a baseline (raw pixels) decodes images to."""
         return cls(
@@ -95,6 +101,7 @@ class Preprocess:
             crop=crop,
             fit_ink=ink is not None,
             face=face,
+            face_align=face_align,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -85,7 +85,7 @@ class Candidate:
         if key not in self._cache:
             if self.embedder is None:
                 pre = (
-                    Preprocess.plain(like.channels, RAW_DECODE, like.crop, like.ink, like.face)
+                    Preprocess.plain(like.channels, RAW_DECODE, like.crop, like.ink, like.face, like.face_align)
                     if like
                     else Preprocess.plain(1, RAW_DECODE)
                 )
