@@ -34,6 +34,10 @@ def _click_option(d: Declared) -> Callable[[Any], Any]:
     kw: dict[str, Any] = {"help": o.help, "required": d.required, "metavar": o.metavar, "envvar": o.envvar}
     if isinstance(default, Enum):
         default = default.value
+    if o.multiple:
+        kw["multiple"] = True
+    if o.hidden:
+        kw["hidden"] = True
     if o.negatable:
         names[0] = f"{flag}/--no-{flag[2:]}"
         kw.update(default=default, show_default=o.show_default)
@@ -58,16 +62,16 @@ def _click_option(d: Declared) -> Callable[[Any], Any]:
             if base is int:
                 kw["type"] = click.IntRange(None if lo is None else int(lo), None if hi is None else int(hi))
             else:
-                kw["type"] = click.FloatRange(lo, hi, max_open=o.open_high)
+                kw["type"] = click.FloatRange(lo, hi, min_open=o.open_low, max_open=o.open_high)
         elif base in (int, float, str):
             kw["type"] = base
     return click.option(*names, **kw)
 
 
-def options_from(*classes: type, skip: Sequence[str] = ()) -> Callable[[Any], Any]:
+def options_from(*classes: type, skip: Sequence[str] = (), only: Sequence[str] = ()) -> Callable[[Any], Any]:
     """A decorator adding an option for every declared field of `classes` (first declaration of a name
-    wins), in declaration order, except those named in `skip`."""
-    fields = [d for d in declared(*classes) if d.name not in skip]
+    wins), in declaration order, except those named in `skip` (or, with `only`, just those)."""
+    fields = [d for d in declared(*classes) if d.name not in skip and (not only or d.name in only)]
 
     def decorate(fn: Any) -> Any:
         for d in reversed(fields):  # click lists options in the order their decorators are applied, inside out

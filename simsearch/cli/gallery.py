@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -15,52 +16,17 @@ from simsearch.cli.common import (
     one_line,
     print_skipped,
 )
+from simsearch.cli.declared import options_from
 from simsearch.cli.root import cli
+from simsearch.config.gallery import CalibrateOptions, DuplicatesOptions
 
 
 @cli.command("calibrate")
 @click.argument("labelled", type=click.Path(path_type=Path))
-@click.option("--index", "index_path", type=click.Path(path_type=Path), default=None, help="The index directory.")
-@click.option(
-    "--encoder",
-    default=None,
-    metavar="CHECKPOINT",
-    help="Instead of an index: measure this encoder's open-set prior on LABELLED's classes (classes it never "
-    "trained on) and record it in its model.json, so that galleries too small to measure themselves (one "
-    "image a class) get thresholds from it. For imported or fine-tuned encoders; train records it itself.",
-)
-@click.option(
-    "--fpir",
-    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    default=None,
-    help="Target FPIR (default 0.01): the share of probes of classes absent from the gallery that identify may accept.",
-)
-@click.option(
-    "--fnir",
-    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    default=None,
-    help="Target FNIR instead: the share of probes of gallery classes that may come back unknown or wrong.",
-)
-@click.option(
-    "--far",
-    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    default=None,
-    hidden=True,
-    help="Old name of --fpir.",
-)
-@click.option(
-    "--roc",
-    "roc_png",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write the open-set ROC (1-FNIR against FPIR) as a PNG here.",
-)
-@click.option("--dry-run", is_flag=True, help="Measure and report, but do not save anything into the index.")
+@options_from(CalibrateOptions)
 @DEVICE
 @JSON
-def calibrate_cmd(
-    labelled: Path, index_path: Path | None, encoder: str | None, dry_run: bool, as_json: bool, **opts: Any
-) -> None:
+def calibrate_cmd(labelled: Path, as_json: bool, **opts: Any) -> None:
     """Measure identify's FPIR and FNIR against the index's gallery, at its real size, with the labelled
     probes in LABELLED (a folder per class; images the gallery does not hold), and save the threshold for
     the target into the index; identify and the service then use it by default.
@@ -70,6 +36,8 @@ def calibrate_cmd(
     out of the gallery; probes of other classes are unknown probes as they are. FPIR: the share of
     unknown probes accepted as some class. FNIR: the share of known probes not given their class.
     """
+    asked = CalibrateOptions(**{f.name: opts.pop(f.name) for f in dataclasses.fields(CalibrateOptions)})
+    index_path, encoder, dry_run = asked.index_path, asked.encoder, asked.dry_run
     if (index_path is None) == (encoder is None):
         raise click.UsageError("give --index (calibrate a gallery) or --encoder (measure an encoder's prior)")
     if encoder is not None:
@@ -78,7 +46,17 @@ def calibrate_cmd(
     from simsearch.engine import calibrate
 
     assert index_path is not None
-    c = calibrate(labelled, index_path, save=not dry_run, progress=not as_json, **opts)
+    c = calibrate(
+        labelled,
+        index_path,
+        fpir=asked.fpir,
+        fnir=asked.fnir,
+        far=asked.far,
+        roc_png=asked.roc_png,
+        save=not dry_run,
+        progress=not as_json,
+        **opts,
+    )
     if as_json:
         echo_json(c.to_dict())
         return
@@ -127,41 +105,9 @@ def _encoder_prior(encoder: str, labelled: Path, as_json: bool) -> None:
 
 @cli.command("duplicates")
 @INDEX
-@click.option(
-    "--threshold",
-    type=click.FloatRange(-1.0, 1.0),
-    default=None,
-    help="Cosine score at or above which two images count as near-duplicates. Default: the encoder's duplicate "
-    "threshold (distinct pictures of its reference set exceed it at a false-match rate of 1e-5 a pair, so about N x 1e-5 false matches for each picture in a folder of N), else 0.95.",
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write the groups to .jsonl (one group a line) or .csv (one member a row).",
-)
-@click.option(
-    "--remove-list",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write the files to remove (every member of a group but the one kept, the largest file), one path a "
-    "line, for a script to act on. Nothing is deleted by simsearch.",
-)
-@click.option(
-    "--montage-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write one contact sheet PNG per group into this folder.",
-)
+@options_from(DuplicatesOptions)
 @JSON
-def duplicates_cmd(
-    index_path: Path,
-    threshold: float | None,
-    out: Path | None,
-    remove_list: Path | None,
-    montage_dir: Path | None,
-    as_json: bool,
-) -> None:
+def duplicates_cmd(index_path: Path, as_json: bool, **opts: Any) -> None:
     """Groups of duplicate gallery images: files with identical bytes, then near-duplicates.
 
     Every member of a group scores at least the threshold against the group's first image (its
@@ -173,6 +119,8 @@ def duplicates_cmd(
     from simsearch.pictures import group_sheets
     from simsearch.results import write_rows
 
+    asked = DuplicatesOptions(**opts)
+    threshold, out, remove_list, montage_dir = asked.threshold, asked.out, asked.remove_list, asked.montage_dir
     source = "given"
     if threshold is None:
         threshold, source = index_duplicate_threshold(index_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -23,76 +24,40 @@ from simsearch.cli.common import (
     OUT,
     echo_json,
 )
+from simsearch.cli.declared import options_from
 from simsearch.cli.root import cli
+from simsearch.config.search import IdentifyOptions, QueryOptions
+
+QUERY_FIELDS = tuple(f.name for f in dataclasses.fields(QueryOptions))
+IDENTIFY_FIELDS = tuple(f.name for f in dataclasses.fields(IdentifyOptions))
 
 
 @cli.command("query")
 @click.argument("images", nargs=-1)
-@click.option(
-    "--text",
-    "texts",
-    multiple=True,
-    metavar="TEXT",
-    help='Search by words instead of an image ("a red dress"); repeat for several. Needs an index built with a '
-    "CLIP-family encoder: an OpenCLIP import (simsearch models import openclip:...) or one trained with --captions.",
-)
+@options_from(QueryOptions, only=["texts"])
 @INDEX
-@click.option(
-    "-k",
-    "k",
-    default=5,
-    show_default=True,
-    type=click.IntRange(1, 10000),
-    help="How many nearest gallery images to list.",
-)
-@click.option(
-    "--offset",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 100_000),
-    help="Skip this many best results first (the next page: --offset 5 -k 5 lists ranks 6-10).",
-)
-@click.option(
-    "--label",
-    "labels",
-    multiple=True,
-    help="Only gallery images of this class (first-level subfolder); repeat for several.",
-)
-@click.option(
-    "--under",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Only gallery images under this folder.",
-)
+@options_from(QueryOptions, skip=["texts"])
 @EVERY_FACE
 @MODEL_FOR_INDEX
 @DEVICE
 @OUT
 @MONTAGE
 @JSON
-def query_cmd(
-    images: tuple[str, ...],
-    texts: tuple[str, ...],
-    index_path: Path,
-    k: int,
-    offset: int,
-    labels: tuple[str, ...],
-    under: Path | None,
-    every_face: bool,
-    **opts: Any,
-) -> int:
+def query_cmd(images: tuple[str, ...], index_path: Path, every_face: bool, **opts: Any) -> int:
     """Find the gallery images most similar to each query image (files or folders), or to each --text,
     best first.
 
     Scores are cosine similarities in [-1, 1]. --label and --under search a part of the gallery;
     --offset pages on. Exit 1 if any query image could not be read.
     """
-    if texts:
+    q = QueryOptions(**{f: opts.pop(f) for f in QUERY_FIELDS})
+    labels = list(q.labels) or None
+    if q.texts:
         if images:
             raise click.UsageError("give query images or --text, not both")
         if every_face or opts.get("montage") is not None:
             raise click.UsageError("--every-face and --montage are for query images, not --text")
-        return answer_text(texts, index_path, k=k, offset=offset, labels=list(labels) or None, under=under, **opts)
+        return answer_text(q.texts, index_path, k=q.k, offset=q.offset, labels=labels, under=q.under, **opts)
     if not images:
         raise click.UsageError("give query images (files or folders) or --text")
     return answer(
@@ -100,11 +65,11 @@ def query_cmd(
         index_path,
         ask="query",
         show=show_hits,
-        k=k,
-        offset=offset,
+        k=q.k,
+        offset=q.offset,
         every_face=every_face,
-        labels=list(labels) or None,
-        under=under,
+        labels=labels,
+        under=q.under,
         **opts,
     )
 
@@ -112,43 +77,15 @@ def query_cmd(
 @cli.command("identify")
 @click.argument("images", nargs=-1, required=True)
 @INDEX
-@click.option(
-    "--fpir",
-    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    default=None,
-    help="Target FPIR: the share of images of classes NOT in the gallery that may be accepted as some class. "
-    "Default: the target `calibrate` saved, else 0.01 (1%), fitted on this gallery at its size.",
-)
-@click.option(
-    "--fnir",
-    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    default=None,
-    help="Target FNIR instead: the share of images of gallery classes that may come back unknown or wrong "
-    "(needs classes with two images, or calibrate).",
-)
+@options_from(IdentifyOptions, only=["fpir", "fnir"])
 @EVERY_FACE
-@click.option("--closed-set", is_flag=True, help="Never say unknown: always the nearest class (every probe is known).")
-@click.option(
-    "--threshold",
-    type=click.FloatRange(-1.0, 1.0),
-    default=None,
-    help='Cosine score below which the answer is "unknown", instead of a target.',
-)
+@options_from(IdentifyOptions, only=["closed_set", "threshold"])
 @MODEL_FOR_INDEX
 @DEVICE
 @OUT
 @MONTAGE
 @JSON
-def identify_cmd(
-    images: tuple[str, ...],
-    index_path: Path,
-    threshold: float | None,
-    fpir: float | None,
-    fnir: float | None,
-    closed_set: bool,
-    every_face: bool,
-    **opts: Any,
-) -> int:
+def identify_cmd(images: tuple[str, ...], index_path: Path, every_face: bool, **opts: Any) -> int:
     """Say which gallery class (first-level subfolder) each image shows, or "unknown".
 
     Classes are scored as wholes: the best match in the class decides, the mean of its best
@@ -159,7 +96,8 @@ def identify_cmd(
     """
     from simsearch.engine import OperatingPoint
 
-    point = OperatingPoint(threshold=threshold, fpir=fpir, fnir=fnir, closed_set=closed_set)
+    asked = IdentifyOptions(**{f: opts.pop(f) for f in IDENTIFY_FIELDS})
+    point = OperatingPoint(threshold=asked.threshold, fpir=asked.fpir, fnir=asked.fnir, closed_set=asked.closed_set)
     return answer(
         images, index_path, ask="identify", show=show_identification, point=point, every_face=every_face, **opts
     )

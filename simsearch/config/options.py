@@ -22,7 +22,8 @@ class Option:
     """One field as a front end offers it.
 
     kind: how a value is written when the field's type does not say it: "duration" (300, 80m, 1.5h),
-    "ints" (64,96,128), "path". bounds: (low, high) either None; open_high: high itself excluded.
+    "ints" (64,96,128), "path". bounds: (low, high) either None; open_low / open_high: that end itself excluded.
+    multiple: the option may be given several times (a tuple field).
     choices: an Enum whose values are the allowed spellings (values: the subset offered). negatable: a --name/--no-name switch.
     flag: the spelling when it is not --field-name; short: a one-letter alias."""
 
@@ -32,7 +33,10 @@ class Option:
     short: str | None = None
     kind: str | None = None
     bounds: tuple[float | None, float | None] | None = None
+    open_low: bool = False
     open_high: bool = False
+    multiple: bool = False
+    hidden: bool = False  # accepted but not listed (an old spelling kept working)
     choices: type[Enum] | None = None
     values: tuple[str, ...] | None = None  # of the choices, those this request accepts (default: all)
     negatable: bool = False
