@@ -36,6 +36,7 @@ def _click_option(d: Declared) -> Callable[[Any], Any]:
         default = default.value
     if o.multiple:
         kw["multiple"] = True
+        default = default or None  # click gives () when none is given
     if o.hidden:
         kw["hidden"] = True
     if o.negatable:
