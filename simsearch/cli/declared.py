@@ -31,7 +31,7 @@ def _click_option(d: Declared) -> Callable[[Any], Any]:
     default = None if d.required else d.default
     flag = o.flag or "--" + d.name.replace("_", "-")
     names = [flag, *([o.short] if o.short else []), d.name]
-    kw: dict[str, Any] = {"help": o.help, "required": d.required, "metavar": o.metavar, "envvar": o.envvar}
+    kw: dict[str, Any] = {"help": o.help or None, "required": d.required, "metavar": o.metavar, "envvar": o.envvar}
     if isinstance(default, Enum):
         default = default.value
     if o.multiple:
@@ -69,10 +69,18 @@ def _click_option(d: Declared) -> Callable[[Any], Any]:
     return click.option(*names, **kw)
 
 
-def options_from(*classes: type, skip: Sequence[str] = (), only: Sequence[str] = ()) -> Callable[[Any], Any]:
+def options_from(
+    *classes: type, skip: Sequence[str] = (), only: Sequence[str] = (), order: Sequence[str] = ()
+) -> Callable[[Any], Any]:
     """A decorator adding an option for every declared field of `classes` (first declaration of a name
-    wins), in declaration order, except those named in `skip` (or, with `only`, just those)."""
+    wins), in declaration order (or in `order`, which must name them all), except those named in `skip`
+    (or, with `only`, just those)."""
     fields = [d for d in declared(*classes) if d.name not in skip and (not only or d.name in only)]
+    if order:
+        by_name = {d.name: d for d in fields}
+        if set(order) != set(by_name):
+            raise ValueError(f"order names {sorted(set(order) ^ set(by_name))} wrongly")
+        fields = [by_name[n] for n in order]
 
     def decorate(fn: Any) -> Any:
         for d in reversed(fields):  # click lists options in the order their decorators are applied, inside out
