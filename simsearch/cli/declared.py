@@ -39,6 +39,8 @@ def _click_option(d: Declared) -> Callable[[Any], Any]:
         default = default or None  # click gives () when none is given
     if o.hidden:
         kw["hidden"] = True
+    if o.flag_value is not None:
+        kw.update(is_flag=False, flag_value=o.flag_value)
     if o.negatable:
         names[0] = f"{flag}/--no-{flag[2:]}"
         kw.update(default=default, show_default=o.show_default)

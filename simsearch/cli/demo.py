@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import click
 
 from simsearch.cli.common import (
     DEVICE,
 )
+from simsearch.cli.declared import options_from
 from simsearch.cli.root import cli
+from simsearch.config.models import DemoOptions
 
 
 @cli.command("demo")
-@click.option(
-    "--out",
-    "workdir",
-    default="simsearch-demo",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Folder for the demo's gallery, queries and index.",
-)
-@click.option(
-    "--data",
-    default=None,
-    type=click.Path(path_type=Path),
-    help="Use this folder-per-class set as the gallery instead of drawing one.",
-)
+@options_from(DemoOptions)
 @DEVICE
-def demo_cmd(workdir: Path, data: Path | None, device: str) -> None:
+def demo_cmd(device: str, **opts: Any) -> None:
     """Run the whole path offline: draw a small gallery of symbols, index it, query, identify."""
     from simsearch.demo import run_demo
 
-    for line in run_demo(workdir, data=data, device=device, progress=False).lines():
+    asked = DemoOptions(**opts)
+    for line in run_demo(asked.workdir, data=asked.data, device=device, progress=False).lines():
         click.echo(line)

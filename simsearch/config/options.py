@@ -37,6 +37,7 @@ class Option:
     open_high: bool = False
     multiple: bool = False
     hidden: bool = False  # accepted but not listed (an old spelling kept working)
+    flag_value: str | None = None  # the value of the option given without one (an optional value)
     choices: type[Enum] | None = None
     values: tuple[str, ...] | None = None  # of the choices, those this request accepts (default: all)
     negatable: bool = False
