@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from simsearch.errors import SimSearchError
+from simsearch.errors import ConfigError, SimSearchError, literal
 
 __all__ = ["resolve_device"]
 
@@ -14,7 +14,7 @@ __all__ = ["resolve_device"]
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' -> cuda if available else cpu; 'cpu' and 'cuda' as asked (cuda must exist)."""
     if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; allowed: auto, cpu, cuda")
+        raise ConfigError(f"{{fields}}: unknown device {literal(repr(name))}; allowed: auto, cpu, cuda", ["device"])
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise SimSearchError("--device cuda was asked for but no CUDA GPU is available")

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
+from simsearch.errors import ConfigError, literal
+
 __all__ = [
     "ALL_EDITS",
     "AUGLY_EDITS",
@@ -304,7 +306,9 @@ def expand_edits(spec: str) -> list[str]:
         elif part in ALL_EDITS:
             names.append(part)
         elif part:
-            raise ValueError(f"unknown edit {part!r}; known: all, augly, {', '.join(ALL_EDITS)}")
+            raise ConfigError(
+                f"{{fields}}: unknown edit {literal(repr(part))}; known: all, augly, {', '.join(ALL_EDITS)}", ["edits"]
+            )
     return list(dict.fromkeys(names))
 
 

@@ -64,6 +64,11 @@ class ConfigError(SimSearchError, ValueError):
         )
 
 
+def literal(value: object) -> str:
+    """A value as text inside a ConfigError template (its braces doubled, so that they stay braces)."""
+    return str(value).replace("{", "{{").replace("}", "}}")
+
+
 def first_line(err: BaseException) -> str:
     """An exception's message on one line, for a one-line error of ours: PyTorch's size-mismatch messages
     run to several ("...for Encoder:" then the first mismatch), others are cut at their first line."""

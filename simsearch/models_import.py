@@ -27,7 +27,7 @@ from simsearch.backbones import (
 )
 from simsearch.checkpoint import save_checkpoint
 from simsearch.encoder import Arch, Encoder, EncoderConfig
-from simsearch.errors import ModelError, first_line
+from simsearch.errors import ConfigError, ModelError, first_line, literal
 from simsearch.preprocess import Preprocess
 
 __all__ = ["Imported", "import_backbone"]
@@ -193,12 +193,17 @@ def import_backbone(
         if on
     ]
     if len(chosen) != 1:
-        raise ValueError(
-            "say where the weights come from: a weights file (--weights), the library's download (--pretrained) "
-            "or random initialization (--random-init)" + (f"; not {' and '.join(chosen)}" if chosen else "")
+        raise ConfigError(
+            "say where the weights come from: a weights file ({weights}), the library's download ({pretrained}) "
+            "or random initialization ({random_init})" + (f"; not {literal(' and '.join(chosen))}" if chosen else ""),
+            weights="weights",
+            pretrained="pretrained",
+            random_init="random_init",
         )
     if config is not None and library != "openclip":
-        raise ValueError("--config is an OpenCLIP model config; timm and torchvision models are named")
+        raise ConfigError(
+            "{fields} is an OpenCLIP model config; timm and torchvision models are named", ["config_path"]
+        )
     wpath = Path(weights) if weights is not None else None
     options: dict[str, Any] = {}
     try:

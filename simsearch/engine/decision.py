@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from index.store import Manifest
-from simsearch.errors import ConfigError, DataError
+from simsearch.errors import ConfigError, DataError, literal
 from simsearch.measures.openset import OpenSetCurve
 from simsearch.measures.prior import OpenSetPrior, combine
 
@@ -309,7 +309,9 @@ def resolve_pair_threshold(
     scores: verify compares two images. `manifest` None: no index, only the encoder's."""
     if override is not None:
         if not math.isfinite(override):
-            raise ValueError(f"threshold {override} is not a number (a cosine score, in [-1, 1])")
+            raise ConfigError(
+                f"{{fields}} {literal(override)} is not a number (a cosine score, in [-1, 1])", ["threshold"]
+            )
         return override, "explicit"
     if manifest is not None:
         for source, rec in (("calibrated", manifest.calibration), ("gallery", manifest.gallery_calibration)):

@@ -20,6 +20,7 @@ import numpy as np
 from index.catalog import Record
 from index.manifest import read_manifest
 from index.store import IndexStore
+from simsearch.errors import ConfigError
 
 __all__ = [
     "DUPLICATE_FMR",
@@ -76,7 +77,7 @@ def find_duplicates(
     if threshold is None:
         threshold = index_duplicate_threshold(index)[0]
     if not -1.0 <= threshold <= 1.0:
-        raise ValueError("threshold must be a cosine score in [-1, 1]")
+        raise ConfigError("{fields} must be a cosine score in [-1, 1]", ["threshold"])
     with IndexStore.open(index) as store:
         ids, vecs = store.vectors.vectors()
         records = store.catalog.get(ids.tolist())

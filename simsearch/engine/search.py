@@ -23,7 +23,7 @@ from simsearch.engine.decision import (
     resolve_pair_threshold,
     resolve_threshold,
 )
-from simsearch.errors import DataError
+from simsearch.errors import ConfigError, DataError, literal
 from simsearch.images import collect_images
 
 __all__ = ["DEFAULT_THRESHOLD", "Hit", "Identification", "QueryResult", "Searcher", "expand_queries"]
@@ -258,7 +258,7 @@ class Searcher:
         encoder, ValueError for an empty text."""
         items = [texts] if isinstance(texts, str) else list(texts)
         if not items or any(not t.strip() for t in items):
-            raise ValueError("a text query needs some words")
+            raise ConfigError("a text query ({fields}) needs some words", ["texts"])
         return self.search_vectors(self.embedder.embed_text(items), [f"text: {t}" for t in items], k, **filters)
 
     def identify(
@@ -309,7 +309,7 @@ class Searcher:
         """Nearest gallery images to (N, D) unit query rows, one QueryResult per name: ranks offset+1 ..
         offset+k, among the images of `labels` (class names) under the folder `under` when given."""
         if offset < 0:
-            raise ValueError("offset must be 0 or more")
+            raise ConfigError("{fields} must be 0 or more", ["offset"])
         allow = self.allowed(labels, under)
         total = len(self.store.vectors) if allow is None else len(allow)
         scores, ids = self.store.vectors.search(queries, offset + k, allow=allow)
@@ -342,7 +342,11 @@ class Searcher:
         missing = sorted(set(labels or ()) - classes)
         if missing:
             known = ", ".join(sorted(classes)[:10]) + (" ..." if len(classes) > 10 else "")
-            raise ValueError(f"no class {', '.join(map(repr, missing))} in this gallery (classes: {known or 'none'})")
+            raise ConfigError(
+                f"{{fields}}: no class {literal(', '.join(map(repr, missing)))} in this gallery "
+                f"(classes: {literal(known or 'none')})",
+                ["labels"],
+            )
         prefix = None
         if under is not None:
             prefix = os.path.abspath(os.fspath(under)).rstrip(os.sep) + os.sep

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from simsearch.edits import ALL_EDITS, EDITS, apply_edit
+from simsearch.errors import ConfigError, literal
 
 __all__ = ["CopyQueries", "copy_detection_table", "make_copy_queries", "ranks_of_truth"]
 
@@ -34,7 +35,9 @@ def make_copy_queries(
     """
     unknown = [e for e in edits if e not in ALL_EDITS]
     if unknown:
-        raise ValueError(f"unknown edit {unknown[0]!r}; known: {', '.join(ALL_EDITS)}")
+        raise ConfigError(
+            f"{{fields}}: unknown edit {literal(repr(unknown[0]))}; known: {', '.join(ALL_EDITS)}", ["edits"]
+        )
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(originals), size=min(n_originals, len(originals)), replace=False))
     jobs = [(int(i), name, k) for i in chosen for k, name in enumerate(edits)]

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from simsearch.datasets import LabelledSet, class_group
-from simsearch.errors import DataError
+from simsearch.errors import ConfigError, DataError
 from simsearch.measures.metrics import equal_error_rate, roc_auc
 
 __all__ = ["SignatureResult", "has_forgeries", "signature_scores", "signature_verification", "writers"]
@@ -67,7 +67,7 @@ def has_forgeries(data: LabelledSet) -> bool:
 def signature_scores(emb: np.ndarray, data: LabelledSet, refs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(genuine scores, forgery scores): cosine of each test signature to its writer's prototype."""
     if refs < 1:
-        raise ValueError("refs must be at least 1")
+        raise ConfigError("{fields} must be at least 1", ["refs"])
     rng = np.random.default_rng(seed)
     gen, forg = [], []
     for _, (g, f) in sorted(writers(data).items()):

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from simsearch.errors import ConfigError
+
 __all__ = [
     "FewShotResult",
     "VerificationResult",
@@ -58,7 +60,12 @@ def few_shot_accuracy(
     ci95 is 1.96 standard errors of the per-episode accuracy.
     """
     if way < 2 or shot < 1 or episodes < 1 or queries < 1:
-        raise ValueError("need way >= 2, shot >= 1, queries >= 1 and episodes >= 1")
+        raise ConfigError(
+            "need {way} >= 2, {shot} >= 1, queries >= 1 and {episodes} >= 1",
+            way="way",
+            shot="shot",
+            episodes="episodes",
+        )
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
     eligible = classes[counts >= shot + queries]

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from simsearch.errors import ConfigError
+
 __all__ = [
     "MIN_UNKNOWN",
     "OpenSetCurve",
@@ -236,7 +238,7 @@ class OpenSetCurve:
     def threshold_at_fpir(self, fpir: float) -> float:
         """The lowest threshold that accepts at most a share `fpir` of unknown probes."""
         if not 0.0 < fpir < 1.0:
-            raise ValueError("a target FPIR must be between 0 and 1 (for example 0.01)")
+            raise ConfigError("a target FPIR ({fields}) must be between 0 and 1 (for example 0.01)", ["fpir"])
         if fpir * self.n_unknown >= _MIN_EXCEEDANCES:
             desc = self.unknown[::-1]
             allowed = int(np.floor(fpir * len(desc)))
@@ -283,7 +285,7 @@ class OpenSetCurve:
         """The highest threshold whose FNIR is at most `fnir`. Raises ValueError when no known probes
         were measured, or when the nearest class alone is wrong more often than `fnir`."""
         if not 0.0 < fnir < 1.0:
-            raise ValueError("a target FNIR must be between 0 and 1 (for example 0.05)")
+            raise ConfigError("a target FNIR ({fields}) must be between 0 and 1 (for example 0.05)", ["fnir"])
         if not len(self.known):
             raise ValueError("no probe of a gallery class was measured, so a false-reject target cannot be fitted")
         right = np.sort(self.known[self.correct])[::-1]

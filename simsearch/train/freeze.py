@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from simsearch.errors import ConfigError
+
 if TYPE_CHECKING:
     from simsearch.encoder import Encoder
 
@@ -64,7 +66,7 @@ def freeze(encoder: Encoder, train_blocks: int) -> tuple[int, int]:
     frozen; simsearch's own text tower (captions training) is not.
     Returns (trainable parameters, all parameters)."""
     if train_blocks < 0:
-        raise ValueError("train_blocks must be 0 or more")
+        raise ConfigError("{fields} must be 0 or more", ["train_blocks"])
     blocks = trainable_blocks(encoder)
     keep = [m for group in blocks[len(blocks) - train_blocks :] for m in group] if train_blocks > 0 else []
     kept = {id(m) for k in keep for m in k.modules()}
@@ -78,5 +80,9 @@ def freeze(encoder: Encoder, train_blocks: int) -> tuple[int, int]:
     encoder.frozen = [m for m in encoder.features.modules() if id(m) not in kept and _leaf(m)]
     trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
     if trainable == 0:
-        raise ValueError("nothing left to train: give --train-blocks 1 or more, or a --head")
+        raise ConfigError(
+            "nothing left to train: give {train_blocks} 1 or more, or a {head}",
+            train_blocks="train_blocks",
+            head="head",
+        )
     return trainable, sum(p.numel() for p in encoder.parameters())
