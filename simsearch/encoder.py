@@ -98,6 +98,7 @@ class EncoderConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["preprocess"] = self.preprocess.to_dict()
         d["arch"] = self.arch.value
         d["pool"] = self.pool.value
         if self.backbone is None:
