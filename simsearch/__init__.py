@@ -127,7 +127,7 @@ if TYPE_CHECKING:
 
 
 def load_encoder(model: str | None = None, device: str = "auto") -> Embedder:
-    """An Embedder for a built-in encoder name ("characters", "photos", "faces", "signatures") or a
+    """An Embedder for a built-in encoder name ("characters", "photos", "faces", "objects", "signatures") or a
     checkpoint folder; None loads the default. embed_paths / embed_images / embed_arrays give
     (N, D) float32 unit rows."""
     from simsearch.embed import Embedder
