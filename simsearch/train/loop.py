@@ -121,7 +121,7 @@ def training_encoder(
 ) -> Encoder:
     """A fresh encoder (or one starting from the `init` weights) on `device`, channels-last on CPU.
     Weights `init` lacks must be the head's or the text tower's, new ones (train --head, --captions)."""
-    encoder = build_encoder(config)
+    encoder = build_encoder(config, pretrained=init is None)
     if init is not None:
         result = encoder.load_state_dict(init, strict=False)
         new = [k for k in result.missing_keys if not k.startswith(("head.", "text."))]

@@ -184,7 +184,7 @@ def _check_backbone_size(enc: EncoderConfig, name: str, own: int) -> None:
     side = enc.preprocess.size
     try:
         with torch.no_grad():
-            build_encoder(enc).eval()(torch.zeros(1, 3, side, side))
+            build_encoder(enc, pretrained=False).eval()(torch.zeros(1, 3, side, side))
     except Exception as err:
         raise ConfigError(
             f"{name} does not take {side}-pixel input ({first_line(err)}); leave out {{fields}} to keep its {own}",
