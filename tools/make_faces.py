@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from simsearch.backbones import DLIB_FACE, Backbone, dlib_weights_file, file_sha256
 from simsearch.checkpoint import save_checkpoint
 from simsearch.config.choices import Arch
 from simsearch.datasets import load_labelled
 from simsearch.dlib_resnet import CHIP_SIZE, EMBEDDING_DIM, read_dlib_resnet
+from simsearch.embed import Embedder
 from simsearch.encoder import EncoderConfig, build_encoder
 from simsearch.measures.metrics import recommended_threshold
 from simsearch.preprocess import Preprocess
@@ -54,13 +54,7 @@ def main() -> None:
     people = load_labelled(args.data, config.preprocess, classes="[A-J]*")
     counts = np.bincount(people.labels, minlength=len(people.classes))
     keep = np.concatenate([np.flatnonzero(people.labels == c)[: args.per_person] for c in np.flatnonzero(counts >= 2)])
-    with torch.inference_mode():
-        emb = np.concatenate(
-            [
-                encoder(torch.from_numpy(people.images[keep[i : i + 64]]).float() / 255).numpy()
-                for i in range(0, len(keep), 64)
-            ]
-        )
+    emb = Embedder(encoder, "cpu").embed_arrays(people.images[keep])
     threshold = recommended_threshold(emb, people.labels[keep])
     summary = {
         "recipe": "python tools/make_faces.py --data lfw-deepfunneled.zip (LFW A-J for the threshold only)",

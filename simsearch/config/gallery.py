@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from simsearch.config.options import option
+from simsearch.config.options import fraction, option
 
 __all__ = ["CalibrateOptions", "DuplicatesOptions"]
 
@@ -21,23 +21,13 @@ class CalibrateOptions:
         "image a class) get thresholds from it. For imported or fine-tuned encoders; train records it itself.",
         metavar="CHECKPOINT",
     )
-    fpir: float | None = option(
-        None,
+    fpir: float | None = fraction(
         "Target FPIR (default 0.01): the share of probes of classes absent from the gallery that identify may accept.",
-        bounds=(0.0, 1.0),
-        open_low=True,
-        open_high=True,
     )
-    fnir: float | None = option(
-        None,
+    fnir: float | None = fraction(
         "Target FNIR instead: the share of probes of gallery classes that may come back unknown or wrong.",
-        bounds=(0.0, 1.0),
-        open_low=True,
-        open_high=True,
     )
-    far: float | None = option(
-        None, "Old name of --fpir.", bounds=(0.0, 1.0), open_low=True, open_high=True, hidden=True
-    )
+    far: float | None = fraction("Old name of --fpir.", hidden=True)
     roc_png: Path | None = option(
         None, "Write the open-set ROC (1-FNIR against FPIR) as a PNG here.", flag="--roc", kind="path"
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-__all__ = ["MISSING", "Option", "declared", "option"]
+__all__ = ["MISSING", "Option", "declared", "fraction", "option"]
 
 MISSING = dataclasses.MISSING
 
@@ -52,6 +52,11 @@ def option(default: Any = MISSING, help: str = "", **how: Any) -> Any:
     if isinstance(default, (list, dict, set)):
         raise TypeError("a mutable default: use a tuple")
     return dataclasses.field(default=default, metadata=meta)
+
+
+def fraction(help: str, **how: Any) -> Any:
+    """An optional share strictly between 0 and 1, such as a target FPIR or FNIR: None unless given."""
+    return option(None, help, bounds=(0.0, 1.0), open_low=True, open_high=True, **how)
 
 
 @dataclass(frozen=True)

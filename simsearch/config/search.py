@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from simsearch.config.options import option
+from simsearch.config.options import fraction, option
 
 __all__ = ["IdentifyOptions", "QueryOptions"]
 
@@ -43,21 +43,13 @@ class QueryOptions:
 class IdentifyOptions:
     """The operating point: a target FPIR or FNIR, a fixed threshold, or closed set."""
 
-    fpir: float | None = option(
-        None,
+    fpir: float | None = fraction(
         "Target FPIR: the share of images of classes NOT in the gallery that may be accepted as some class. "
         "Default: the target `calibrate` saved, else 0.01 (1%), fitted on this gallery at its size.",
-        bounds=(0.0, 1.0),
-        open_low=True,
-        open_high=True,
     )
-    fnir: float | None = option(
-        None,
+    fnir: float | None = fraction(
         "Target FNIR instead: the share of images of gallery classes that may come back unknown or wrong "
         "(needs classes with two images, or calibrate).",
-        bounds=(0.0, 1.0),
-        open_low=True,
-        open_high=True,
     )
     closed_set: bool = option(False, "Never say unknown: always the nearest class (every probe is known).")
     threshold: float | None = option(
