@@ -3,19 +3,22 @@ its default, help text, type, bounds and --help section, so adding an option is 
 
 from __future__ import annotations
 
+import dataclasses
 import types
 import typing
 from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from simsearch.cli.common import DURATION, INT_LIST
 from simsearch.config.options import Declared, declared
 
-__all__ = ["options_from", "sections_from"]
+__all__ = ["options_from", "sections_from", "take"]
+
+T = TypeVar("T")
 
 
 def _base(tp: Any) -> Any:
@@ -98,3 +101,9 @@ def sections_from(order: Sequence[str], *classes: type) -> tuple[tuple[str, tupl
     for d in declared(*classes):
         by.setdefault(d.option.section, []).append(d.name)
     return tuple((title, tuple(names)) for title, names in by.items() if names)
+
+
+def take(cls: type[T], opts: dict[str, Any]) -> T:
+    """The request `cls` made of its fields' values in a command's keyword arguments, which it removes from
+    `opts` (what is left is for the shared options: --device, --json, ...)."""
+    return cls(**{f.name: opts.pop(f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import click
 
 from simsearch.cli.common import DEVICE, JSON, echo_json
-from simsearch.cli.declared import options_from
+from simsearch.cli.declared import options_from, take
 from simsearch.cli.root import cli
 from simsearch.config.evaluate import EVALUATE_ORDER, PROTOCOLS, EvaluateTarget
 
@@ -28,10 +27,8 @@ def evaluate_cmd(data: Path, as_json: bool, **opts: Any) -> None:
     """
     from simsearch.evaluate.reports import evaluate
 
-    requests = [cls(**{f.name: opts.pop(f.name) for f in dataclasses.fields(cls)}) for cls in PROTOCOLS]
-    target, rest = requests[0], requests[1:]
-    assert isinstance(target, EvaluateTarget)
-    asked = {k: v for r in rest for k, v in dataclasses.asdict(r).items()}
+    target = take(EvaluateTarget, opts)
+    asked = {k: v for cls in PROTOCOLS[1:] for k, v in vars(take(cls, opts)).items()}
     report = evaluate(
         data, target.model, target.compare, classes=target.classes, seed=target.seed, progress=not as_json,
         **asked, **opts,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from simsearch.cli.common import (
     one_line,
     print_skipped,
 )
-from simsearch.cli.declared import options_from
+from simsearch.cli.declared import options_from, take
 from simsearch.cli.root import cli
 from simsearch.config.gallery import CalibrateOptions, DuplicatesOptions
 
@@ -36,7 +35,7 @@ def calibrate_cmd(labelled: Path, as_json: bool, **opts: Any) -> None:
     out of the gallery; probes of other classes are unknown probes as they are. FPIR: the share of
     unknown probes accepted as some class. FNIR: the share of known probes not given their class.
     """
-    asked = CalibrateOptions(**{f.name: opts.pop(f.name) for f in dataclasses.fields(CalibrateOptions)})
+    asked = take(CalibrateOptions, opts)
     index_path, encoder, dry_run = asked.index_path, asked.encoder, asked.dry_run
     if (index_path is None) == (encoder is None):
         raise click.UsageError("give --index (calibrate a gallery) or --encoder (measure an encoder's prior)")
@@ -119,7 +118,7 @@ def duplicates_cmd(index_path: Path, as_json: bool, **opts: Any) -> None:
     from simsearch.pictures import group_sheets
     from simsearch.results import write_rows
 
-    asked = DuplicatesOptions(**opts)
+    asked = take(DuplicatesOptions, opts)
     threshold, out, remove_list, montage_dir = asked.threshold, asked.out, asked.remove_list, asked.montage_dir
     source = "given"
     if threshold is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,9 @@ from simsearch.cli.common import (
     OUT,
     echo_json,
 )
-from simsearch.cli.declared import options_from
+from simsearch.cli.declared import options_from, take
 from simsearch.cli.root import cli
 from simsearch.config.search import IdentifyOptions, QueryOptions
-
-QUERY_FIELDS = tuple(f.name for f in dataclasses.fields(QueryOptions))
-IDENTIFY_FIELDS = tuple(f.name for f in dataclasses.fields(IdentifyOptions))
 
 
 @cli.command("query")
@@ -50,7 +46,7 @@ def query_cmd(images: tuple[str, ...], index_path: Path, every_face: bool, **opt
     Scores are cosine similarities in [-1, 1]. --label and --under search a part of the gallery;
     --offset pages on. Exit 1 if any query image could not be read.
     """
-    q = QueryOptions(**{f: opts.pop(f) for f in QUERY_FIELDS})
+    q = take(QueryOptions, opts)
     labels = list(q.labels) or None
     if q.texts:
         if images:
@@ -96,7 +92,7 @@ def identify_cmd(images: tuple[str, ...], index_path: Path, every_face: bool, **
     """
     from simsearch.engine import OperatingPoint
 
-    asked = IdentifyOptions(**{f: opts.pop(f) for f in IDENTIFY_FIELDS})
+    asked = take(IdentifyOptions, opts)
     point = OperatingPoint(threshold=asked.threshold, fpir=asked.fpir, fnir=asked.fnir, closed_set=asked.closed_set)
     return answer(
         images, index_path, ask="identify", show=show_identification, point=point, every_face=every_face, **opts
