@@ -35,7 +35,7 @@ from index.errors import (
     VectorError,
 )
 from index.manifest import CATALOG, FORMAT_VERSION, MANIFEST, VECTORS, CheckReport, Manifest, now, read_manifest
-from index.vector_index import IndexKind, KindParams, VectorIndex, choose_kind
+from index.vector_index import KIND_RULES, IndexKind, KindParams, VectorIndex, choose_kind
 
 __all__ = ["FORMAT_VERSION", "CheckReport", "IndexStore", "Manifest", "Transaction"]
 
@@ -136,7 +136,7 @@ def _load_vectors(gen: Path, manifest: Manifest) -> VectorIndex:
         data = (gen / VECTORS).read_bytes()
         tomb = (gen / TOMBSTONES).read_bytes() if (gen / TOMBSTONES).exists() else None
         exact = None
-        if manifest.kind is IndexKind.IVFPQ:
+        if KIND_RULES[manifest.kind].trained:  # the exact vectors beside the codes
             exact = (np.load(gen / EXACT_IDS, allow_pickle=False), np.load(gen / EXACT, mmap_mode="r"))
     except OSError as err:
         raise IndexCorruptError(f"{gen.parent}: vector file missing or unreadable ({err.strerror})") from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -26,9 +27,11 @@ __all__ = [
     "AUTO_HNSW_FROM",
     "IVF_MIN",
     "IVF_TRAIN",
+    "KIND_RULES",
     "ExactVectors",
     "IndexKind",
     "KindParams",
+    "KindRules",
     "Metric",
     "VectorIndex",
     "check_vectors",
@@ -131,14 +134,72 @@ def check_vectors(vectors: np.ndarray, dim: int, ids: np.ndarray | None = None, 
 EXACT_SUBSET = 200_000
 
 
-def _new_faiss(kind: IndexKind, dim: int, params: KindParams) -> faiss.Index:
-    if kind is IndexKind.FLAT:
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-    if kind is IndexKind.HNSW:
-        hnsw = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        hnsw.hnsw.efConstruction = params.ef_construction
-        return faiss.IndexIDMap2(hnsw)
-    raise AssertionError("ivfpq is built by _train_ivfpq")
+def _new_flat(dim: int, params: KindParams) -> faiss.Index:
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def _new_hnsw(dim: int, params: KindParams) -> faiss.Index:
+    hnsw = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = params.ef_construction
+    return faiss.IndexIDMap2(hnsw)
+
+
+def _hnsw_search(params: KindParams) -> faiss.SearchParameters:
+    p = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+    p.efSearch = params.ef_search
+    return p
+
+
+def _ivf_search(params: KindParams) -> faiss.SearchParameters:
+    p = faiss.SearchParametersIVF()
+    p.nprobe = params.nprobe
+    return p
+
+
+def _mapped_ids(index: faiss.Index) -> np.ndarray:
+    """The ids of an IndexIDMap2 (flat, hnsw)."""
+    return faiss.vector_to_array(index.id_map).astype(np.int64, copy=False)  # type: ignore[attr-defined]
+
+
+def _ivf_ids(index: faiss.Index) -> np.ndarray:
+    """The ids held in an IVF index's inverted lists."""
+    ivf = faiss.extract_index_ivf(index)
+    invlists = ivf.invlists
+    assert invlists is not None
+    out = [
+        faiss.rev_swig_ptr(invlists.get_ids(lst), invlists.list_size(lst)).copy()
+        for lst in range(ivf.nlist)
+        if invlists.list_size(lst)
+    ]
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True)
+class KindRules:
+    """Everything in which the index kinds differ, in one row per kind (VectorIndex asks these, never the kind).
+
+    make: the empty faiss index (None for a kind that must first be trained on vectors: `trained`);
+    search: its search parameters (None: plain search); ids: the ids stored in it;
+    trained: built by training on the first IVF_TRAIN vectors added (buffered until then), removes natively,
+      keeps every float32 vector beside it (ExactVectors) and re-ranks its candidates exactly;
+    graph: adds are buffered and inserted in one call at finalize, removals become tombstones purged by
+      compact (faiss cannot delete from an HNSW graph);
+    exact_range: range_search asks faiss itself (exact); otherwise a wide k-NN search cut at the score.
+    """
+
+    make: Callable[[int, KindParams], faiss.Index | None]
+    search: Callable[[KindParams], faiss.SearchParameters] | None
+    ids: Callable[[faiss.Index], np.ndarray]
+    trained: bool = False
+    graph: bool = False
+    exact_range: bool = False
+
+
+KIND_RULES: dict[IndexKind, KindRules] = {
+    IndexKind.FLAT: KindRules(make=_new_flat, search=None, ids=_mapped_ids, exact_range=True),
+    IndexKind.HNSW: KindRules(make=_new_hnsw, search=_hnsw_search, ids=_mapped_ids, graph=True),
+    IndexKind.IVFPQ: KindRules(make=lambda dim, params: None, search=_ivf_search, ids=_ivf_ids, trained=True),
+}
 
 
 def _pq_m(dim: int, params: KindParams) -> int:
@@ -249,12 +310,11 @@ class VectorIndex:
         self.dim = dim
         self.kind = IndexKind.parse(str(getattr(kind, "value", kind)))
         self.params = params or KindParams()
-        self._index: faiss.Index | None = (
-            None if self.kind is IndexKind.IVFPQ else _new_faiss(self.kind, dim, self.params)
-        )
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # ivfpq vectors waiting for training
+        self.rules = KIND_RULES[self.kind]
+        self._index: faiss.Index | None = self.rules.make(dim, self.params)
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # waiting for training (ivfpq) or insertion (hnsw)
         self._tombstones: set[int] = set()  # hnsw ids removed but still in the graph
-        self.exact: ExactVectors | None = ExactVectors(dim) if self.kind is IndexKind.IVFPQ else None
+        self.exact: ExactVectors | None = ExactVectors(dim) if self.rules.trained else None
 
     # ---- size and ids
     def _stored(self) -> int:
@@ -274,17 +334,7 @@ class VectorIndex:
     def _stored_ids(self) -> np.ndarray:
         if self._index is None:
             return np.zeros(0, np.int64)
-        if self.kind is IndexKind.IVFPQ:
-            ivf = faiss.extract_index_ivf(self._index)
-            invlists = ivf.invlists
-            assert invlists is not None
-            out = [
-                faiss.rev_swig_ptr(invlists.get_ids(lst), invlists.list_size(lst)).copy()
-                for lst in range(ivf.nlist)
-                if invlists.list_size(lst)
-            ]
-            return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)  # type: ignore[attr-defined]
+        return self.rules.ids(self._index)
 
     @property
     def tombstones(self) -> int:
@@ -297,12 +347,12 @@ class VectorIndex:
             return
         if self.exact is not None:
             self.exact.add(vectors, ids)
-        if self.kind is IndexKind.IVFPQ and self._index is None:
+        if self._index is None:  # a kind still to be trained
             self._pending.append((vectors.copy(), ids.copy()))
             if sum(len(i) for _, i in self._pending) >= IVF_TRAIN:
                 self._train_ivfpq()
             return
-        if self.kind is IndexKind.HNSW:
+        if self.rules.graph:
             # buffered and inserted in one call at finalize: a graph built batch by batch is worse
             # (recall@10 0.955 instead of 0.982 on 300,000 vectors added in 65,536-vector batches)
             self._pending.append((vectors.copy(), ids.copy()))
@@ -327,7 +377,7 @@ class VectorIndex:
             self._pending = [(v, i) for v, i in kept if len(i)]
         if self._index is None:
             return removed
-        if self.kind is IndexKind.HNSW:
+        if self.rules.graph:
             present = set(np.intersect1d(self._stored_ids(), ids).tolist()) - self._tombstones
             self._tombstones |= present
             return removed + len(present)
@@ -377,7 +427,7 @@ class VectorIndex:
 
     def compact(self, force: bool = False) -> bool:
         """Rebuild an HNSW graph without its tombstones when they exceed 20% (or when forced)."""
-        if self.kind is not IndexKind.HNSW or not self._tombstones:
+        if not self.rules.graph or not self._tombstones:
             return False
         if not force and len(self._tombstones) < _COMPACT_AT * self._stored():
             return False
@@ -391,10 +441,11 @@ class VectorIndex:
     def finalize(self) -> None:
         """Make the index searchable and saveable (trains a still-untrained ivfpq index; inserts
         the buffered vectors of an hnsw graph)."""
-        if self.kind is IndexKind.IVFPQ and self._index is None and self._pending:
+        if not self._pending:
+            return
+        if self._index is None:
             self._train_ivfpq()
-        elif self.kind is IndexKind.HNSW and self._pending:
-            assert self._index is not None
+        else:  # a graph's buffered vectors
             self._index.add_with_ids(*self._take_pending())
 
     # ---- reading
@@ -430,14 +481,9 @@ class VectorIndex:
             if self._tombstones
             else None
         )
-        if self.kind is IndexKind.HNSW:
-            p = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
-            p.efSearch = self.params.ef_search
-        elif self.kind is IndexKind.IVFPQ:
-            p = faiss.SearchParametersIVF()
-            p.nprobe = self.params.nprobe
-        else:
+        if self.rules.search is None:
             return None, None
+        p = self.rules.search(self.params)
         if sel is not None:
             p.sel = sel
         return p, sel
@@ -515,7 +561,7 @@ class VectorIndex:
         self.finalize()
         if self._index is None or not len(self):
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in queries]
-        if self.kind is IndexKind.FLAT:
+        if self.rules.exact_range:
             lims, scores, ids = self._index.range_search(queries, float(np.nextafter(np.float32(min_score), -np.inf)))
             out = [(ids[lims[i] : lims[i + 1]], scores[lims[i] : lims[i + 1]]) for i in range(len(queries))]
         else:  # approximate kinds: neighbours from a wide k-NN search, cut at the score
@@ -528,7 +574,7 @@ class VectorIndex:
         """faiss index file bytes (after finalize)."""
         self.finalize()
         if self._index is None:
-            return faiss.serialize_index(_new_faiss(IndexKind.FLAT, self.dim, self.params)).tobytes()
+            return faiss.serialize_index(_new_flat(self.dim, self.params)).tobytes()
         return faiss.serialize_index(self._index).tobytes()
 
     def exact_bytes(self) -> tuple[bytes, bytes] | None:
@@ -562,9 +608,8 @@ class VectorIndex:
         if idx.d != dim:
             raise IndexCorruptError(f"vector index has dimension {idx.d}, the manifest says {dim}")
         out = cls(dim, kind, params)
-        empty_ivf = kind is IndexKind.IVFPQ and not isinstance(idx, faiss.IndexIVF)
-        out._index = None if empty_ivf else idx
-        if kind is IndexKind.IVFPQ:
+        out._index = None if out.rules.trained and not isinstance(idx, faiss.IndexIVF) else idx
+        if out.rules.trained:
             if exact is None:
                 raise IndexCorruptError("an ivfpq index needs its exact vector file")
             out.exact = ExactVectors(dim, exact[0], exact[1])
