@@ -23,21 +23,22 @@ import io
 import os
 import threading
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from index.catalog import Record
 from index.store import IndexStore, Transaction
 from index.vector_index import IVF_MIN
-from simsearch.engine.compat import encoder_record
 from simsearch.engine.exchange import embedding_column, embeddings_of
-from simsearch.engine.sync import BuildReport, StrictModeError, commit_measured, encoder_fit_warnings
+from simsearch.engine.sync import BuildReport, build_index
 from simsearch.errors import DataError, ImageError
-from simsearch.images import Skipped, scan_folder
 
-__all__ = ["build_distributed", "embed_shard"]
+if TYPE_CHECKING:
+    from simsearch.embed import Embedded
+
+__all__ = ["ClusterEmbedding", "build_distributed", "embed_shard"]
 
 _MODELS: dict[tuple[str | None, str], Any] = {}  # per worker process: the encoder, loaded once
 _MODELS_LOCK = threading.Lock()
@@ -118,6 +119,127 @@ def _read_shard(data: bytes) -> dict[str, Any]:
     }
 
 
+class ClusterEmbedding:
+    """Embedding on a Dask cluster (engine.sync.Embedding): `cluster` "local" starts `workers` worker processes
+    on this machine, bound to 127.0.0.1 (one thread each, the cores shared between them), and stops them on
+    close; an address (tcp://host:8786) uses that cluster's workers. The files are cut into shards of
+    `shard_files`, embedded on the workers and taken back in order. With kind "ivfpq" the vectors are not added
+    one batch at a time: `finish` builds the index's inverted lists on the workers and merges them here."""
+
+    def __init__(
+        self,
+        cluster: str = "local",
+        workers: int = 2,
+        model: str | None = None,
+        device: str = "auto",
+        batch_size: int = 256,
+        shard_files: int = 512,
+        kind: str | None = None,
+        progress: bool = True,
+        folder: str | os.PathLike[str] = ".",
+    ) -> None:
+        from simsearch.checkpoint import load_checkpoint
+
+        self.distributed = _dask()
+        self.loaded = load_checkpoint(model)  # here only for its record and width; the workers load their own
+        self.model, self.device, self.batch_size, self.shard_files = model, device, batch_size, shard_files
+        self.ivfpq, self.progress, self.folder = kind == "ivfpq", progress, folder
+        self.parts: list[tuple[np.ndarray, list[Record]]] = []
+        self.address, self.workers = cluster, workers
+        self.torch_threads = max(1, (os.cpu_count() or 1) // workers) if cluster == "local" else None
+        self.cluster: Any = None
+        self.client: Any = None
+
+    def _start(self) -> None:
+        """Start the local cluster, or connect to the one at the address (once, at the first files to embed)."""
+        if self.client is not None:
+            return
+        if self.address == "local":
+            self.cluster = self.distributed.LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=50,
+            )
+            self.client = self.distributed.Client(self.cluster)
+        else:
+            try:
+                self.client = self.distributed.Client(self.address, timeout=30)
+            except (OSError, TimeoutError) as err:
+                raise DataError(f"cannot reach the Dask cluster at {self.address} ({err})") from None
+
+    def __enter__(self) -> ClusterEmbedding:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def check(self, files: int) -> None:
+        if self.ivfpq and files < IVF_MIN:  # refused before any embedding is done
+            raise DataError(
+                f"ivfpq needs at least {IVF_MIN:,} vectors to train, and {self.folder} holds {files:,} "
+                "images; use --kind flat or auto"
+            )
+        self._start()  # an unreachable cluster is refused before the index is created
+
+    def stream(self, paths: list[str], on_error: Any) -> Iterator[Embedded]:
+        from tqdm import tqdm
+
+        self._start()
+        size = self.shard_files
+        shards = [paths[i : i + size] for i in range(0, len(paths), size)]
+        futures = {
+            self.client.submit(
+                embed_shard,
+                shard,
+                self.model,
+                self.device,
+                self.batch_size,
+                self.torch_threads,
+                key=f"simsearch-shard-{n}-{time.time_ns()}",
+            ): n
+            for n, shard in enumerate(shards)
+        }
+        done: dict[int, dict[str, Any]] = {}
+        following = 0  # the next shard to hand on: shards come back in any order, and go on in the files' order
+        with tqdm(total=len(paths), desc="embedding", unit="img", disable=not self.progress, dynamic_ncols=True) as bar:
+            for fut in self.distributed.as_completed(futures):
+                n = futures[fut]
+                done[n] = _read_shard(fut.result())
+                fut.release()
+                bar.update(len(shards[n]))
+                while following in done:
+                    yield from _shard_batch(done.pop(following), following * size, paths, on_error)
+                    following += 1
+
+    def add(self, tx: Transaction, vectors: np.ndarray, records: list[Record]) -> None:
+        if self.ivfpq:
+            self.parts.append((np.ascontiguousarray(vectors), records))
+        else:
+            tx.add(vectors, records)
+
+    def finish(self, tx: Transaction) -> None:
+        if self.ivfpq and self.parts:
+            _merge_ivfpq_shards(tx, self.parts, self.client, self.progress)
+
+
+def _shard_batch(got: dict[str, Any], base: int, paths: list[str], on_error: Any) -> Iterator[Embedded]:
+    """One shard's table as the batch a local build streams (positions into all the files)."""
+    from simsearch.embed import Embedded, FileFacts
+
+    for pos in np.flatnonzero(~got["ok"]):
+        on_error(base + int(pos), ImageError(paths[base + pos], got["error"][pos] or "could not be read"))
+    keep = np.flatnonzero(got["ok"])
+    if len(keep):
+        facts = [FileFacts(int(got["size"][p]), float(got["mtime"][p]), got["sha256"][p]) for p in keep]
+        yield Embedded([base + int(p) for p in keep], got["vectors"][keep], facts)
+
+
 def build_distributed(
     folder: str | os.PathLike[str],
     index: str | os.PathLike[str],
@@ -132,117 +254,17 @@ def build_distributed(
     strict: bool = False,
     progress: bool = True,
 ) -> BuildReport:
-    """Build a new index from `folder` with the embedding done on a Dask cluster: `cluster` "local" starts
-    `workers` worker processes on this machine, bound to 127.0.0.1 (one thread each, the cores shared
-    between them), and stops them at the end; an address (tcp://host:8786) uses that cluster's workers.
-    The result is the index a local `build_index` makes of the same folder."""
-    from tqdm import tqdm
-
-    from simsearch.checkpoint import load_checkpoint
-
-    distributed = _dask()
-    start = time.monotonic()
-    root, index_path = Path(folder), Path(index)
-    if IndexStore.exists(index_path) and not overwrite:
+    """Build a new index from `folder` with the embedding done on a Dask cluster (ClusterEmbedding): the one
+    build of engine.sync, so the result is the index a local `build_index` makes of the same folder."""
+    if IndexStore.exists(index) and not overwrite:  # before a cluster is started
         raise DataError(
-            f"{index_path}: an index is already there; a distributed build makes a new one (give --overwrite), "
+            f"{index}: an index is already there; a distributed build makes a new one (give --overwrite), "
             "and a sync (`index build` without --cluster) embeds only what changed"
         )
-    scan = scan_folder(root)
-    report = BuildReport(index=str(index_path), skipped=list(scan.skipped), created=True)
-    loaded = load_checkpoint(model)  # here only for its record and width; the workers load their own
-    report.warnings += encoder_fit_warnings(loaded, [f.path for f in scan.files])
-    files = [str(Path(os.path.abspath(f.path))) for f in scan.files]
-    if kind == "ivfpq" and len(files) < IVF_MIN:  # refused before any embedding is done
-        raise DataError(
-            f"ivfpq needs at least {IVF_MIN:,} vectors to train, and {root} holds {len(files):,} images; "
-            "use --kind flat or auto"
+    with ClusterEmbedding(cluster, workers, model, device, batch_size, shard_files, kind, progress, folder) as emb:
+        return build_index(
+            folder, index, model, device, batch_size, strict, overwrite, progress, kind=kind, embedding=emb
         )
-    labels = [f.label for f in scan.files]
-    shards = [files[i : i + shard_files] for i in range(0, len(files), shard_files)]
-    cores = os.cpu_count() or 1
-    local = cluster == "local"
-    torch_threads = max(1, cores // workers) if local else None
-    cluster_obj = None
-    if local:
-        cluster_obj = distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            silence_logs=50,
-        )
-        client = distributed.Client(cluster_obj)
-    else:
-        try:
-            client = distributed.Client(cluster, timeout=30)
-        except (OSError, TimeoutError) as err:
-            raise DataError(f"cannot reach the Dask cluster at {cluster} ({err})") from None
-    results: dict[int, dict[str, Any]] = {}
-    bar = tqdm(total=len(files), desc="embedding", unit="img", disable=not progress, dynamic_ncols=True)
-    try:
-        futures = {
-            client.submit(
-                embed_shard,
-                shard,
-                model,
-                device,
-                batch_size,
-                torch_threads,
-                key=f"simsearch-shard-{n}-{time.time_ns()}",
-            ): n
-            for n, shard in enumerate(shards)
-        }
-        for fut in distributed.as_completed(futures):
-            n = futures[fut]
-            results[n] = _read_shard(fut.result())
-            fut.release()
-            bar.update(len(shards[n]))
-        bar.close()
-        with Transaction.create(
-            index_path, loaded.config.embedding_dim, encoder_record(loaded), kind=kind or "auto"
-        ) as tx:
-            parts = []  # per shard: (vectors, records), in the folder's order
-            for n in range(len(shards)):
-                got = results.pop(n)
-                base = n * shard_files
-                keep = np.flatnonzero(got["ok"])
-                for pos in np.flatnonzero(~got["ok"]):
-                    report.skipped.append(Skipped(files[base + pos], got["error"][pos] or "could not be read"))
-                if strict and report.skipped:
-                    raise StrictModeError(report.skipped)
-                if not len(keep):
-                    continue
-                ids = tx.new_ids(len(keep))
-                records = [
-                    Record(
-                        int(i),
-                        files[base + p],
-                        labels[base + p],
-                        int(got["size"][p]),
-                        float(got["mtime"][p]),
-                        got["sha256"][p],
-                    )
-                    for i, p in zip(ids, keep, strict=True)
-                ]
-                parts.append((np.ascontiguousarray(got["vectors"][keep]), records))
-                report.added += len(records)
-            if not parts and not report.skipped:
-                raise DataError(f"{root}: no image files found (looked for .jpg, .png, .gif, .bmp, .tif, .webp ...)")
-            if kind == "ivfpq" and parts:
-                _merge_ivfpq_shards(tx, parts, client, progress)
-            else:
-                for vectors, records in parts:
-                    tx.add(vectors, records)
-            report.total = commit_measured(tx, gallery=os.path.abspath(root)).count
-    finally:
-        bar.close()
-        client.close()
-        if cluster_obj is not None:
-            cluster_obj.close()
-    report.elapsed_s = time.monotonic() - start
-    return report
 
 
 def _merge_ivfpq_shards(

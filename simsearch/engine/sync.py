@@ -6,9 +6,10 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -20,9 +21,19 @@ from simsearch.errors import DataError, ImageError, SimSearchError
 from simsearch.images import Skipped, collect_images, gallery_path, scan_folder
 
 if TYPE_CHECKING:
-    from simsearch.embed import Embedder
+    from simsearch.embed import Embedded, Embedder
 
-__all__ = ["BuildReport", "StrictModeError", "add_files", "build_index", "index_info", "open_index", "remove_entries"]
+__all__ = [
+    "BuildReport",
+    "Embedding",
+    "LocalEmbedding",
+    "StrictModeError",
+    "add_files",
+    "build_index",
+    "index_info",
+    "open_index",
+    "remove_entries",
+]
 
 
 class StrictModeError(SimSearchError):
@@ -145,6 +156,51 @@ def _hash_file(path: Path) -> str:
     return h.hexdigest()
 
 
+class Embedding(Protocol):
+    """Where a build's files are embedded: here (LocalEmbedding, the default) or on a cluster
+    (engine.distributed.ClusterEmbedding). The build decides what to embed and writes the index; this
+    embeds it and hands the vectors to the transaction."""
+
+    loaded: Any  # the encoder's checkpoint: its record, its width, what it is for
+
+    def check(self, files: int) -> None:
+        """Refuse a new index of this many files before anything is written (DataError)."""
+        ...
+
+    def stream(self, paths: list[str], on_error: Any) -> Iterable[Embedded]:
+        """Batches of the files' embeddings (positions into `paths`); a file that cannot be read goes to
+        on_error(position, ImageError) instead."""
+        ...
+
+    def add(self, tx: Transaction, vectors: np.ndarray, records: list[Record]) -> None:
+        """One batch into the transaction."""
+        ...
+
+    def finish(self, tx: Transaction) -> None:
+        """After the last batch, before the commit."""
+        ...
+
+
+class LocalEmbedding:
+    """Embedding here, on this machine's GPU or CPU, batch by batch into the transaction."""
+
+    def __init__(self, embedder: Embedder, batch_size: int = 256, progress: bool = True) -> None:
+        self.embedder, self.batch_size, self.progress = embedder, batch_size, progress
+        self.loaded = embedder.loaded
+
+    def check(self, files: int) -> None:
+        pass
+
+    def stream(self, paths: list[str], on_error: Any) -> Iterable[Embedded]:
+        return self.embedder.stream(paths, batch_size=self.batch_size, on_error=on_error, progress=self.progress)
+
+    def add(self, tx: Transaction, vectors: np.ndarray, records: list[Record]) -> None:
+        tx.add(vectors, records)
+
+    def finish(self, tx: Transaction) -> None:
+        pass
+
+
 def build_index(
     folder: str | os.PathLike[str],
     index: str | os.PathLike[str],
@@ -155,6 +211,7 @@ def build_index(
     overwrite: bool = False,
     progress: bool = True,
     kind: str | None = None,
+    embedding: Embedding | None = None,
 ) -> BuildReport:
     """Embed every image under `folder` into the index at `index`, or sync an existing index.
 
@@ -167,6 +224,9 @@ def build_index(
     file that is still there lasts until the next sync). Entries outside the folder (from `index add`)
     are kept and counted in `outside`. The index is written as one atomic commit at the end; an interruption leaves the
     previous index as it was. With strict=True any unreadable file aborts before writing.
+
+    `embedding`: where the files are embedded (default: here, with the encoder `model` on `device`); one
+    given (a cluster's) builds new indexes only, its own encoder already loaded.
     """
     from simsearch.embed import Embedder
 
@@ -176,20 +236,30 @@ def build_index(
     scan = scan_folder(root)
     report = BuildReport(index=str(index_path), skipped=list(scan.skipped))
     existing = IndexStore.exists(index_path) and not overwrite
+    if existing and embedding is not None:
+        raise DataError(
+            f"{index_path}: an index is already there; a distributed build makes a new one (give --overwrite), "
+            "and a sync (`index build` without --cluster) embeds only what changed"
+        )
     if existing:
         with IndexStore.open(index_path) as store:
             seen = store.manifest
-            embedder = model_for_index(seen, index_path, model, device)
+            embedding = LocalEmbedding(model_for_index(seen, index_path, model, device), batch_size, progress)
         tx = Transaction.begin(index_path, expect=seen)  # refused if replaced since (another encoder)
         if kind is not None:
             tx.request_kind(kind)
     else:
-        embedder = Embedder.load(model, device)
+        embedding = embedding or LocalEmbedding(Embedder.load(model, device), batch_size, progress)
+        embedding.check(len(scan.files))
         tx = Transaction.create(
-            index_path, embedder.dim, encoder_record(embedder.loaded), kind=kind or "auto", replace_existing=overwrite
+            index_path,
+            embedding.loaded.config.embedding_dim,
+            encoder_record(embedding.loaded),
+            kind=kind or "auto",
+            replace_existing=overwrite,
         )
         report.created = True
-        report.warnings += encoder_fit_warnings(embedder.loaded, [f.path for f in scan.files])
+        report.warnings += encoder_fit_warnings(embedding.loaded, [f.path for f in scan.files])
     with tx:
         # entries keyed by the one spelling of their path (an index written before paths were resolved may
         # hold another spelling of the same file: it is re-pathed below, not taken for a new file)
@@ -261,7 +331,7 @@ def build_index(
                 )
         tx.remove(removed_ids + changed_ids)
 
-        _embed_into(tx, embedder, to_embed, report, batch_size, strict, progress, changed_paths)
+        _embed_into(tx, embedding, to_embed, report, strict, changed_paths)
         if report.created and not len(tx.vectors) and not report.skipped:
             raise DataError(f"{root}: no image files found (looked for .jpg, .png, .gif, .bmp, .tif, .webp ...)")
         unchanged = not (report.created or report.added or report.updated or report.moved or report.removed)
@@ -290,12 +360,10 @@ def _by_real_path(records: list[Record]) -> dict[str, Record]:
 
 def _embed_into(
     tx: Transaction,
-    embedder: Embedder,
+    embedding: Embedding,
     items: list[tuple[str, str | None]],
     report: BuildReport,
-    batch_size: int,
     strict: bool,
-    progress: bool,
     changed_paths: set[str],
 ) -> None:
     """Embed (path, label) items into the transaction, counting added/updated and skips in `report`."""
@@ -304,7 +372,7 @@ def _embed_into(
         report.skipped.append(Skipped(err.path, err.reason))
 
     paths = [p for p, _ in items]
-    for batch in embedder.stream(paths, batch_size=batch_size, on_error=on_error, progress=progress):
+    for batch in embedding.stream(paths, on_error):
         if strict and report.skipped:
             break
         ids = tx.new_ids(len(batch.positions))
@@ -312,12 +380,13 @@ def _embed_into(
             Record(int(i), items[pos][0], items[pos][1], fact.size, fact.mtime, fact.sha256)
             for i, pos, fact in zip(ids, batch.positions, batch.facts, strict=True)
         ]
-        tx.add(batch.vectors, records)
+        embedding.add(tx, batch.vectors, records)
         updated = sum(1 for r in records if r.path in changed_paths)
         report.updated += updated
         report.added += len(records) - updated
     if strict and report.skipped:
         raise StrictModeError(report.skipped)
+    embedding.finish(tx)
 
 
 def add_files(
@@ -361,7 +430,7 @@ def add_files(
                 tx.remove([rec.id])
                 changed.add(path)
             items.append((path, lbl))
-        _embed_into(tx, embedder, items, report, batch_size, strict, progress, changed)
+        _embed_into(tx, LocalEmbedding(embedder, batch_size, progress), items, report, strict, changed)
         report.total = commit_measured(tx).count
     report.elapsed_s = time.monotonic() - start
     return report
