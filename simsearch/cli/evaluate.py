@@ -10,7 +10,17 @@ import click
 from simsearch.cli.common import DEVICE, JSON, echo_json
 from simsearch.cli.declared import options_from, take
 from simsearch.cli.root import cli
-from simsearch.config.evaluate import EVALUATE_ORDER, PROTOCOLS, EvaluateTarget
+from simsearch.config.evaluate import (
+    EVALUATE_ORDER,
+    PROTOCOLS,
+    CopyDetectionOptions,
+    EvaluateTarget,
+    FewShotOptions,
+    OpenSetOptions,
+    ReframeOptions,
+    SignatureOptions,
+    VerificationOptions,
+)
 
 
 @cli.command("evaluate")
@@ -27,16 +37,17 @@ def evaluate_cmd(data: Path, as_json: bool, **opts: Any) -> None:
     """
     from simsearch.evaluate.reports import evaluate
 
-    target = take(EvaluateTarget, opts)
-    asked = {k: v for cls in PROTOCOLS[1:] for k, v in vars(take(cls, opts)).items()}
+    open_set = take(OpenSetOptions, opts)
     report = evaluate(
-        data, target.model, target.compare, classes=target.classes, seed=target.seed, progress=not as_json,
-        **asked, **opts,
+        data, take(EvaluateTarget, opts), few_shot=take(FewShotOptions, opts),
+        verification=take(VerificationOptions, opts), signature=take(SignatureOptions, opts),
+        copies=take(CopyDetectionOptions, opts), reframing=take(ReframeOptions, opts), open_set=open_set,
+        progress=not as_json, **opts,
     )  # fmt: skip
     if as_json:
         echo_json(report.to_dict())
     else:
         for line in report.lines():
             click.echo(line)
-    if asked["roc_png"] is not None:
-        click.echo(f"wrote {asked['roc_png']}", err=True)
+    if open_set.roc_png is not None:
+        click.echo(f"wrote {open_set.roc_png}", err=True)

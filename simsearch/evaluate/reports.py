@@ -11,6 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from simsearch.config.evaluate import (
+    CopyDetectionOptions,
+    EvaluateTarget,
+    FewShotOptions,
+    OpenSetOptions,
+    ReframeOptions,
+    SignatureOptions,
+    VerificationOptions,
+)
 from simsearch.datasets import LabelledSet, load_labelled, load_pictures
 from simsearch.errors import ConfigError, SimSearchError
 from simsearch.evaluate.baselines import (
@@ -503,55 +512,50 @@ def _copy_embeddings(
 
 def evaluate(
     data: str | os.PathLike[str],
-    model: str | None = None,
-    compare: Sequence[str] = (),
-    copy_detection: bool = False,
-    signatures: bool = False,
+    target: EvaluateTarget | None = None,
+    *,
+    few_shot: FewShotOptions | None = None,
+    verification: VerificationOptions | None = None,
+    signature: SignatureOptions | None = None,
+    copies: CopyDetectionOptions | None = None,
+    reframing: ReframeOptions | None = None,
+    open_set: OpenSetOptions | None = None,
     device: str = "auto",
     progress: bool = True,
-    way: int = 20,
-    shot: int = 1,
-    episodes: int = 2000,
-    seed: int = 0,
-    table: bool = False,
-    pairs: int = 3000,
-    classes: str | None = None,
-    fit_classes: str | None = None,
-    refs: Sequence[int] = (1, 5),
-    n_originals: int = 300,
-    edits: str | Sequence[str] = "all",
-    open_set: bool = False,
-    sizes: Sequence[int] = (20, 100, 1000),
-    runs: int = 100,
-    lake: bool = False,
-    roc_png: str | os.PathLike[str] | None = None,
-    reframe: str | None = None,
 ) -> FewShotReport | SignatureReport | CopyDetectionReport | OpenSetReport:
-    """`simsearch evaluate`: `model` and every `compare` (each loaded once) measured on DATA in one
-    run: copy detection (with `copy_detection`; "raw-pixels", "phash", "dhash" are baselines),
-    signature verification (with `signatures`; classes default to test/*, the threshold's to
-    train/*), else few-shot accuracy and verification ("raw-pixels" is the baseline)."""
-
-    if roc_png is not None and not (open_set or lake):
+    """`simsearch evaluate`: `target.model` and every `target.compare` (each loaded once) measured on DATA in
+    one run, each protocol's settings one request of simsearch.config.evaluate (defaults where not given):
+    copy detection (`copies.copy_detection`; "raw-pixels", "phash", "dhash", "pdq" are baselines), signature
+    verification (`signature.signatures`; classes default to test/*, the threshold's to train/*), open-set
+    identification (`open_set.open_set` or `.lake`), else few-shot accuracy and verification ("raw-pixels" is
+    the baseline), optionally on re-framed images."""
+    target, few, pairs = target or EvaluateTarget(), few_shot or FewShotOptions(), verification or VerificationOptions()
+    sig, cop, ref = signature or SignatureOptions(), copies or CopyDetectionOptions(), reframing or ReframeOptions()
+    ops = open_set or OpenSetOptions()
+    if ops.roc_png is not None and not (ops.open_set or ops.lake):
         raise ConfigError("{fields} draws open-set DET curves: give it with --open-set or --lake", ["roc_png"])
-    if reframe is not None and (open_set or lake or copy_detection or signatures):
+    if ref.reframe is not None and (ops.open_set or ops.lake or cop.copy_detection or sig.signatures):
         raise ConfigError("{fields} re-frames the images of few-shot and verification runs only", ["reframe"])
-    baselines = (RAW_PIXELS, *HASHES) if copy_detection else (RAW_PIXELS,)
-    models = candidates(model, compare, device, baselines)
-    if open_set or lake:
-        protocol = "within-alphabet" if lake else ("copies" if copy_detection else "random")
-        return open_set_report(data, models, sizes, shot, runs, seed, classes, protocol, progress, roc_png)
-    if copy_detection:
-        if isinstance(edits, str):
-            from simsearch.edits import expand_edits
+    baselines = (RAW_PIXELS, *HASHES) if cop.copy_detection else (RAW_PIXELS,)
+    models = candidates(target.model, target.compare, device, baselines)
+    seed, classes = target.seed, target.classes
+    if ops.open_set or ops.lake:
+        protocol = "within-alphabet" if ops.lake else ("copies" if cop.copy_detection else "random")
+        return open_set_report(
+            data, models, ops.sizes, few.shot, ops.runs, seed, classes, protocol, progress, ops.roc_png
+        )
+    if cop.copy_detection:
+        from simsearch.edits import expand_edits
 
-            try:
-                edits = expand_edits(edits)
-            except ValueError as err:
-                raise ConfigError(f"{err} (in {{fields}})", ["edits"]) from None
-        return copy_detection_report(data, models, edits, n_originals, classes, seed, progress)
-    if signatures:
-        return signature_report(data, models, classes or "test/*", fit_classes or "train/*", refs, seed, progress)
+        try:
+            edits = expand_edits(cop.edits)
+        except ValueError as err:
+            raise ConfigError(f"{err} (in {{fields}})", ["edits"]) from None
+        return copy_detection_report(data, models, edits, cop.n_originals, classes, seed, progress)
+    if sig.signatures:
+        fit = pairs.fit_classes or "train/*"
+        return signature_report(data, models, classes or "test/*", fit, sig.refs, seed, progress)
     return few_shot_report(
-        data, models, way, shot, episodes, seed, table, pairs, classes, fit_classes, progress, reframe
-    )
+        data, models, few.way, few.shot, few.episodes, seed, few.table, pairs.pairs, classes, pairs.fit_classes,
+        progress, ref.reframe,
+    )  # fmt: skip
