@@ -45,6 +45,11 @@ class EncoderConfig:
     # (embedding_dim = feature_dim + the projection's length): a trunk's generality kept beside a learnt view
     head: str = "linear"
     projection_weight: float = 0.5  # trunk+projection: the projection's share of the cosine
+    # a second, whole-picture network beside this one (its own config and weights, fed the same input shrunk
+    # to its size): the embedding is [its embedding, this network's], the cosine companion_weight x its
+    # cosine + the rest x this network's; embedding_dim counts both
+    companion: EncoderConfig | None = None
+    companion_weight: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", Arch.parse(str(getattr(self.arch, "value", self.arch))))
@@ -57,8 +62,10 @@ class EncoderConfig:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, not {self.head!r}")
         if not 0.0 < self.projection_weight < 1.0:
             raise ValueError("projection_weight must be between 0 and 1")
-        if self.head == "trunk+projection" and self.embedding_dim <= self.feature_dim:
+        if self.head == "trunk+projection" and self.head_dim <= self.feature_dim:
             raise ValueError("a trunk+projection head's embedding_dim is the features' length plus the projection's")
+        if self.companion is not None:
+            self._check_companion(self.companion)
         if self.backbone is not None:
             if self.text is not None:
                 raise ValueError("a library backbone brings its own text tower, if any")
@@ -72,6 +79,22 @@ class EncoderConfig:
                 f"widths {list(self.widths)} and embedding_dim {self.embedding_dim} make a network of about "
                 f"{self.parameter_bound:,} parameters, over the limit of {_MAX_PARAMETERS:,}"
             )
+
+    def _check_companion(self, other: EncoderConfig) -> None:
+        mine, its = self.preprocess, other.preprocess
+        if other.companion is not None or other.supports_text or self.supports_text:
+            raise ValueError("a companion network is one image network beside an image network, no more")
+        if its.channels != mine.channels or its.size > mine.size:
+            raise ValueError("a companion network takes the same channels at the same size or smaller")
+        if its.crop != mine.crop or its.fit_ink or its.face or mine.fit_ink or mine.face:
+            raise ValueError("a companion network sees the same centre crop of the picture (no ink or face framing)")
+        if not 0.0 < self.companion_weight < 1.0 or self.head_dim <= 0:
+            raise ValueError("companion_weight must be between 0 and 1, and embedding_dim count both networks")
+
+    @property
+    def head_dim(self) -> int:
+        """The length of this network's own embedding (embedding_dim less a companion's)."""
+        return self.embedding_dim - (self.companion.embedding_dim if self.companion is not None else 0)
 
     @property
     def parameter_bound(self) -> int:
@@ -111,6 +134,10 @@ class EncoderConfig:
             d["text"] = self.text.to_dict()
         if self.head == "linear":  # model.json files written before heads had a name stay as they were
             del d["head"], d["projection_weight"]
+        if self.companion is None:  # nor those written before companions
+            del d["companion"], d["companion_weight"]
+        else:
+            d["companion"] = self.companion.to_dict()
         return d
 
     @classmethod
@@ -134,6 +161,8 @@ class EncoderConfig:
             text=text,
             head=str(d.get("head", "linear")),
             projection_weight=float(d.get("projection_weight", 0.5)),
+            companion=cls.from_dict(d["companion"]) if d.get("companion") is not None else None,
+            companion_weight=float(d.get("companion_weight", 0.5)),
         )
 
 
@@ -212,10 +241,12 @@ class Encoder(nn.Module):
             self.features = nn.Sequential(*stages)
         c = config.feature_dim
         self.head: nn.Module
+        own = config.head_dim
         if config.head == "trunk+projection":
-            self.head = TrunkAndProjection(c, config.embedding_dim - c, config.projection_weight)
+            self.head = TrunkAndProjection(c, own - c, config.projection_weight)
         else:
-            self.head = nn.Identity() if c == config.embedding_dim else nn.Linear(c, config.embedding_dim)
+            self.head = nn.Identity() if c == own else nn.Linear(c, own)
+        self.companion = Encoder(config.companion) if config.companion is not None else None
         self.text: nn.Module | None = None
         if config.text is not None:
             from simsearch.text import TextTower
@@ -227,7 +258,13 @@ class Encoder(nn.Module):
         self.register_buffer("std", torch.tensor(pre.std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.head(self.pooled(x)).float(), dim=1)
+        own = F.normalize(self.head(self.pooled(x)).float(), dim=1)
+        if self.companion is None:
+            return own
+        side = self.companion.config.preprocess.size
+        small = x if x.shape[-1] == side else F.interpolate(x, size=(side, side), mode="bilinear", antialias=True)
+        w = self.config.companion_weight
+        return torch.cat([self.companion(small) * w**0.5, own * (1 - w) ** 0.5], dim=1)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """What the head receives: the pooled features of (N, C, H, W) input in [0, 1], before any projection."""

@@ -50,3 +50,38 @@ def test_invalid_configs_name_what_is_wrong():
         Preprocess(channels=3, mean=(0,) * 3, std=(1,) * 3, fit_ink=True)
     pre = Preprocess()
     assert dataclasses.replace(pre, size=64).size == 64 and pre.mode == "L"
+
+
+def _rgb(size: int) -> Preprocess:
+    return Preprocess(channels=3, size=size, invert=False, mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
+def test_a_companion_network_sits_beside_the_encoder_in_its_embedding_weights_and_checkpoint(tmp_path):
+    from simsearch.checkpoint import load_checkpoint, save_checkpoint
+
+    small = EncoderConfig(arch=Arch.RESNET, preprocess=_rgb(16), widths=(4, 8), embedding_dim=6)
+    cfg = EncoderConfig(preprocess=_rgb(32), widths=(4, 8), embedding_dim=10 + 6, companion=small, companion_weight=0.3)
+    assert cfg.head_dim == 10 and EncoderConfig.from_dict(cfg.to_dict()) == cfg
+    assert "companion" not in small.to_dict()  # model.json of encoders without one is as before
+    torch.manual_seed(0)
+    enc = build_encoder(cfg).eval()
+    assert enc.companion is not None
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        out = enc(x)
+        beside = enc.companion(torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear", antialias=True))
+    assert out.shape == (4, 16) and torch.allclose(out.norm(dim=1), torch.ones(4), atol=1e-5)
+    # the first part is the companion's own embedding, weighted: cosine = 0.3 x its + 0.7 x the encoder's
+    assert torch.allclose(out[:, :6], beside * 0.3**0.5, atol=1e-5)
+    fp = save_checkpoint(enc, tmp_path / "m")
+    back = load_checkpoint(str(tmp_path / "m"))
+    assert back.fingerprint == fp and back.config == cfg
+    with torch.no_grad():
+        assert torch.allclose(back.encoder(x), out, atol=1e-6)
+    with pytest.raises(ValueError, match="companion"):
+        EncoderConfig(
+            preprocess=_rgb(32),
+            widths=(4, 8),
+            embedding_dim=16,
+            companion=dataclasses.replace(small, preprocess=_rgb(64)),
+        )
