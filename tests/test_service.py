@@ -113,6 +113,19 @@ def test_health_stats_and_openapi(server):
     assert {"/search", "/identify", "/images/{image_id}", "/thumbnails/{image_id}", "/health", "/stats"} <= set(
         spec["paths"]
     )
+    # the query parameters are the CLI's declarations (simsearch.config.search), spelled as the service spells them
+    from simsearch.config.options import declared
+    from simsearch.config.search import IdentifyOptions, QueryOptions
+
+    cli = {d.name: d.option for d in declared(QueryOptions, IdentifyOptions)}
+    for path, names in (
+        ("/search", {"k": "k", "label": "labels"}),
+        ("/identify", {"fpir": "fpir", "threshold": "threshold"}),
+    ):
+        got = {p["name"]: p for p in spec["paths"][path]["post"]["parameters"]}
+        for name, field in names.items():
+            assert got[name]["description"] == cli[field].help
+    assert got["threshold"]["schema"]["anyOf"][0]["maximum"] == 1.0
     status, page, headers = request(base + "/")
     assert status == 200 and headers["content-type"].startswith("text/html") and b'id="drop"' in page
 

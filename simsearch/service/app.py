@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 from simsearch.engine import Searcher
 from simsearch.errors import ConfigError, DataError, SimSearchError
 from simsearch.images import DEFAULT_MAX_PIXELS
+from simsearch.service.declared import SERVICE_NAMES
 from simsearch.service.guard import BODY_TIMEOUT_S, LOOPBACK_NAMES, Guard
 from simsearch.service.routes import gallery, ops, search
 from simsearch.service.state import Limits, Service
@@ -26,15 +27,11 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_DECODE_PIXELS = 2 * DEFAULT_MAX_PIXELS
 
 
-# the library's field names that the service's query parameters spell otherwise
-_PARAMS = {"labels": "label", "texts": "text"}
-
-
 def _refused(_: Request, err: Exception) -> JSONResponse:
     """The library's refusals of what a client asked: a setting that cannot be (422, naming the query
     parameter), a gallery that cannot answer it (409)."""
     if isinstance(err, ConfigError):
-        return JSONResponse({"detail": err.render(lambda field: _PARAMS.get(field, field))}, status_code=422)
+        return JSONResponse({"detail": err.render(lambda field: SERVICE_NAMES.get(field, field))}, status_code=422)
     status = 409 if isinstance(err, DataError) else 422
     return JSONResponse({"detail": str(err)}, status_code=status)
 

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 
+from simsearch.config.search import IdentifyOptions, QueryOptions
 from simsearch.engine import OperatingPoint
+from simsearch.service.declared import query_params
 from simsearch.service.state import Service, service
 
 __all__ = ["router"]
@@ -33,6 +35,7 @@ def _folder(svc: Service, under: str | None) -> str | None:
 @router.post("/search", summary="Nearest gallery images to an uploaded image, or to a text, best first")
 async def search(
     svc: Annotated[Service, Depends(service)],
+    asked: Annotated[QueryOptions, Depends(query_params(QueryOptions, ["k", "offset", "labels", "under"]))],
     file: Annotated[UploadFile | None, File(description="the query image (or give text)")] = None,
     text: Annotated[
         str | None,
@@ -41,15 +44,9 @@ async def search(
             description="words to search by instead of an image, e.g. 'a red dress' (CLIP-family encoders)",
         ),
     ] = None,
-    k: Annotated[int, Query(ge=1, le=1000, description="how many results")] = 5,
-    offset: Annotated[int, Query(ge=0, le=_MAX_RANK, description="skip this many best results first (paging)")] = 0,
-    label: Annotated[
-        list[str] | None, Query(max_length=100, description="only images of these classes (repeat for several)")
-    ] = None,
-    under: Annotated[
-        str | None, Query(max_length=4096, description="only images under this folder of the gallery (relative)")
-    ] = None,
 ) -> dict[str, Any]:
+    k, offset, label = asked.k, asked.offset, list(asked.labels)
+    under = None if asked.under is None else str(asked.under)
     if offset + k > _MAX_RANK:
         raise HTTPException(422, f"offset + k may be at most {_MAX_RANK:,}")
     if under is not None and (os.path.isabs(under) or ".." in Path(under).parts):
@@ -73,17 +70,11 @@ async def search(
 async def identify(
     svc: Annotated[Service, Depends(service)],
     file: Annotated[UploadFile, File(description="the query image")],
-    threshold: Annotated[float | None, Query(ge=-1, le=1, description="a cosine threshold instead of a target")] = None,
-    fpir: Annotated[
-        float | None,
-        Query(gt=0, lt=1, description="target FPIR: share of probes of absent classes accepted (default 0.01)"),
-    ] = None,
-    fnir: Annotated[
-        float | None, Query(gt=0, lt=1, description="target FNIR: share of known probes not given their class")
-    ] = None,
-    closed_set: Annotated[bool, Query(description="always the nearest class, never unknown")] = False,
+    asked: Annotated[
+        IdentifyOptions, Depends(query_params(IdentifyOptions, ["threshold", "fpir", "fnir", "closed_set"]))
+    ],
 ) -> dict[str, Any]:
-    point = OperatingPoint(threshold=threshold, fpir=fpir, fnir=fnir, closed_set=closed_set)
+    point = OperatingPoint(threshold=asked.threshold, fpir=asked.fpir, fnir=asked.fnir, closed_set=asked.closed_set)
     svc.searcher.decision(point=point)  # a point the index cannot answer at: refused before the upload is read
 
     def respond(vec: np.ndarray, name: str) -> dict[str, Any]:
