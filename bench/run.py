@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from index.vector_index import IndexKind, VectorIndex  # noqa: E402
 from simsearch.checkpoint import builtin_models, load_checkpoint  # noqa: E402
+from simsearch.config.choices import Framing  # noqa: E402
 from simsearch.device import resolve_device  # noqa: E402
 from simsearch.embed import Embedder  # noqa: E402
 from simsearch.engine import Searcher, build_index  # noqa: E402
@@ -467,7 +468,7 @@ def bench_drawn(work: Path, sizes: Sizes, out: list[str]) -> None:
     pre = shipped.config.preprocess
     dev = torch.device("cpu")
 
-    def toggled(**change: bool) -> Any:
+    def toggled(**change: Any) -> Any:
         enc = build_encoder(replace(shipped.config, preprocess=replace(pre, **change)))
         enc.load_state_dict(shipped.encoder.state_dict())
         return enc.eval()
@@ -488,7 +489,7 @@ def bench_drawn(work: Path, sizes: Sizes, out: list[str]) -> None:
         Embedder(stretchless, dev).embed_arrays,
     )
     if pre.can_fit_ink:
-        unframed = toggled(fit_ink=not pre.fit_ink)
+        unframed = toggled(framing=Framing.CENTRE if pre.fit_ink else Framing.INK)
         embedders[f"{shipped.source} weights {on(not pre.fit_ink)} ink framing"] = (
             unframed.config.preprocess,
             Embedder(unframed, dev).embed_arrays,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-__all__ = ["FACE_ALIGNS", "Ink", "Preprocess"]
+from simsearch.config.choices import Framing
+
+__all__ = ["FACE_ALIGNS", "Framing", "Ink", "Preprocess"]
 
 FACE_ALIGNS = ("eyes", "landmarks")
 
@@ -22,12 +24,12 @@ class Ink(str, Enum):
 class Preprocess:
     """How an image becomes the encoder's input.
 
-    The image is decoded as "L" (channels=1) or "RGB" (channels=3), centre-cropped to `crop` of
-    each side (faces: the middle of an aligned portrait), or, with `face`, cut to the largest face
-    OpenCV finds, levelled by its eyes (simsearch.faces; a picture without a face is skipped), or,
-    with `fit_ink` (drawings), framed by
-    the square around its strokes (images.fit_ink; ink is dark unless `invert` is off, as on
-    white-on-black signatures), resized to size x size and scaled to
+    The image is decoded as "L" (channels=1) or "RGB" (channels=3) and framed as `framing` says (one
+    value): centre-cropped to `crop` of each side (Framing.CENTRE), or cut to the largest face, levelled
+    by its eyes (FACE: OpenCV, simsearch.faces) or dlib's aligned chip (FACE_LANDMARKS:
+    simsearch.faces_dlib), a picture without a face skipped, or framed by the square around a
+    drawing's strokes (INK: images.fit_ink; ink is dark unless `invert` is off, as on white-on-black
+    signatures); then resized to size x size and scaled to
     [0, 1]; the network itself then inverts (for dark-on-light drawings), stretches each image's
     contrast to the full range when `autocontrast` is set (so a faint or thin pen line, which
     shrinking turns grey, looks like any other stroke) and normalizes.
@@ -40,13 +42,10 @@ class Preprocess:
     std: tuple[float, ...] = (1.0,)
     crop: float = 1.0
     autocontrast: bool = False
-    fit_ink: bool = False
-    face: bool = False
-    # how a face is found and cut out: "eyes" (OpenCV's cascades, levelled by the eyes: simsearch.faces) or
-    # "landmarks" (dlib's detector and 5-point landmarks, dlib's aligned chip: simsearch.faces_dlib)
-    face_align: str = "eyes"
+    framing: Framing = Framing.CENTRE
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "framing", Framing.parse(str(getattr(self.framing, "value", self.framing))))
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, not {self.channels}")
         if not 8 <= self.size <= 512:
@@ -59,10 +58,34 @@ class Preprocess:
             raise ValueError(f"crop must be in 0.1..1, not {self.crop}")
         if self.fit_ink and not self.can_fit_ink:
             raise ValueError("fit_ink frames the strokes of one-channel drawings: it needs channels 1 and no crop")
-        if self.face_align not in FACE_ALIGNS:
-            raise ValueError(f"face_align must be one of {', '.join(FACE_ALIGNS)}, not {self.face_align!r}")
-        if self.face and (self.crop != 1.0 or self.fit_ink):
+        if self.face and self.crop != 1.0:
             raise ValueError("face framing (the detected, levelled face) replaces the centre crop and ink framing")
+
+    @property
+    def fit_ink(self) -> bool:
+        """Framed by the square around a drawing's strokes."""
+        return self.framing is Framing.INK
+
+    @property
+    def face(self) -> bool:
+        """Framed by the largest face (either alignment)."""
+        return self.framing in (Framing.FACE, Framing.FACE_LANDMARKS)
+
+    @property
+    def face_align(self) -> str:
+        """How a face is cut out: "eyes" (OpenCV, levelled by the eyes) or "landmarks" (dlib's chip)."""
+        return "landmarks" if self.framing is Framing.FACE_LANDMARKS else "eyes"
+
+    @staticmethod
+    def framing_of(fit_ink: bool = False, face: bool = False, face_align: str = "eyes") -> Framing:
+        """The one framing value of model.json's three older keys (and train's --fit-ink / --face)."""
+        if face_align not in FACE_ALIGNS:
+            raise ValueError(f"face_align must be one of {', '.join(FACE_ALIGNS)}, not {face_align!r}")
+        if face and fit_ink:
+            raise ValueError("face framing (the detected, levelled face) replaces the centre crop and ink framing")
+        if face:
+            return Framing.FACE_LANDMARKS if face_align == "landmarks" else Framing.FACE
+        return Framing.INK if fit_ink else Framing.CENTRE
 
     @property
     def can_fit_ink(self) -> bool:
@@ -99,15 +122,25 @@ class Preprocess:
             mean=(0.0,) * channels,
             std=(1.0,) * channels,
             crop=crop,
-            fit_ink=ink is not None,
-            face=face,
-            face_align=face_align,
+            framing=cls.framing_of(ink is not None, face, face_align),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if self.face_align == "eyes":  # model.json files written before alignments had a name stay as they were
-            del d["face_align"]
+        """model.json's form: the framing written as the keys model.json has always had (fit_ink, face, and
+        face_align for the landmark chip only), so that files stay as they were."""
+        d: dict[str, Any] = {
+            "channels": self.channels,
+            "size": self.size,
+            "invert": self.invert,
+            "mean": self.mean,
+            "std": self.std,
+            "crop": self.crop,
+            "autocontrast": self.autocontrast,
+            "fit_ink": self.fit_ink,
+            "face": self.face,
+        }
+        if self.framing is Framing.FACE_LANDMARKS:
+            d["face_align"] = "landmarks"
         return d
 
     @classmethod
@@ -121,7 +154,7 @@ class Preprocess:
             std=tuple(float(x) for x in d["std"]),
             crop=float(d.get("crop", 1.0)),
             autocontrast=bool(d.get("autocontrast", False)),
-            fit_ink=bool(d.get("fit_ink", False)),
-            face=bool(d.get("face", False)),
-            face_align=str(d.get("face_align", "eyes")),
+            framing=cls.framing_of(
+                bool(d.get("fit_ink", False)), bool(d.get("face", False)), str(d.get("face_align", "eyes"))
+            ),
         )

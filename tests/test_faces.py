@@ -27,7 +27,7 @@ def group_photo() -> Image.Image:
     return g
 
 
-FACE_PRE = Preprocess(channels=3, size=32, invert=False, mean=(0.5,) * 3, std=(0.25,) * 3, face=True)
+FACE_PRE = Preprocess(channels=3, size=32, invert=False, mean=(0.5,) * 3, std=(0.25,) * 3, framing="face")
 
 
 def test_a_face_is_found_where_it_is_and_cut_out_square_around_it():
@@ -89,7 +89,7 @@ def test_reframings_do_what_they_say_and_are_seeded():
 
 def test_face_framing_replaces_the_centre_crop():
     with pytest.raises(ValueError, match="face framing"):
-        Preprocess(channels=3, size=32, mean=(0.5,) * 3, std=(0.25,) * 3, crop=0.5, face=True)
+        Preprocess(channels=3, size=32, mean=(0.5,) * 3, std=(0.25,) * 3, crop=0.5, framing="face")
     assert Preprocess.from_dict(FACE_PRE.to_dict()) == FACE_PRE
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from simsearch.backbones import DLIB_FACE, Backbone, dlib_weights_file, file_sha256
 from simsearch.checkpoint import save_checkpoint
-from simsearch.config.choices import Arch
+from simsearch.config.choices import Arch, Framing
 from simsearch.datasets import load_labelled
 from simsearch.dlib_resnet import CHIP_SIZE, EMBEDDING_DIM, read_dlib_resnet
 from simsearch.embed import Embedder
@@ -36,8 +36,7 @@ def faces_config() -> EncoderConfig:
         invert=False,
         mean=tuple(m / 255 for m in means),
         std=(256 / 255,) * 3,
-        face=True,
-        face_align="landmarks",
+        framing=Framing.FACE_LANDMARKS,
     )
     return EncoderConfig(arch=Arch.BACKBONE, backbone=bb, preprocess=pre, embedding_dim=EMBEDDING_DIM)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import TypeVar
 
-__all__ = ["Arch", "Loss", "Mining", "Pool", "Views", "parse_choice"]
+__all__ = ["Arch", "Framing", "Loss", "Mining", "Pool", "Views", "parse_choice"]
 
 E = TypeVar("E", bound=Enum)
 
@@ -30,6 +30,21 @@ class Arch(str, Enum):
     @classmethod
     def parse(cls, value: str) -> Arch:
         return parse_choice(cls, value, "architecture")
+
+
+class Framing(str, Enum):
+    """What part of a picture an encoder sees: its centre (Preprocess.crop of each side), the square around
+    a drawing's strokes, or the largest face (levelled by its eyes with OpenCV's cascades, or dlib's aligned
+    chip from its 5-point landmarks)."""
+
+    CENTRE = "centre"
+    INK = "ink"
+    FACE = "face"
+    FACE_LANDMARKS = "face-landmarks"
+
+    @classmethod
+    def parse(cls, value: str) -> Framing:
+        return parse_choice(cls, value, "framing")
 
 
 class Pool(str, Enum):

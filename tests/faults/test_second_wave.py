@@ -221,7 +221,7 @@ def test_a_long_thin_png_is_framed_in_bounded_memory():
         "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
         f"sys.path.insert(0, {str(REPO)!r}); "
         "from simsearch.images import load_array; from simsearch.preprocess import Preprocess; "
-        "a = load_array(sys.stdin.buffer.read(), Preprocess(size=32, channels=1, fit_ink=True)); print(a.shape)"
+        'a = load_array(sys.stdin.buffer.read(), Preprocess(size=32, channels=1, framing="ink")); print(a.shape)'
     )
     proc = subprocess.run([sys.executable, "-c", script], input=buf.getvalue(), capture_output=True, timeout=120)
     assert proc.returncode == 0 and b"(1, 32, 32)" in proc.stdout, proc.stderr[-500:]

@@ -33,7 +33,7 @@ def test_forward_gives_unit_rows_of_the_configured_size(arch, pool):
 
 
 def test_config_round_trips_and_old_configs_read_as_average_pooling():
-    cfg = EncoderConfig(widths=(8, 16), embedding_dim=7, preprocess=Preprocess(size=16, fit_ink=True))
+    cfg = EncoderConfig(widths=(8, 16), embedding_dim=7, preprocess=Preprocess(size=16, framing="ink"))
     assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
     old = cfg.to_dict()
     del old["pool"], old["preprocess"]["fit_ink"], old["preprocess"]["autocontrast"], old["preprocess"]["crop"]
@@ -47,7 +47,7 @@ def test_invalid_configs_name_what_is_wrong():
     with pytest.raises(ValueError, match="architecture"):
         EncoderConfig(arch="vit")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fit_ink"):
-        Preprocess(channels=3, mean=(0,) * 3, std=(1,) * 3, fit_ink=True)
+        Preprocess(channels=3, mean=(0,) * 3, std=(1,) * 3, framing="ink")
     pre = Preprocess()
     assert dataclasses.replace(pre, size=64).size == 64 and pre.mode == "L"
 

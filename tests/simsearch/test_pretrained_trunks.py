@@ -83,9 +83,7 @@ def photo_list(folder, n: int) -> list[Image.Image]:
 def _faces_config() -> EncoderConfig:
     path = dlib_weights_file()
     bb = Backbone("dlib_face", DLIB_FACE, 128, {"trunk_sha256": file_sha256(path)})
-    pre = Preprocess(
-        channels=3, size=150, invert=False, mean=(0.48,) * 3, std=(1.0,) * 3, face=True, face_align="landmarks"
-    )
+    pre = Preprocess(channels=3, size=150, invert=False, mean=(0.48,) * 3, std=(1.0,) * 3, framing="face-landmarks")
     return EncoderConfig(arch=Arch.BACKBONE, backbone=bb, preprocess=pre, embedding_dim=128)
 
 
