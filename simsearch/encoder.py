@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simsearch.config.choices import Arch, Pool
+from simsearch.errors import ConfigError
 from simsearch.preprocess import Preprocess
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class EncoderConfig:
         if (self.arch is Arch.BACKBONE) != (self.backbone is not None):
             raise ValueError('arch "backbone" and a backbone description go together')
         if self.embedding_dim <= 0:
-            raise ValueError("embedding_dim must be positive")
+            raise ConfigError("{fields} must be positive", ["embedding_dim"])
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, not {self.head!r}")
         if not 0.0 < self.projection_weight < 1.0:
@@ -71,9 +72,13 @@ class EncoderConfig:
                 raise ValueError("a library backbone brings its own text tower, if any")
             return  # its size is bounded when it is built (simsearch.backbones.build_trunk)
         if not self.widths or any(w <= 0 for w in self.widths):
-            raise ValueError("widths must be a non-empty list of positive channel counts")
+            raise ConfigError("{fields} must be a non-empty list of positive channel counts", ["widths"])
         if self.preprocess.size < 2 ** len(self.widths):
-            raise ValueError(f"input size {self.preprocess.size} is too small for {len(self.widths)} stages")
+            raise ConfigError(
+                f"input size ({{size}}) {self.preprocess.size} is too small for {len(self.widths)} stages ({{widths}})",
+                size="size",
+                widths="widths",
+            )
         if self.parameter_bound > _MAX_PARAMETERS:  # refuse before anything is allocated
             raise ValueError(
                 f"widths {list(self.widths)} and embedding_dim {self.embedding_dim} make a network of about "

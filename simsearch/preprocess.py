@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Any
 
 from simsearch.config.choices import Framing
+from simsearch.errors import ConfigError
 
 __all__ = ["FACE_ALIGNS", "Framing", "Ink", "Preprocess"]
 
@@ -47,19 +48,26 @@ class Preprocess:
     def __post_init__(self) -> None:
         object.__setattr__(self, "framing", Framing.parse(str(getattr(self.framing, "value", self.framing))))
         if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+            raise ConfigError(f"{{fields}} must be 1 or 3, not {self.channels}", ["channels"])
         if not 8 <= self.size <= 512:
-            raise ValueError(f"input size must be in 8..512, not {self.size}")
+            raise ConfigError(f"input size ({{fields}}) must be in 8..512, not {self.size}", ["size"])
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError("mean and std need one value per channel")
         if any(s <= 0 for s in self.std):
             raise ValueError("std values must be positive")
         if not 0.1 <= self.crop <= 1.0:
-            raise ValueError(f"crop must be in 0.1..1, not {self.crop}")
+            raise ConfigError(f"{{fields}} must be in 0.1..1, not {self.crop}", ["crop"])
         if self.fit_ink and not self.can_fit_ink:
-            raise ValueError("fit_ink frames the strokes of one-channel drawings: it needs channels 1 and no crop")
+            raise ConfigError(
+                "{fit_ink} frames the strokes of one-channel drawings: it needs {channels} 1 and no {crop}",
+                fit_ink="fit_ink",
+                channels="channels",
+                crop="crop",
+            )
         if self.face and self.crop != 1.0:
-            raise ValueError("face framing (the detected, levelled face) replaces the centre crop and ink framing")
+            raise ConfigError(
+                "{face} framing (the detected, levelled face) replaces the centre {crop}", face="face", crop="crop"
+            )
 
     @property
     def fit_ink(self) -> bool:
@@ -82,7 +90,9 @@ class Preprocess:
         if face_align not in FACE_ALIGNS:
             raise ValueError(f"face_align must be one of {', '.join(FACE_ALIGNS)}, not {face_align!r}")
         if face and fit_ink:
-            raise ValueError("face framing (the detected, levelled face) replaces the centre crop and ink framing")
+            raise ConfigError(
+                "{fields} framing: a picture is framed by its face or by its ink, not both", ["face", "fit_ink"]
+            )
         if face:
             return Framing.FACE_LANDMARKS if face_align == "landmarks" else Framing.FACE
         return Framing.INK if fit_ink else Framing.CENTRE

@@ -350,7 +350,7 @@ def test_a_fit_ink_model_frames_drawings_at_index_and_query_time(tmp_path, galle
     assert proc.returncode == 1 and "other preprocessing" in proc.stderr
     # framing is for one-channel drawings: asking it of colour photos is a usage error, nothing written
     proc = run_cli("train", gallery, "--out", tmp_path / "rgb", "--fit-ink", "--channels", "3", *short)
-    assert proc.returncode == 2 and "fit_ink" in proc.stderr and not (tmp_path / "rgb").exists()
+    assert proc.returncode == 2 and "--fit-ink" in proc.stderr and not (tmp_path / "rgb").exists()
 
 
 def test_hostile_files_are_skipped_without_hanging_or_reading_them(tmp_path, gallery):
