@@ -62,8 +62,9 @@ class OpenSetPrior:
     def threshold_at_fpir(self, classes: int, fpir: float, above_level: float | None = None) -> PriorThreshold | None:
         """The threshold for `fpir` in a gallery of `classes` classes, from the measured sizes around it
         (linear in log size; below the smallest: the smallest, which is stricter; above the largest: the
-        largest, said so). With `above_level`, how far that threshold sits above the `above_level` quantile
-        of the best impostor scores at the same sizes (for a gallery that measured that quantile itself).
+        largest, said so). With `above_level`, that threshold's distance to the top score (1 - t) as a share of
+        the `above_level` quantile's (1 - q) of the best impostor scores at the same sizes (for a gallery that
+        measured that quantile itself: combine).
         None when no size was measured with enough probes for that FPIR."""
         usable = [s for s in self.sizes if self._at_size(s, fpir) is not None]
         if not usable:
@@ -72,7 +73,8 @@ class OpenSetPrior:
         def read(size: int) -> tuple[float, float]:
             t, f = self._at_size(size, fpir)  # type: ignore[misc]
             if above_level is not None:
-                t -= float(np.quantile(self.impostor[size], above_level))
+                q = float(np.quantile(self.impostor[size], above_level))
+                t = (1.0 - t) / max(1.0 - q, 1e-6)
             return t, f
 
         below = [s for s in usable if s <= classes]
@@ -205,8 +207,11 @@ def combine(
     fitted tail past what either measured. Where the gallery holds the 10 exceedances the target needs,
     its own value (`own`) stands. Otherwise the gallery says where its impostor scores lie up to the highest
     quantile it measured (`level`: 1 - 10/n, at least the median) and the prior, measured at this size on
-    classes the encoder never trained on, says how far above that quantile the target's threshold sits:
-    threshold = the gallery's quantile + (the prior's threshold - the prior's same quantile)."""
+    classes the encoder never trained on, says how much closer to the top score (1) the target's threshold
+    sits than that quantile: threshold = 1 - (1 - the gallery's quantile) x (1 - the prior's threshold) /
+    (1 - the prior's same quantile). A share of the distance to 1, not a difference of scores: a gallery
+    whose impostors sit higher than the prior's (more alike pictures) keeps its threshold below 1, and one
+    whose impostors sit apart is not held to the prior's spread."""
     w = gallery_weight(fpir, n_unknown)
     if prior is None or w >= 1 or len(unknown) == 0:
         return Combined(own, 1.0, 1.0, None)
@@ -214,4 +219,5 @@ def combine(
     offset = prior.threshold_at_fpir(classes, fpir, above_level=level)
     if offset is None:
         return Combined(own, 1.0, 1.0, None)
-    return Combined(float(np.quantile(unknown, level)) + offset.value, w, level, offset)
+    value = 1.0 - (1.0 - float(np.quantile(unknown, level))) * offset.value
+    return Combined(value, w, level, offset)
