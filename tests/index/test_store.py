@@ -130,9 +130,9 @@ def test_removal_survives_save_and_load_for_each_kind(tmp_path, kind):
 
 
 def test_auto_kind_turns_hnsw_past_the_size_limit(tmp_path, monkeypatch):
-    import index.vector_index as vector_index
+    import index.kinds as kinds
 
-    monkeypatch.setattr(vector_index, "AUTO_HNSW_FROM", 100)  # a small limit instead of 50,000 vectors
+    monkeypatch.setattr(kinds, "AUTO_HNSW_FROM", 100)  # a small limit instead of 50,000 vectors
     v = unit_rows(150, 8)
     with Transaction.create(tmp_path / "a.idx", 8, {}) as tx:
         ids = tx.new_ids(60)

