@@ -10,8 +10,8 @@ on cached features: a CPU cannot fine-tune the trunk in reasonable time), and pr
 validation copy among all the originals (validation and training: 2,800 with the defaults), per edit, with
 the 99th percentile of unrelated validation pairs' cosines.
 
-Rows: the built-in `photos`; the trunk alone; trunk + projection (cosine 0.5 x trunk + 0.5 x projection);
-and `photos` beside trunk + projection (cosine 0.5 x each), the hybrid such an encoder could ship.
+Rows: the companion (`--companion`, default the built-in `photos`); the trunk alone; trunk + projection (cosine 0.5 x trunk + 0.5 x projection);
+and the companion beside trunk + projection (cosine 0.5 x each), the hybrid such an encoder could ship.
 
     python bench/photos_trunk.py --data ../shared/data --cache /tmp/photos_trunk
 """
@@ -67,10 +67,12 @@ def trunk_encoder(size: int) -> Encoder:
     return build_encoder(EncoderConfig(arch=Arch.BACKBONE, backbone=bb, preprocess=pre, embedding_dim=1280)).eval()
 
 
-def cached_features(items: list, views: int, train: bool, size: int, seed: int) -> dict[str, torch.Tensor]:
+def cached_features(
+    items: list, views: int, train: bool, size: int, seed: int, companion: str = "photos"
+) -> dict[str, torch.Tensor]:
     """{"trunk": (N, 1 + V, 1280), "photos": (N, 1 + V, 192)}: each photo, then its views (view k of photo i
     drawn with generator (seed, i, k-agnostic), the same for both encoders)."""
-    trunk, photos = trunk_encoder(size), load_checkpoint("photos").encoder.eval()
+    trunk, photos = trunk_encoder(size), load_checkpoint(companion).encoder.eval()
 
     def job(i: int) -> list[Image.Image]:
         img = decode_image(_source(items[i]), channels=3)
@@ -130,6 +132,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--companion",
+        default="photos",
+        help="the copy network beside the trunk (the study that chose the shipped photos ran when the built-in "
+        "was the 64 px network: give that one's folder, git show ff45933:simsearch/pretrained/photos/...)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     items = gather_images(args.data / "clothing/clothing-small-256.zip", "train/*") + gather_images(
@@ -139,12 +147,14 @@ def main() -> None:
     train = [items[i] for i in order[: args.train]]
     val = [items[i] for i in order[args.train : args.train + args.val]]
     key = f"{args.train}-{args.views}-{args.val}-{args.size}-{args.seed}"
+    if args.companion != "photos":
+        key += "-" + Path(args.companion).name
     cache = args.cache / f"features-{key}.pt" if args.cache else None
     if cache is not None and cache.exists():
         feats = torch.load(cache)
     else:
-        feats = {"train": cached_features(train, args.views, True, args.size, args.seed)}
-        feats["val"] = cached_features(val, 0, False, args.size, args.seed)
+        feats = {"train": cached_features(train, args.views, True, args.size, args.seed, args.companion)}
+        feats["val"] = cached_features(val, 0, False, args.size, args.seed, args.companion)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             torch.save(feats, cache)
@@ -155,10 +165,10 @@ def main() -> None:
         return torch.cat([F.normalize(x, dim=-1), p], -1) * 0.5**0.5
 
     rows = {
-        "photos (built-in)": lambda f: F.normalize(f["photos"], dim=-1),
+        f"{args.companion} (the companion)": lambda f: F.normalize(f["photos"], dim=-1),
         f"EfficientNet-Lite0 trunk alone, {args.size} px": lambda f: F.normalize(f["trunk"], dim=-1),
         "trunk + projection": lambda f: both(f["trunk"]),
-        "photos beside trunk + projection": lambda f: torch.cat(
+        "the companion beside trunk + projection": lambda f: torch.cat(
             [F.normalize(f["photos"], dim=-1) * 0.5**0.5, both(f["trunk"]) * 0.5**0.5], -1
         ),
     }

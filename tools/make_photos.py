@@ -10,10 +10,10 @@ on a canvas and screenshots that the trunk finds; side by side they beat either.
 dimensions, 1,500 steps, the shares 0.5) was read on that study's validation photos, which are training
 photos (clothing train/ and LFW people A-J); no evaluation split was used.
 
-    python bench/photos_trunk.py --data ../shared/data --cache runs/photos_trunk      # the features (20 min)
     git show ff45933:simsearch/pretrained/photos/model.json > runs/photos_prev/model.json   # the companion
     git show ff45933:simsearch/pretrained/photos/model.safetensors > runs/photos_prev/model.safetensors
-    python tools/make_photos.py --features runs/photos_trunk/features-2400-4-400-224-0.pt \\
+    python bench/photos_trunk.py --data ../shared/data --cache runs/photos_trunk --companion runs/photos_prev
+    python tools/make_photos.py --features runs/photos_trunk/features-2400-4-400-224-0-photos_prev.pt \\
         --companion runs/photos_prev --out simsearch/pretrained/photos
 """
 
