@@ -126,6 +126,8 @@ def test_health_stats_and_openapi(server):
         for name, field in names.items():
             assert got[name]["description"] == cli[field].help
     assert got["threshold"]["schema"]["anyOf"][0]["maximum"] == 1.0
+    search = {p["name"]: p for p in spec["paths"]["/search"]["post"]["parameters"]}
+    assert search["label"]["schema"]["anyOf"][0]["maxItems"] == 100  # a repeated parameter is bounded
     status, page, headers = request(base + "/")
     assert status == 200 and headers["content-type"].startswith("text/html") and b'id="drop"' in page
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from photos_trunk import CHECKS, train_projection, trunk_encoder
 
 from simsearch.checkpoint import load_checkpoint, save_checkpoint
-from simsearch.encoder import Encoder, EncoderConfig
+from simsearch.encoder import EncoderConfig, build_encoder
 from simsearch.measures.metrics import recommended_threshold
 
 PROJECTION = 256
@@ -61,8 +61,7 @@ def main() -> None:
         companion=previous.config,
         companion_weight=0.5,
     )
-    encoder = Encoder(config)
-    encoder.features.load_package_weights(config.backbone)  # type: ignore[operator]
+    encoder = build_encoder(config)  # the trunk's ImageNet weights from its package
     assert encoder.companion is not None
     encoder.companion.load_state_dict(previous.encoder.state_dict())
     center, weight = train_projection(feats["train"]["trunk"], PROJECTION, args.steps, args.seed)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from index.catalog import Record
-from index.store import IndexStore, Transaction
+from index.store import Transaction
 from index.vector_index import IVF_MIN
 from simsearch.engine.exchange import embedding_column, embeddings_of
 from simsearch.engine.sync import BuildReport, build_index
@@ -256,11 +256,8 @@ def build_distributed(
 ) -> BuildReport:
     """Build a new index from `folder` with the embedding done on a Dask cluster (ClusterEmbedding): the one
     build of engine.sync, so the result is the index a local `build_index` makes of the same folder."""
-    if IndexStore.exists(index) and not overwrite:  # before a cluster is started
-        raise DataError(
-            f"{index}: an index is already there; a distributed build makes a new one (give --overwrite), "
-            "and a sync (`index build` without --cluster) embeds only what changed"
-        )
+    # an index already there is refused by build_index (a cluster's embedding makes new indexes only), and the
+    # cluster is started only once the build has checked everything else
     with ClusterEmbedding(cluster, workers, model, device, batch_size, shard_files, kind, progress, folder) as emb:
         return build_index(
             folder, index, model, device, batch_size, strict, overwrite, progress, kind=kind, embedding=emb

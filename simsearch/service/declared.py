@@ -1,7 +1,7 @@
 """The service's query parameters made from the same declarations as the CLI's options (simsearch.config): a
 request class's fields become a FastAPI dependency that reads them from the query string, with the field's
-default, help text and bounds, and hands the route the request itself. A field is spelled by its name, or by
-the name `rename` gives it (the CLI's --label is the field `labels`, and the service's `label`)."""
+default, help text and bounds, and hands the route the request itself. A field is spelled by its name, or as
+SERVICE_NAMES says (the CLI's --label is the field `labels`, and the service's `label`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ T = TypeVar("T")
 # how the service spells the fields whose CLI spelling is not their name (ConfigError names them so too)
 SERVICE_NAMES = {"labels": "label", "texts": "text"}
 _MAX_STRING = 4096  # characters of one string parameter
+_MAX_REPEATS = 100  # values of one repeated parameter (label=a&label=b...)
 
 
 def _query_type(tp: Any) -> Any:
@@ -50,6 +51,8 @@ def query_params(cls: type[T], only: Sequence[str]) -> Callable[..., T]:
         tp = _query_type(d.type)
         if tp is str or tp == str | None:
             limits["max_length"] = _MAX_STRING
+        elif typing.get_origin(d.type) is tuple:
+            limits["max_length"] = _MAX_REPEATS
         query = Query(description=opt.help, **limits)
         default = None if d.default is MISSING or isinstance(d.default, tuple) else d.default
         name = SERVICE_NAMES.get(d.name, d.name)
