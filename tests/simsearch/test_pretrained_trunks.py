@@ -117,6 +117,29 @@ def test_a_package_trunk_checkpoint_holds_only_what_was_trained_and_loads_back_t
     assert not torch.allclose(tuned.encoder(x), loaded.encoder(x), atol=1e-4)
 
 
+def test_inference_folds_batch_norms_into_the_convolutions_and_follows_every_training_step():
+    config = _lite_config("trunk+projection", 1280 + 32)
+    torch.manual_seed(0)
+    enc = build_encoder(config).eval()
+    keys = set(enc.state_dict())
+    x = torch.rand(4, 3, config.preprocess.size, config.preprocess.size)
+    plain = enc(x).detach()  # gradients on: the network as stored
+    with torch.inference_mode():
+        folded = enc(x)
+    assert torch.allclose(folded, plain, atol=1e-5)
+    assert set(enc.state_dict()) == keys  # the folded copy is not part of the checkpoint
+    # a real training step (batch norms updating their statistics too) is seen by the next inference
+    opt = torch.optim.SGD(enc.parameters(), lr=0.5)
+    enc.train()
+    (enc(x) @ enc(x).T).sum().neg().backward()
+    opt.step()
+    enc.eval()
+    stepped = enc(x).detach()
+    assert not torch.allclose(stepped, plain, atol=1e-3)
+    with torch.inference_mode():
+        assert (enc(x) - stepped).abs().max() < 1e-4, (enc(x) - stepped).abs().max()
+
+
 def test_a_package_whose_weights_differ_from_the_recorded_ones_is_a_one_line_error(tmp_path):
     enc = build_encoder(_lite_config()).eval()
     save_checkpoint(enc, tmp_path / "m")
