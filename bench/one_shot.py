@@ -25,6 +25,8 @@ PLANS = [
     ("faces", "lfw/lfw-deepfunneled.zip", "[K-Z]*", "20,100,1000", []),
     ("signatures", "signatures/sigcomp2011-processed.zip", "test/genuine/*", "5,10", []),
     ("photos", "clothing/clothing-small-256.zip", "test/*", "20,100", ["--copy-detection"]),
+    # 1,000 one-photo classes: the clothing test part has 372 photos; LFW K-Z has thousands (not clothing at all)
+    ("photos", "lfw/lfw-deepfunneled.zip", "[K-Z]*", "20,100,1000", ["--copy-detection"]),
 ]
 
 
@@ -61,6 +63,7 @@ def main() -> None:
                     continue
                 both = f"{alone['observed_fpir']:.4f} ({alone['ratio']:.2f})" if alone else "-"
                 src = r.get("unknown_probes_from", report.get("protocol", ""))
+                src += f" ({Path(data).stem})" if model == "photos" else ""
                 print(
                     f"| {model} | {src} | {r['gallery_classes']} | {p:g} | {ours['observed_fpir']:.4f} "
                     f"({ours['ratio']:.2f}) | {both} | {ours['fnir']:.3f} | "

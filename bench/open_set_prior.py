@@ -5,7 +5,9 @@ classes allow, so that a one-image-a-class gallery gets a threshold for its size
 Classes: those each encoder's training held out for validation (recorded in its model.json): Omniglot
 background alphabets (characters), LFW A-J people (faces), SigComp2011 train writers' genuine signatures
 (signatures; faces on dlib's network, which trained on no split here: all A-J people); for photos (copies: each
-photo its own class) the clothing set's validation photos, which its training never used. `objects` has none:
+photo its own class) the clothing set's validation photos, which its training never used, probed also by an
+edited copy of each (a copy is what that encoder is queried with; a gallery can only probe itself with its
+originals, and the prior says how the two differ). `objects` has none:
 the only set of kinds here, clothing, is what its head trained on (its 10 kinds), so no held-out kinds exist. Never an evaluation split. With --write the prior goes into the encoder's
 model.json as `open_set_prior` (the weights, and so the fingerprint, are unchanged).
 
@@ -25,7 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simsearch.checkpoint import builtin_models
-from simsearch.datasets import load_labelled
+from simsearch.datasets import load_labelled, load_pictures
+from simsearch.edits import ALL_EDITS, apply_edit
 from simsearch.embed import Embedder
 from simsearch.files import write_atomic
 from simsearch.measures.prior import OpenSetPrior
@@ -64,16 +67,28 @@ def main() -> None:
         t0 = time.perf_counter()
         emb_model = Embedder.load(name)
         classes = held_out(name, meta)
-        found = load_labelled(args.data / DATA[name], emb_model.preprocess, progress=False, classes=classes)
-        emb = emb_model.embed_arrays(found.images)
+        if name == "photos":  # copies: each photo its own class, queried by an edited copy of it
+            pictures, _ = load_pictures(args.data / DATA[name], classes=str(classes), progress=False)
+            emb = emb_model.embed_images(pictures)
+            edits = list(ALL_EDITS)
+            copies = [
+                apply_edit(p, edits[i % len(edits)], np.random.default_rng([7, i])) for i, p in enumerate(pictures)
+            ]
+            what = f"{len(emb)} validation/ photos of {DATA[name].split('/')[-1]}, each its own class"
+            prior = OpenSetPrior.measure(
+                emb,
+                np.arange(len(emb)),
+                what,
+                shots=(),
+                queries=emb_model.embed_images(copies),
+                queries_are=f"one edited copy of each photo (the {len(edits)} edit types of simsearch.edits in turn)",
+            )
+        else:
+            found = load_labelled(args.data / DATA[name], emb_model.preprocess, progress=False, classes=classes)
+            emb = emb_model.embed_arrays(found.images)
+            what = f"{len(np.unique(found.labels))} held-out classes of {DATA[name].split('/')[-1]}"
+            prior = OpenSetPrior.measure(emb, found.labels, what)
         labels = np.arange(len(emb)) if name == "photos" else found.labels
-        shots = () if name == "photos" else (1, 5)
-        what = (
-            f"{len(np.unique(labels))} validation/ photos of {DATA[name].split('/')[-1]}, each its own class"
-            if name == "photos"
-            else f"{len(np.unique(labels))} held-out classes of {DATA[name].split('/')[-1]}"
-        )
-        prior = OpenSetPrior.measure(emb, labels, what, shots=shots)
         per = []
         for s in prior.sizes:
             t = prior.threshold_at_fpir(s, 0.01)

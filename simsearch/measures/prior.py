@@ -8,12 +8,17 @@ each), thinned to at most 1,000 order statistics of the n_impostor[N] measured. 
 score of a known probe against its own class with `shot` images, and whether its class was the nearest.
 A threshold for a target FPIR at N classes is read from the measured sizes around N (linear in log N),
 only where at least 10 measured probes lie beyond it; never from a size that was not measured.
+
+query_impostor[N] (optional): the same galleries probed with the absent pictures as queries come to the
+encoder, where that differs from what a gallery can probe itself with: for a copies encoder, edited copies
+(`queries` says which edits). A gallery measures itself with its own unedited pictures (`impostor`'s kind);
+the target's threshold is read from the queries' scores.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,14 +49,21 @@ class OpenSetPrior:
     n_impostor: dict[int, int]
     genuine: dict[int, np.ndarray]
     genuine_correct: dict[int, np.ndarray]
+    query_impostor: dict[int, np.ndarray] = field(default_factory=dict)
+    n_query_impostor: dict[int, int] = field(default_factory=dict)
+    queries: str = ""  # what the query probes were (empty: the same pictures as `impostor`)
 
     @property
     def sizes(self) -> tuple[int, ...]:
         return tuple(sorted(self.impostor))
 
     def _at_size(self, size: int, fpir: float) -> tuple[float, float] | None:
-        """(threshold, FPIR it gives) at one measured size, or None when too few probes were measured."""
-        u, n = self.impostor[size], self.n_impostor[size]
+        """(threshold, FPIR it gives) at one measured size, or None when too few probes were measured; read from
+        the queries' scores where the prior has them."""
+        if size in self.query_impostor:
+            u, n = self.query_impostor[size], self.n_query_impostor[size]
+        else:
+            u, n = self.impostor[size], self.n_impostor[size]
         if fpir * n < MIN_EXCEEDANCES:
             return None
         desc = u[::-1]
@@ -63,8 +75,8 @@ class OpenSetPrior:
         """The threshold for `fpir` in a gallery of `classes` classes, from the measured sizes around it
         (linear in log size; below the smallest: the smallest, which is stricter; above the largest: the
         largest, said so). With `above_level`, that threshold's distance to the top score (1 - t) as a share of
-        the `above_level` quantile's (1 - q) of the best impostor scores at the same sizes (for a gallery that
-        measured that quantile itself: combine).
+        the `above_level` quantile's (1 - q) of the best impostor scores at the same sizes, of the unedited
+        pictures a gallery probes itself with (for a gallery that measured that quantile itself: combine).
         None when no size was measured with enough probes for that FPIR."""
         usable = [s for s in self.sizes if self._at_size(s, fpir) is not None]
         if not usable:
@@ -99,6 +111,15 @@ class OpenSetPrior:
             "n_impostor": {str(s): int(n) for s, n in self.n_impostor.items()},
             "genuine": {str(k): [round(float(x), 6) for x in v] for k, v in self.genuine.items()},
             "genuine_correct": {str(k): [bool(x) for x in v] for k, v in self.genuine_correct.items()},
+            **(
+                {
+                    "queries": self.queries,
+                    "query_impostor": {str(s): [round(float(x), 6) for x in v] for s, v in self.query_impostor.items()},
+                    "n_query_impostor": {str(s): int(n) for s, n in self.n_query_impostor.items()},
+                }
+                if self.query_impostor
+                else {}
+            ),
         }
 
     @classmethod
@@ -115,15 +136,16 @@ class OpenSetPrior:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OpenSetPrior:
         """Read back; raises ValueError (or KeyError, TypeError) on a malformed record."""
-        imp = {int(s): np.sort(np.asarray(v, dtype=np.float64)) for s, v in d["impostor"].items()}
-        n = {int(s): int(v) for s, v in d["n_impostor"].items()}
-        if set(imp) != set(n) or not imp or any(len(v) == 0 or not np.all(np.isfinite(v)) for v in imp.values()):
+        imp, n = _scores(d["impostor"], d["n_impostor"])
+        if not imp:
             raise ValueError("an open-set prior needs finite impostor scores for each measured size")
-        if any(s < 1 or n[s] < len(imp[s]) for s in imp):
-            raise ValueError("an open-set prior's sizes and counts do not agree")
+        q_imp, q_n = _scores(d.get("query_impostor", {}), d.get("n_query_impostor", {}))
+        if q_imp and set(q_imp) != set(imp):
+            raise ValueError("an open-set prior's query scores are not of its measured sizes")
         gen = {int(k): np.asarray(v, dtype=np.float64) for k, v in d.get("genuine", {}).items()}
         ok = {int(k): np.asarray(v, dtype=bool) for k, v in d.get("genuine_correct", {}).items()}
-        return cls(str(d.get("measured_on", "unrecorded classes")), imp, n, gen, ok)
+        measured_on, queries = str(d.get("measured_on", "unrecorded classes")), str(d.get("queries", ""))
+        return cls(measured_on, imp, n, gen, ok, q_imp, q_n, queries if q_imp else "")
 
     @classmethod
     def measure(
@@ -135,18 +157,24 @@ class OpenSetPrior:
         probes: int = 3000,
         shots: tuple[int, ...] = (1, 5),
         seed: int = 0,
+        queries: np.ndarray | None = None,
+        queries_are: str = "",
     ) -> OpenSetPrior:
         """Measure on (N, D) unit rows of classes the encoder never trained on: for each size (up to the
         class count less 5), random one-image-a-class galleries probed with one image of each of other
-        classes, until `probes` unknown best-scores; genuine scores from galleries of `shot` images."""
+        classes, until `probes` unknown best-scores; genuine scores from galleries of `shot` images.
+        `queries`: (N, D) rows of the same pictures as queries come (e.g. one edited copy of each, described by
+        `queries_are`): the same galleries probed with those too (query_impostor)."""
         rng = np.random.default_rng(seed)
         labels = np.asarray(labels)
         names = np.unique(labels)
         by_class = [np.flatnonzero(labels == c) for c in names]
         imp: dict[int, np.ndarray] = {}
         n_imp: dict[int, int] = {}
+        q_imp: dict[int, np.ndarray] = {}
         for size in [s for s in sizes if s <= len(names) - 5]:
             got: list[np.ndarray] = []
+            got_q: list[np.ndarray] = []
             total = 0
             while total < probes:
                 chosen = rng.permutation(len(names))
@@ -155,9 +183,13 @@ class OpenSetPrior:
                 prb = np.array([rng.choice(by_class[c]) for c in others])
                 best = (emb[prb] @ emb[gal].T).max(axis=1)
                 got.append(best)
+                if queries is not None:
+                    got_q.append((queries[prb] @ emb[gal].T).max(axis=1))
                 total += len(best)
             scores = np.concatenate(got)
             imp[size], n_imp[size] = thin(scores), len(scores)
+            if queries is not None:
+                q_imp[size] = thin(np.concatenate(got_q))
         gen: dict[int, np.ndarray] = {}
         ok: dict[int, np.ndarray] = {}
         for shot in shots:
@@ -178,7 +210,19 @@ class OpenSetPrior:
             scores, hits = np.concatenate(best), np.concatenate(right)
             order = np.argsort(scores)[:: max(1, len(scores) // _STORED)]
             gen[shot], ok[shot] = scores[order], hits[order]
-        return cls(measured_on, imp, n_imp, gen, ok)
+        return cls(measured_on, imp, n_imp, gen, ok, q_imp, dict(n_imp) if q_imp else {}, queries_are if q_imp else "")
+
+
+def _scores(values: dict[str, Any], counts: dict[str, Any]) -> tuple[dict[int, np.ndarray], dict[int, int]]:
+    """Sorted scores and the count measured, by gallery size, from a model.json record; ValueError when they
+    do not agree."""
+    imp = {int(s): np.sort(np.asarray(v, dtype=np.float64)) for s, v in values.items()}
+    n = {int(s): int(v) for s, v in counts.items()}
+    if set(imp) != set(n) or any(len(v) == 0 or not np.all(np.isfinite(v)) for v in imp.values()):
+        raise ValueError("an open-set prior needs finite scores and a count for each measured size")
+    if any(s < 1 or n[s] < len(imp[s]) for s in imp):
+        raise ValueError("an open-set prior's sizes and counts do not agree")
+    return imp, n
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,67 @@
+"""The encoder's open-set prior (simsearch.measures.prior) with query scores: a copies encoder is queried with
+edited copies, while a gallery can probe itself only with its own unedited pictures; the prior reads the
+target's threshold from the queries and the level a gallery measured from the unedited pictures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from simsearch.measures.prior import OpenSetPrior, combine
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _pictures_and_copies(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Pictures of a few kinds (unrelated ones of a kind score high together) and a copy of each that an
+    edit moved off its kind (so it scores lower against every other picture)."""
+    rng = np.random.default_rng(seed)
+    kinds = _unit(rng.normal(size=(4, 16)))
+    pictures = _unit(kinds[rng.integers(0, 4, n)] + 0.35 * rng.normal(size=(n, 16)))
+    copies = _unit(pictures + 1.0 * _unit(rng.normal(size=(n, 16))))
+    return pictures, copies
+
+
+def test_thresholds_come_from_the_queries_and_the_gallerys_level_from_its_own_pictures():
+    pictures, copies = _pictures_and_copies()
+    labels = np.arange(len(pictures))
+    plain = OpenSetPrior.measure(pictures, labels, "generated", sizes=(10, 50), shots=())
+    queried = OpenSetPrior.measure(
+        pictures, labels, "generated", sizes=(10, 50), shots=(), queries=copies, queries_are="noisy copies"
+    )
+    for size in (10, 50):  # the same galleries and probes: the unedited scores are the same
+        assert np.array_equal(plain.impostor[size], queried.impostor[size])
+    t_plain, t_queried = plain.threshold_at_fpir(50, 0.01), queried.threshold_at_fpir(50, 0.01)
+    assert t_plain is not None and t_queried is not None
+    assert t_queried.value < t_plain.value - 0.02
+    # the threshold is the queries' 1% tail
+    assert abs(np.mean(queried.query_impostor[50] >= t_queried.value) - 0.01) <= 0.005
+    # a gallery that measured its own median joins the prior the same way, with the queries' threshold
+    own = np.sort(plain.impostor[50])[::5]
+    a = combine(0.99, own, len(own), 50, 0.01, plain)
+    b = combine(0.99, own, len(own), 50, 0.01, queried)
+    assert a.level == b.level and b.value < a.value < 1
+
+
+def test_query_scores_survive_model_json_and_a_record_without_them_still_loads():
+    pictures, copies = _pictures_and_copies(300, seed=1)
+    queried = OpenSetPrior.measure(
+        pictures, np.arange(300), "generated", sizes=(10, 50), shots=(), queries=copies, queries_are="noisy copies"
+    )
+    record = json.loads(json.dumps(queried.to_dict()))
+    back = OpenSetPrior.from_dict(record)
+    assert back.queries == "noisy copies" and back.sizes == (10, 50)
+    t, u = back.threshold_at_fpir(50, 0.01), queried.threshold_at_fpir(50, 0.01)
+    assert t is not None and u is not None and t.value == pytest.approx(u.value, abs=1e-5)
+    older = {k: v for k, v in record.items() if k not in ("queries", "query_impostor", "n_query_impostor")}
+    assert OpenSetPrior.from_dict(older).query_impostor == {}
+    wrong = {**record, "query_impostor": {"3": [0.5]}, "n_query_impostor": {"3": 10}}
+    with pytest.raises(ValueError, match="query scores"):
+        OpenSetPrior.from_dict(wrong)
+    mismatched = {**record, "n_query_impostor": {}}
+    with pytest.raises(ValueError):
+        OpenSetPrior.from_dict(mismatched)
