@@ -11,7 +11,8 @@ validation copy among all the originals (validation and training: 2,800 with the
 the 99th percentile of unrelated validation pairs' cosines.
 
 Rows: the companion (`--companion`, default the built-in `photos`); the trunk alone; trunk + projection (cosine 0.5 x trunk + 0.5 x projection);
-and the companion beside trunk + projection (cosine 0.5 x each), the hybrid such an encoder could ship.
+and the companion beside trunk + projection (cosine `--shares` x the companion's + the rest x theirs), the hybrid
+such an encoder could ship.
 
     python bench/photos_trunk.py --data ../shared/data --cache /tmp/photos_trunk
 """
@@ -138,6 +139,7 @@ def main() -> None:
         help="the copy network beside the trunk (the study that chose the shipped photos ran when the built-in "
         "was the 64 px network: give that one's folder, git show ff45933:simsearch/pretrained/photos/...)",
     )
+    ap.add_argument("--shares", default="0.5", help="the companion's shares of the hybrid's cosine, comma-separated")
     args = ap.parse_args()
     torch.set_num_threads(2)
     items = gather_images(args.data / "clothing/clothing-small-256.zip", "train/*") + gather_images(
@@ -168,10 +170,11 @@ def main() -> None:
         f"{args.companion} (the companion)": lambda f: F.normalize(f["photos"], dim=-1),
         f"EfficientNet-Lite0 trunk alone, {args.size} px": lambda f: F.normalize(f["trunk"], dim=-1),
         "trunk + projection": lambda f: both(f["trunk"]),
-        "the companion beside trunk + projection": lambda f: torch.cat(
-            [F.normalize(f["photos"], dim=-1) * 0.5**0.5, both(f["trunk"]) * 0.5**0.5], -1
-        ),
     }
+    for share in (float(x) for x in args.shares.split(",")):
+        rows[f"the companion beside trunk + projection, share {share:g}"] = lambda f, c=share: torch.cat(
+            [F.normalize(f["photos"], dim=-1) * c**0.5, both(f["trunk"]) * (1 - c) ** 0.5], -1
+        )
     print(f"\nrecall@1 of {args.val} validation copies per edit among {args.train + args.val} originals; "
           f"p99: 99th percentile of unrelated validation pairs' cosine")  # fmt: skip
     print("| encoder | " + " | ".join(CHECKS) + " | mean | p99 |")
