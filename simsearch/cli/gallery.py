@@ -91,12 +91,13 @@ def _encoder_prior(encoder: str, labelled: Path, as_json: bool) -> None:
             {
                 "encoder": encoder,
                 "measured_on": prior.measured_on,
+                "queries": prior.queries or None,
                 "sizes": list(prior.sizes),
                 "threshold_at_fpir_0.01": {str(s): None if t is None else round(t.value, 6) for s, t in rows},
             }
         )
         return
-    click.echo(f"open-set prior of {encoder} on {prior.measured_on}")
+    click.echo(f"open-set prior of {encoder} on {prior.described}")
     for s, t in rows:
         click.echo(f"  {s:5d} classes: FPIR 0.01 at {'-' if t is None else f'{t.value:+.4f}'}")
     click.echo(f"recorded in {encoder}'s model.json")

@@ -202,7 +202,7 @@ def _from_curve(
     t = got.value
     on = (
         f"{_on(rec)} up to its {100 * got.level:.0f}th percentile of unknown scores; above it "
-        f"{got.prior.note}: {prior.measured_on}"
+        f"{got.prior.note}: {prior.described}"
     )
     return Threshold(t, f"{source}+prior", f"FPIR {fpir:g}", fpir, curve.fnir(t), on)
 
@@ -279,7 +279,7 @@ def _resolve(
     if fpir is not None and prior is not None and classes:  # too small to measure itself: the prior alone
         pt = prior.threshold_at_fpir(classes, fpir)
         if pt is not None:
-            return Threshold(pt.value, "prior", f"FPIR {fpir:g}", pt.fpir, None, f"{pt.note}: {prior.measured_on}")
+            return Threshold(pt.value, "prior", f"FPIR {fpir:g}", pt.fpir, None, f"{pt.note}: {prior.described}")
     if point.fpir is not None or point.fnir is not None:
         why = "; ".join(reasons) or (
             "the gallery is too small to measure itself (it needs 5 labelled images in 2 classes) and no "

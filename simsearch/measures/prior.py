@@ -54,6 +54,11 @@ class OpenSetPrior:
     queries: str = ""  # what the query probes were (empty: the same pictures as `impostor`)
 
     @property
+    def described(self) -> str:
+        """What it was measured on, and what queried it where that was not the same pictures."""
+        return self.measured_on + (f", queried by {self.queries}" if self.query_impostor and self.queries else "")
+
+    @property
     def sizes(self) -> tuple[int, ...]:
         return tuple(sorted(self.impostor))
 

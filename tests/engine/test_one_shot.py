@@ -49,6 +49,7 @@ def test_a_one_photo_a_class_gallery_identifies_copies_and_refuses_other_photos(
     with Searcher(tmp_path / "g.idx") as s:
         d = s.decision()
         assert d.value < 1 and d.source == "gallery+prior"
+        assert "queried by one edited copy of each photo" in d.calibrated_on  # the prior's threshold is a copy's
         known = s.identify([str(p) for p in copies])
         unknown = s.identify([str(p) for p in sorted((tmp_path / "others").glob("*.jpg"))])
     assert _accepted_right(known, [p.stem for p in copies]) >= 10
