@@ -51,13 +51,13 @@ CHECKS: dict[str, Callable[[Image.Image, np.random.Generator], Image.Image]] = {
     "warp": E.view_skew,
     "classic": E.random_view,
 }
-HARD = (E.view_blocks, E.view_corner, E.view_canvas, E.view_window)
+HARD = ("blocks", "corner", "canvas", "page")  # the hard framings a training view may be, by CHECKS name
 
 
-def training_view(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+def training_view(img: Image.Image, rng: np.random.Generator, hard: tuple[str, ...] = HARD) -> Image.Image:
     if rng.random() < 0.4:
         return E.wide_view(img, rng)
-    out = HARD[int(rng.integers(0, len(HARD)))](img, rng)
+    out = CHECKS[hard[int(rng.integers(0, len(hard)))]](img, rng)
     return E.random_view(out, rng) if rng.random() < 0.3 else out
 
 
@@ -69,7 +69,7 @@ def trunk_encoder(size: int) -> Encoder:
 
 
 def cached_features(
-    items: list, views: int, train: bool, size: int, seed: int, companion: str = "photos"
+    items: list, views: int, train: bool, size: int, seed: int, companion: str = "photos", hard: tuple[str, ...] = HARD
 ) -> dict[str, torch.Tensor]:
     """{"trunk": (N, 1 + V, 1280), "photos": (N, 1 + V, 192)}: each photo, then its views (view k of photo i
     drawn with generator (seed, i, k-agnostic), the same for both encoders)."""
@@ -79,7 +79,7 @@ def cached_features(
         img = decode_image(_source(items[i]), channels=3)
         rng = np.random.default_rng((seed, i, int(train)))
         if train:
-            return [img] + [training_view(img, rng) for _ in range(views)]
+            return [img] + [training_view(img, rng, hard) for _ in range(views)]
         return [img] + [f(img, rng) for f in CHECKS.values()]
 
     out: dict[str, list[torch.Tensor]] = {"trunk": [], "photos": []}
@@ -139,6 +139,7 @@ def main() -> None:
         help="the copy network beside the trunk (the study that chose the shipped photos ran when the built-in "
         "was the 64 px network: give that one's folder, git show ff45933:simsearch/pretrained/photos/...)",
     )
+    ap.add_argument("--hard", default=",".join(HARD), help="the hard framings of training views (CHECKS names)")
     ap.add_argument("--shares", default="0.5", help="the companion's shares of the hybrid's cosine, comma-separated")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -151,11 +152,14 @@ def main() -> None:
     key = f"{args.train}-{args.views}-{args.val}-{args.size}-{args.seed}"
     if args.companion != "photos":
         key += "-" + Path(args.companion).name
+    hard = tuple(args.hard.split(","))
+    if hard != HARD:
+        key += "-" + "+".join(hard)
     cache = args.cache / f"features-{key}.pt" if args.cache else None
     if cache is not None and cache.exists():
         feats = torch.load(cache)
     else:
-        feats = {"train": cached_features(train, args.views, True, args.size, args.seed, args.companion)}
+        feats = {"train": cached_features(train, args.views, True, args.size, args.seed, args.companion, hard)}
         feats["val"] = cached_features(val, 0, False, args.size, args.seed, args.companion)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
