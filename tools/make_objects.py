@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,7 @@ def train_head(
     seed: int,
     keep: float = 1.0,
     temp: float = 0.1,
-    others: list[tuple[torch.Tensor, torch.Tensor]] = (),  # type: ignore[assignment]
+    others: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
 ) -> list[float]:
     """Prototypical episodes on cached features: 10 classes, 1-5 shots, up to 10 queries each, plus a term that
     keeps the projection's pairwise cosines near the trunk's. `others`: labelled features of other kinds of
@@ -80,7 +80,7 @@ def train_head(
     _, _, v = torch.pca_lowrank(xc, q=PROJECTION, center=False)
     head.project.weight.data = v.T.contiguous()  # type: ignore[union-attr]
     opt = torch.optim.AdamW(head.project.parameters(), lr=1e-3, weight_decay=0)  # type: ignore[union-attr]
-    sets = [(xc, y)] + [(xo - head.center, yo) for xo, yo in others]
+    sets = [(xc, y), *[(xo - head.center, yo) for xo, yo in others]]
     pool = torch.cat([f for f, _ in sets])
     grouped = [(f, [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]) for f, labels in sets]
     losses = []
