@@ -2,7 +2,7 @@
 cached) with projection heads trained by tools/make_objects.py's recipe, scored by few-shot episodes on
 clothing validation/ (what the head is for) and on pictures that are not clothing: Omniglot background
 drawings and LFW people A-J. The projection trains on clothing train/ alone (the recipe until 2026-12-04
-night) or also on episodes of other kinds of pictures (tools/make_objects.py other_kinds: drawings of the
+night) or also on episodes of other kinds of pictures (tools/make_objects.py other_drawings, other_faces: drawings of the
 first half of the background alphabets, LFW people A-E); the pictures the episodes here score are others
 (the second half of the alphabets, people F-J). Heads that saw only one of the other kinds show what
 happens on a kind of picture no episode showed. Prints a table; nothing is written but the feature cache.
@@ -25,7 +25,15 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
-from make_objects import labelled_features, objects_config, omniglot_halves, other_kinds, pick_classes, train_head
+from make_objects import (
+    labelled_features,
+    objects_config,
+    omniglot_halves,
+    other_drawings,
+    other_faces,
+    pick_classes,
+    train_head,
+)
 
 from simsearch.encoder import Encoder, build_encoder
 
@@ -90,8 +98,8 @@ def main() -> None:
             lambda: labelled_features(enc, lfw, pick_classes(lfw, "[F-J]*", lambda c: True, 300, 3), 6),
         ),
     }
-    drawn = cached(args.cache, "omni_keep", lambda: other_kinds(enc, omni, lfw)[0])
-    faces = cached(args.cache, "lfw_keep", lambda: other_kinds(enc, omni, lfw)[1])
+    drawn = cached(args.cache, "omni_keep", lambda: other_drawings(enc, omni))
+    faces = cached(args.cache, "lfw_keep", lambda: other_faces(enc, lfw))
     sets["omni_keep"], sets["lfw_keep"] = drawn, faces
     for k, (x, y) in sets.items():
         print(f"{k}: {len(x)} pictures, {len(torch.unique(y))} classes", flush=True)

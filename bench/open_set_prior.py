@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simsearch.checkpoint import builtin_models
 from simsearch.datasets import load_labelled, load_pictures
-from simsearch.edits import ALL_EDITS, apply_edit
+from simsearch.edits import ALL_EDITS, copies_in_turn
 from simsearch.embed import Embedder
 from simsearch.files import write_atomic
 from simsearch.measures.prior import OpenSetPrior
@@ -69,26 +69,21 @@ def main() -> None:
         classes = held_out(name, meta)
         if name == "photos":  # copies: each photo its own class, queried by an edited copy of it
             pictures, _ = load_pictures(args.data / DATA[name], classes=str(classes), progress=False)
-            emb = emb_model.embed_images(pictures)
-            edits = list(ALL_EDITS)
-            copies = [
-                apply_edit(p, edits[i % len(edits)], np.random.default_rng([7, i])) for i, p in enumerate(pictures)
-            ]
+            emb, labels = emb_model.embed_images(pictures), np.arange(len(pictures))
             what = f"{len(emb)} validation/ photos of {DATA[name].split('/')[-1]}, each its own class"
             prior = OpenSetPrior.measure(
                 emb,
-                np.arange(len(emb)),
+                labels,
                 what,
                 shots=(),
-                queries=emb_model.embed_images(copies),
-                queries_are=f"one edited copy of each photo (the {len(edits)} edit types of simsearch.edits in turn)",
+                queries=emb_model.embed_images(copies_in_turn(pictures, list(ALL_EDITS), 7)),
+                queries_are=f"one edited copy of each photo (the {len(ALL_EDITS)} edit types of simsearch.edits in turn)",
             )
         else:
             found = load_labelled(args.data / DATA[name], emb_model.preprocess, progress=False, classes=classes)
-            emb = emb_model.embed_arrays(found.images)
-            what = f"{len(np.unique(found.labels))} held-out classes of {DATA[name].split('/')[-1]}"
-            prior = OpenSetPrior.measure(emb, found.labels, what)
-        labels = np.arange(len(emb)) if name == "photos" else found.labels
+            emb, labels = emb_model.embed_arrays(found.images), found.labels
+            what = f"{len(np.unique(labels))} held-out classes of {DATA[name].split('/')[-1]}"
+            prior = OpenSetPrior.measure(emb, labels, what)
         per = []
         for s in prior.sizes:
             t = prior.threshold_at_fpir(s, 0.01)

@@ -8,7 +8,7 @@ gives the same result, pixel for pixel.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
@@ -21,6 +21,7 @@ __all__ = [
     "EDITS",
     "REFRAMINGS",
     "apply_edit",
+    "copies_in_turn",
     "expand_edits",
     "random_view",
     "reframe",
@@ -319,6 +320,12 @@ def apply_edit(img: Image.Image, name: str, rng: np.random.Generator) -> Image.I
     except KeyError:
         raise ValueError(f"unknown edit {name!r}; known: {', '.join(ALL_EDITS)}") from None
     return _rgb(edit(_rgb(img), rng))
+
+
+def copies_in_turn(pictures: Sequence[Image.Image], names: Sequence[str], seed: int) -> list[Image.Image]:
+    """One edited copy of each picture, the named edits in turn: picture i gets names[i % len(names)], drawn
+    with a generator seeded (seed, i)."""
+    return [apply_edit(p, names[i % len(names)], np.random.default_rng([seed, i])) for i, p in enumerate(pictures)]
 
 
 def random_view(img: Image.Image, rng: np.random.Generator, gray: float = 0.5) -> Image.Image:

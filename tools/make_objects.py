@@ -132,13 +132,18 @@ def omniglot_halves(omniglot: Path) -> tuple[set[str], set[str]]:
     return set(alphabets[: len(alphabets) // 2]), set(alphabets[len(alphabets) // 2 :])
 
 
-def other_kinds(encoder: Encoder, omniglot: Path, lfw: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The other kinds of pictures the projection trains on (training splits only): 100 characters of the first
-    half of Omniglot's background alphabets, 15 drawings each; 600 LFW people A-E, 2 photos each."""
+def other_drawings(encoder: Encoder, omniglot: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drawings the projection trains on too: 100 characters of the first half of Omniglot's background
+    alphabets, 15 drawings each (a training split)."""
     first, _ = omniglot_halves(omniglot)
     drawn = pick_classes(omniglot, None, lambda c: c.split("/")[0] in first, 100, 0)
-    people = pick_classes(lfw, "[A-E]*", lambda c: True, 600, 2)
-    return [labelled_features(encoder, omniglot, drawn, 15), labelled_features(encoder, lfw, people, 2)]
+    return labelled_features(encoder, omniglot, drawn, 15)
+
+
+def other_faces(encoder: Encoder, lfw: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Faces the projection trains on too: up to 600 LFW people A-E with 2 or more photos, 2 each (a training
+    split; 463 people have 2)."""
+    return labelled_features(encoder, lfw, pick_classes(lfw, "[A-E]*", lambda c: True, 600, 2), 2)
 
 
 def main() -> None:
@@ -161,7 +166,7 @@ def main() -> None:
         raise SystemExit(
             "give both --omniglot and --lfw (or neither: clothing only, the recipe before 2026-12-04 night)"
         )
-    others = other_kinds(encoder, args.omniglot, args.lfw) if args.omniglot is not None else []
+    others = [other_drawings(encoder, args.omniglot), other_faces(encoder, args.lfw)] if args.omniglot else []
     losses = train_head(encoder, xt, torch.from_numpy(train.labels), args.steps, args.seed, others=others)
     with torch.inference_mode():
         ev = encoder.head(pooled_features(encoder, val.images))

@@ -498,15 +498,13 @@ def _copy_embeddings(
 ) -> tuple[np.ndarray, int]:
     """(embeddings of n photos then of one edited copy of each, n): 2 x `size` photos of DATA, seeded,
     each copy made with one edit type in turn (every type of simsearch.edits)."""
-    from simsearch.edits import EDITS, apply_edit
+    from simsearch.edits import EDITS, copies_in_turn
 
     pictures, _ = load_pictures(data, classes=classes, progress=progress)
     rng = np.random.default_rng(seed)
     n = min(len(pictures), 2 * size)
     chosen = [pictures[i] for i in np.sort(rng.choice(len(pictures), size=n, replace=False))]
-    names = list(EDITS)
-    copies = [apply_edit(p, names[i % len(names)], np.random.default_rng([seed, i])) for i, p in enumerate(chosen)]
-    emb, _ = cand.pictures(chosen + copies)
+    emb, _ = cand.pictures(chosen + copies_in_turn(chosen, list(EDITS), seed))
     return emb, n
 
 
