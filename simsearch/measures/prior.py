@@ -49,8 +49,7 @@ class OpenSetPrior:
     n_impostor: dict[int, int]
     genuine: dict[int, np.ndarray]
     genuine_correct: dict[int, np.ndarray]
-    query_impostor: dict[int, np.ndarray] = field(default_factory=dict)
-    n_query_impostor: dict[int, int] = field(default_factory=dict)
+    query_impostor: dict[int, np.ndarray] = field(default_factory=dict)  # the same probes, so n_impostor counts them
     queries: str = ""  # what the query probes were (empty: the same pictures as `impostor`)
 
     @property
@@ -65,10 +64,7 @@ class OpenSetPrior:
     def _at_size(self, size: int, fpir: float) -> tuple[float, float] | None:
         """(threshold, FPIR it gives) at one measured size, or None when too few probes were measured; read from
         the queries' scores where the prior has them."""
-        if size in self.query_impostor:
-            u, n = self.query_impostor[size], self.n_query_impostor[size]
-        else:
-            u, n = self.impostor[size], self.n_impostor[size]
+        u, n = self.query_impostor.get(size, self.impostor[size]), self.n_impostor[size]
         if fpir * n < MIN_EXCEEDANCES:
             return None
         desc = u[::-1]
@@ -120,7 +116,6 @@ class OpenSetPrior:
                 {
                     "queries": self.queries,
                     "query_impostor": {str(s): [round(float(x), 6) for x in v] for s, v in self.query_impostor.items()},
-                    "n_query_impostor": {str(s): int(n) for s, n in self.n_query_impostor.items()},
                 }
                 if self.query_impostor
                 else {}
@@ -144,13 +139,14 @@ class OpenSetPrior:
         imp, n = _scores(d["impostor"], d["n_impostor"])
         if not imp:
             raise ValueError("an open-set prior needs finite impostor scores for each measured size")
-        q_imp, q_n = _scores(d.get("query_impostor", {}), d.get("n_query_impostor", {}))
-        if q_imp and set(q_imp) != set(imp):
+        queried = d.get("query_impostor", {})
+        if queried and {int(s) for s in queried} != set(imp):
             raise ValueError("an open-set prior's query scores are not of its measured sizes")
+        q_imp, _ = _scores(queried, d["n_impostor"] if queried else {})  # the same probes as the impostor scores
         gen = {int(k): np.asarray(v, dtype=np.float64) for k, v in d.get("genuine", {}).items()}
         ok = {int(k): np.asarray(v, dtype=bool) for k, v in d.get("genuine_correct", {}).items()}
         measured_on, queries = str(d.get("measured_on", "unrecorded classes")), str(d.get("queries", ""))
-        return cls(measured_on, imp, n, gen, ok, q_imp, q_n, queries if q_imp else "")
+        return cls(measured_on, imp, n, gen, ok, q_imp, queries if q_imp else "")
 
     @classmethod
     def measure(
@@ -215,7 +211,7 @@ class OpenSetPrior:
             scores, hits = np.concatenate(best), np.concatenate(right)
             order = np.argsort(scores)[:: max(1, len(scores) // _STORED)]
             gen[shot], ok[shot] = scores[order], hits[order]
-        return cls(measured_on, imp, n_imp, gen, ok, q_imp, dict(n_imp) if q_imp else {}, queries_are if q_imp else "")
+        return cls(measured_on, imp, n_imp, gen, ok, q_imp, queries_are if q_imp else "")
 
 
 def _scores(values: dict[str, Any], counts: dict[str, Any]) -> tuple[dict[int, np.ndarray], dict[int, int]]:

@@ -57,11 +57,13 @@ def test_query_scores_survive_model_json_and_a_record_without_them_still_loads()
     assert back.queries == "noisy copies" and back.sizes == (10, 50)
     t, u = back.threshold_at_fpir(50, 0.01), queried.threshold_at_fpir(50, 0.01)
     assert t is not None and u is not None and t.value == pytest.approx(u.value, abs=1e-5)
-    older = {k: v for k, v in record.items() if k not in ("queries", "query_impostor", "n_query_impostor")}
+    older = {k: v for k, v in record.items() if k not in ("queries", "query_impostor")}
     assert OpenSetPrior.from_dict(older).query_impostor == {}
-    wrong = {**record, "query_impostor": {"3": [0.5]}, "n_query_impostor": {"3": 10}}
+    wrong = {**record, "query_impostor": {"3": [0.5]}}
     with pytest.raises(ValueError, match="query scores"):
         OpenSetPrior.from_dict(wrong)
-    mismatched = {**record, "n_query_impostor": {}}
-    with pytest.raises(ValueError):
+    # query scores are of the same probes as the impostor scores: never more of them than were measured
+    n10 = record["n_impostor"]["10"]
+    mismatched = {**record, "query_impostor": {**record["query_impostor"], "10": [0.5] * (n10 + 1)}}
+    with pytest.raises(ValueError, match="do not agree"):
         OpenSetPrior.from_dict(mismatched)
