@@ -16,13 +16,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def _pictures_and_copies(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _pictures_and_copies(n: int = 400, seed: int = 0, edit: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Pictures of a few kinds (unrelated ones of a kind score high together) and a copy of each that an
     edit moved off its kind (so it scores lower against every other picture)."""
     rng = np.random.default_rng(seed)
     kinds = _unit(rng.normal(size=(4, 16)))
     pictures = _unit(kinds[rng.integers(0, 4, n)] + 0.35 * rng.normal(size=(n, 16)))
-    copies = _unit(pictures + 1.0 * _unit(rng.normal(size=(n, 16))))
+    copies = _unit(pictures + edit * _unit(rng.normal(size=(n, 16))))
     return pictures, copies
 
 
@@ -45,6 +45,19 @@ def test_thresholds_come_from_the_queries_and_the_gallerys_level_from_its_own_pi
     a = combine(0.99, own, len(own), 50, 0.01, plain)
     b = combine(0.99, own, len(own), 50, 0.01, queried)
     assert a.level == b.level and b.value < a.value < 1
+
+
+def test_a_gallery_never_gets_a_threshold_below_the_quantile_it_measured_itself():
+    pictures, copies = _pictures_and_copies(600, seed=2, edit=3.0)
+    labels = np.arange(len(pictures))
+    queried = OpenSetPrior.measure(
+        pictures, labels, "generated", sizes=(10, 50), shots=(), queries=copies, queries_are="noisy copies"
+    )
+    own = np.sort(OpenSetPrior.measure(pictures, labels, "generated", sizes=(50,), shots=(), seed=1).impostor[50])
+    got = combine(0.99, own[-500:], 500, 50, 0.01, queried)  # 500 unknown probes: its 98th percentile measured
+    assert got.level == pytest.approx(0.98) and got.prior is not None
+    assert got.prior.value > 1  # the copies' 1% sits below the unedited 98th percentile: the prior says "below"
+    assert got.value == pytest.approx(float(np.quantile(own[-500:], got.level)))
 
 
 def test_query_scores_survive_model_json_and_a_record_without_them_still_loads():
