@@ -13,7 +13,7 @@ Sets: clothing validation/ (the prior's own photos: a check of the rule), Omnigl
 SigComp2011 train writers' genuine signatures (many near-identical pictures of one writer), LFW A-D (photos
 trained on LFW A-J unlabelled: a biased check, marked). Never clothing test/ or LFW K-Z.
 
-    python bench/copies_calibration.py --data ../shared/data [--cap 800]
+    python bench/copies_calibration.py --data ../shared/data [--cap 800] [--model runs/photos_nodct]
 """
 
 from __future__ import annotations
@@ -26,13 +26,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simsearch.checkpoint import builtin_models
 from simsearch.datasets import load_pictures
 from simsearch.edits import ALL_EDITS, EDITS, copies_in_turn
 from simsearch.embed import Embedder
 from simsearch.measures.openset import OpenSetCurve, gallery_self_scores
 from simsearch.measures.prior import MIN_EXCEEDANCES, OpenSetPrior, combine
-from simsearch.model_files import read_model_json
 
 SETS = {
     "clothing validation (the prior's)": ("clothing/clothing-small-256.zip", "validation/*"),
@@ -55,9 +53,10 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--cap", type=int, default=800, help="photos drawn from each set (seeded)")
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--model", default="photos", help="a copies encoder with a prior queried by edited copies")
     args = ap.parse_args()
-    model = Embedder.load("photos")
-    prior = OpenSetPrior.from_meta(read_model_json(builtin_models()["photos"]))
+    model = Embedder.load(args.model)
+    prior = OpenSetPrior.from_meta(model.loaded.meta)
     assert prior is not None and prior.query_impostor
     qi, ui = prior.query_impostor, prior.impostor
 

@@ -100,6 +100,15 @@ def cached_features(
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def study_photos(data: Path, train: int, val: int, seed: int) -> tuple[list, list]:
+    """(training part, validation part) of the study's photos: clothing train/ and LFW people A-J, shuffled."""
+    items = gather_images(data / "clothing/clothing-small-256.zip", "train/*") + gather_images(
+        data / "lfw/lfw-deepfunneled.zip", "[A-J]*"
+    )
+    order = np.random.default_rng(seed).permutation(len(items))
+    return [items[i] for i in order[:train]], [items[i] for i in order[train : train + val]]
+
+
 def train_projection(x: torch.Tensor, dim: int, steps: int, seed: int, temp: float = 0.1) -> tuple[torch.Tensor, ...]:
     """NT-Xent over pairs of views of one photo (the photo itself counts as a view): (center, weight)."""
     torch.manual_seed(seed)
@@ -143,12 +152,7 @@ def main() -> None:
     ap.add_argument("--shares", default="0.5", help="the companion's shares of the hybrid's cosine, comma-separated")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    items = gather_images(args.data / "clothing/clothing-small-256.zip", "train/*") + gather_images(
-        args.data / "lfw/lfw-deepfunneled.zip", "[A-J]*"
-    )
-    order = np.random.default_rng(args.seed).permutation(len(items))
-    train = [items[i] for i in order[: args.train]]
-    val = [items[i] for i in order[args.train : args.train + args.val]]
+    train, val = study_photos(args.data, args.train, args.val, args.seed)
     key = f"{args.train}-{args.views}-{args.val}-{args.size}-{args.seed}"
     if args.companion != "photos":
         key += "-" + Path(args.companion).name

@@ -25,7 +25,11 @@ __all__ = ["Arch", "Encoder", "EncoderConfig", "Pool", "build_encoder"]
 
 
 HEADS = ("linear", "trunk+projection")
-MIN_CONTRAST = 0.05  # autocontrast stretches at most 20x, so a blank page's noise stays noise
+MIN_CONTRAST = 0.05
+DCT_SIDE = 32  # a DCT part's picture side (pHash's)
+_LUMA = torch.tensor(
+    [0.299, 0.587, 0.114]
+)  # ITU-R 601 luma, as Pillow's "L"  # autocontrast stretches at most 20x, so a blank page's noise stays noise
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,11 @@ class EncoderConfig:
     # cosine + the rest x this network's; embedding_dim counts both
     companion: EncoderConfig | None = None
     companion_weight: float = 0.5
+    # a part beside the network(s) with no learnt weights: pHash's measurement kept as numbers (DctPart), the
+    # dct x dct lowest frequencies of the picture's 32x32 grayscale, less the constant one (dct**2 - 1 numbers,
+    # counted in embedding_dim): the cosine dct_weight x that part's + the rest x the networks'. 0: none
+    dct: int = 0
+    dct_weight: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", Arch.parse(str(getattr(self.arch, "value", self.arch))))
@@ -67,6 +76,10 @@ class EncoderConfig:
             raise ValueError("a trunk+projection head's embedding_dim is the features' length plus the projection's")
         if self.companion is not None:
             self._check_companion(self.companion)
+        if (self.dct > 0) != (self.dct_weight > 0) or not (self.dct == 0 or 2 <= self.dct <= DCT_SIDE):
+            raise ValueError(f"a DCT part keeps 2 to {DCT_SIDE} frequencies a side (dct) with a weight, or neither")
+        if not 0.0 <= self.dct_weight < 1.0 or self.head_dim <= 0:
+            raise ValueError("dct_weight must be at least 0 and below 1, and embedding_dim count the DCT part")
         if self.backbone is not None:
             if self.text is not None:
                 raise ValueError("a library backbone brings its own text tower, if any")
@@ -87,7 +100,7 @@ class EncoderConfig:
 
     def _check_companion(self, other: EncoderConfig) -> None:
         mine, its = self.preprocess, other.preprocess
-        if other.companion is not None or other.supports_text or self.supports_text:
+        if other.companion is not None or other.dct or other.supports_text or self.supports_text:
             raise ValueError("a companion network is one image network beside an image network, no more")
         if its.channels != mine.channels or its.size > mine.size:
             raise ValueError("a companion network takes the same channels at the same size or smaller")
@@ -98,8 +111,13 @@ class EncoderConfig:
 
     @property
     def head_dim(self) -> int:
-        """The length of this network's own embedding (embedding_dim less a companion's)."""
-        return self.embedding_dim - (self.companion.embedding_dim if self.companion is not None else 0)
+        """The length of this network's own embedding (embedding_dim less a companion's and a DCT part's)."""
+        return self.embedding_dim - (self.companion.embedding_dim if self.companion is not None else 0) - self.dct_dim
+
+    @property
+    def dct_dim(self) -> int:
+        """The DCT part's length (0: none)."""
+        return self.dct * self.dct - 1 if self.dct else 0
 
     @property
     def parameter_bound(self) -> int:
@@ -143,6 +161,8 @@ class EncoderConfig:
             del d["companion"], d["companion_weight"]
         else:
             d["companion"] = self.companion.to_dict()
+        if not self.dct:  # nor those written before DCT parts
+            del d["dct"], d["dct_weight"]
         return d
 
     @classmethod
@@ -168,6 +188,8 @@ class EncoderConfig:
             projection_weight=float(d.get("projection_weight", 0.5)),
             companion=cls.from_dict(d["companion"]) if d.get("companion") is not None else None,
             companion_weight=float(d.get("companion_weight", 0.5)),
+            dct=int(d.get("dct", 0)),
+            dct_weight=float(d.get("dct_weight", 0.0)),
         )
 
 
@@ -216,6 +238,35 @@ class TrunkAndProjection(nn.Module):
         return torch.cat([F.normalize(x, dim=1) * (1 - self.share).sqrt(), p * self.share.sqrt()], dim=1)
 
 
+class DctPart(nn.Module):
+    """pHash's measurement kept as numbers (Zauner 2010): the picture's luminance box-filtered to 32x32, its
+    2-D DCT, the `keep` x `keep` lowest frequencies less the constant one, each divided by `spread` (its
+    spread over training photos, so that no frequency outweighs the rest; a buffer kept with the weights), of
+    unit length. Blind to brightness, contrast and blocks (a faded or pixelated copy keeps it); no learnt
+    weights, so training leaves it as it is."""
+
+    def __init__(self, keep: int) -> None:
+        super().__init__()
+        k = torch.arange(DCT_SIDE, dtype=torch.float64)
+        basis = (2.0 / DCT_SIDE) ** 0.5 * torch.cos(torch.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * DCT_SIDE))
+        basis[0] /= 2.0**0.5
+        self.keep = keep
+        self.basis: torch.Tensor
+        self.register_buffer("basis", basis[:keep].float(), persistent=False)
+        self.spread: torch.Tensor
+        self.register_buffer("spread", torch.ones(keep * keep - 1))
+
+    def coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, keep**2 - 1) DCT coefficients of (N, C, H, W) input in [0, 1], before `spread`."""
+        gray = x[:, 0] if x.shape[1] == 1 else torch.tensordot(x[:, :3].float(), _LUMA.to(x.device), dims=([1], [0]))
+        small = F.adaptive_avg_pool2d(gray[:, None].float(), DCT_SIDE)[:, 0] * 255.0
+        coeffs = self.basis @ small @ self.basis.T
+        return coeffs.flatten(1)[:, 1:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.coefficients(x) / self.spread, dim=1)
+
+
 class Encoder(nn.Module):
     """Shared-weight embedding network.
 
@@ -252,6 +303,7 @@ class Encoder(nn.Module):
         else:
             self.head = nn.Identity() if c == own else nn.Linear(c, own)
         self.companion = Encoder(config.companion) if config.companion is not None else None
+        self.dct = DctPart(config.dct) if config.dct else None
         self.text: nn.Module | None = None
         if config.text is not None:
             from simsearch.text import TextTower
@@ -263,13 +315,16 @@ class Encoder(nn.Module):
         self.register_buffer("std", torch.tensor(pre.std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        own = F.normalize(self.head(self.pooled(x)).float(), dim=1)
-        if self.companion is None:
-            return own
-        side = self.companion.config.preprocess.size
-        small = x if x.shape[-1] == side else F.interpolate(x, size=(side, side), mode="bilinear", antialias=True)
-        w = self.config.companion_weight
-        return torch.cat([self.companion(small) * w**0.5, own * (1 - w) ** 0.5], dim=1)
+        out = F.normalize(self.head(self.pooled(x)).float(), dim=1)
+        if self.companion is not None:
+            side = self.companion.config.preprocess.size
+            small = x if x.shape[-1] == side else F.interpolate(x, size=(side, side), mode="bilinear", antialias=True)
+            w = self.config.companion_weight
+            out = torch.cat([self.companion(small) * w**0.5, out * (1 - w) ** 0.5], dim=1)
+        if self.dct is not None:
+            a = self.config.dct_weight
+            out = torch.cat([out * (1 - a) ** 0.5, self.dct(x) * a**0.5], dim=1)
+        return out
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """What the head receives: the pooled features of (N, C, H, W) input in [0, 1], before any projection."""

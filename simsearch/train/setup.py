@@ -142,8 +142,9 @@ def _starting_point(req: TrainRequest) -> tuple[EncoderConfig, dict[str, Any] | 
         )
         enc = dataclasses.replace(loaded.config, preprocess=pre)
         weights = loaded.encoder.state_dict()
-        if req.head is not None:  # a new projection head: the old one's weights are dropped
-            enc = dataclasses.replace(enc, embedding_dim=req.head)
+        if req.head is not None:  # a new projection head: the old one's weights are dropped (parts beside it stay)
+            own = req.head + (enc.feature_dim if enc.head == "trunk+projection" else 0)  # a new projection beside
+            enc = dataclasses.replace(enc, embedding_dim=own + enc.embedding_dim - enc.head_dim)
             weights = {k: v for k, v in weights.items() if not k.startswith("head.")}
         if enc.backbone is not None and enc.preprocess.size != loaded.config.preprocess.size:
             _check_backbone_size(enc, req.init_model, loaded.config.preprocess.size)

@@ -4,6 +4,7 @@ supervised RGB (photo/face) encoder with a threshold fitted on other classes."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 from simsearch.edits import EDITS
@@ -236,3 +237,30 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path: Path, photos: Path)
     }
     proc = run_cli("train", photos, "--out", tmp_path / "c", "--init", tmp_path / "nothing", *common)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and not (tmp_path / "c" / "model.json").exists()
+
+
+def test_fine_tuning_a_model_with_parts_beside_its_network_keeps_them(tmp_path: Path, photos: Path) -> None:
+    """A starting model with a companion network and a DCT part (as the built-in photos has) fine-tunes with a new
+    --head: the new head is its own part, the companion and the DCT part (its spread too) are kept."""
+    import torch
+
+    from simsearch.checkpoint import load_checkpoint, save_checkpoint
+    from simsearch.encoder import EncoderConfig, build_encoder
+    from simsearch.preprocess import Preprocess
+
+    rgb = Preprocess(channels=3, size=32, invert=False, mean=(0.5,) * 3, std=(0.25,) * 3)
+    small = EncoderConfig(arch="resnet", preprocess=dataclasses_replace(rgb, size=16), widths=(4, 8), embedding_dim=6)
+    cfg = EncoderConfig(
+        arch="resnet", preprocess=rgb, widths=(8, 16), embedding_dim=10 + 6 + 15, companion=small, dct=4, dct_weight=0.1
+    )
+    start = build_encoder(cfg)
+    assert start.dct is not None
+    with torch.no_grad():
+        start.dct.spread.copy_(torch.linspace(1.0, 2.0, 15))
+    save_checkpoint(start, tmp_path / "a")
+    common = ["--self-supervised", "--batch", "16", "--val-fraction", "0.25", "--seed", "0", "--steps", "1"]
+    run_cli("train", photos, "--out", tmp_path / "b", "--init", tmp_path / "a", "--head", "12", *common, check=True)
+    child = load_checkpoint(str(tmp_path / "b"))
+    assert (child.config.head_dim, child.config.companion, child.config.dct) == (12, small, 4)
+    assert child.config.embedding_dim == 12 + 6 + 15 and child.encoder.dct is not None
+    assert torch.equal(child.encoder.dct.spread, torch.linspace(1.0, 2.0, 15))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,3 +86,42 @@ def test_a_companion_network_sits_beside_the_encoder_in_its_embedding_weights_an
             embedding_dim=16,
             companion=dataclasses.replace(small, preprocess=_rgb(64)),
         )
+
+
+def test_a_dct_part_sits_beside_the_networks_and_keeps_a_faded_or_blocky_copy(tmp_path):
+    from PIL import Image
+
+    from simsearch.checkpoint import load_checkpoint, save_checkpoint
+    from simsearch.edits import opacity_over, pixelization
+
+    cfg = EncoderConfig(preprocess=_rgb(64), widths=(4, 8), embedding_dim=10 + 15, dct=4, dct_weight=0.2)
+    assert cfg.head_dim == 10 and cfg.dct_dim == 15 and EncoderConfig.from_dict(cfg.to_dict()) == cfg
+    assert "dct" not in dataclasses.replace(cfg, embedding_dim=10, dct=0, dct_weight=0.0).to_dict()  # as before
+    torch.manual_seed(0)
+    enc = build_encoder(cfg).eval()
+    assert enc.dct is not None
+    with torch.no_grad():
+        enc.dct.spread.copy_(torch.linspace(1.0, 3.0, 15))  # as a recipe sets it: kept with the weights
+    # a picture with structure at every scale; its faded and pixelated copies, and an unrelated picture
+    rng = np.random.default_rng(0)
+    base = Image.fromarray((rng.random((8, 8, 3)) * 255).astype("uint8")).resize((64, 64), Image.Resampling.BICUBIC)
+    other = Image.fromarray((rng.random((8, 8, 3)) * 255).astype("uint8")).resize((64, 64), Image.Resampling.BICUBIC)
+    pics = [base, opacity_over(base, rng), pixelization(base, rng), other]
+    x = torch.stack([torch.from_numpy(np.array(p)).permute(2, 0, 1).float() / 255 for p in pics])
+    with torch.no_grad():
+        out = enc(x)
+        part = enc.dct(x)
+    assert out.shape == (4, 25) and torch.allclose(out.norm(dim=1), torch.ones(4), atol=1e-5)
+    # the last part is the DCT part, weighted: cosine = 0.2 x its + 0.8 x the network's
+    assert torch.allclose(out[:, 10:], part * 0.2**0.5, atol=1e-6)
+    cos = part @ part[0]
+    assert cos[1] > 0.99 and cos[2] > 0.9 and cos[3] < 0.8, cos  # brightness and contrast gone; blocks kept
+    fp = save_checkpoint(enc, tmp_path / "m")
+    back = load_checkpoint(str(tmp_path / "m"))
+    assert back.fingerprint == fp and back.config == cfg
+    with torch.no_grad():
+        assert torch.allclose(back.encoder(x), out, atol=1e-6)
+    with pytest.raises(ValueError, match="DCT part"):
+        EncoderConfig(preprocess=_rgb(64), widths=(4, 8), embedding_dim=25, dct=4)  # a part with no weight
+    with pytest.raises(ValueError, match="companion"):  # a companion is one network, no parts of its own
+        EncoderConfig(preprocess=_rgb(64), widths=(4, 8), embedding_dim=10 + 25, companion=cfg)
