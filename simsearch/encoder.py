@@ -25,11 +25,9 @@ __all__ = ["Arch", "Encoder", "EncoderConfig", "Pool", "build_encoder"]
 
 
 HEADS = ("linear", "trunk+projection")
-MIN_CONTRAST = 0.05
+MIN_CONTRAST = 0.05  # autocontrast stretches at most 20x, so a blank page's noise stays noise
 DCT_SIDE = 32  # a DCT part's picture side (pHash's)
-_LUMA = torch.tensor(
-    [0.299, 0.587, 0.114]
-)  # ITU-R 601 luma, as Pillow's "L"  # autocontrast stretches at most 20x, so a blank page's noise stays noise
+_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601 luma, as Pillow's "L"
 
 
 @dataclass(frozen=True)
@@ -264,7 +262,7 @@ class DctPart(nn.Module):
         return coeffs.flatten(1)[:, 1:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.coefficients(x) / self.spread, dim=1)
+        return F.normalize(self.coefficients(x) / self.spread.clamp_min(1e-6), dim=1)
 
 
 class Encoder(nn.Module):
