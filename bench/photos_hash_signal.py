@@ -10,7 +10,8 @@ per original and type), recall@1 per edit type for:
   length;
 - "mix a": the cosine (1 - a) x photos' + a x the DCT part's (what a third part of the embedding would give);
 - "re-rank tau": photos' top 10, a candidate whose DCT cosine is at least tau put first (a second stage);
-- "mix 0.05, re-rank top k": the DCT part at 5% (as shipped), then the same second stage (tau 0.95) over its top k.
+- "mix 0.05, re-rank top k": the DCT part at 5% (as shipped), then search's second stage (measures.structure: over
+  the top k, the candidates whose DCT cosine is at least 0.95 first, each group in cosine order; k = 100 ships).
 
     python bench/photos_hash_signal.py --data ../shared/data --model runs/photos_nodct --keep 12 --mix 0.03,0.05,0.1
 """
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from simsearch.datasets import load_pictures
 from simsearch.edits import ALL_EDITS, apply_edit
 from simsearch.embed import Embedder
+from simsearch.measures.structure import STRUCTURE_POOL, STRUCTURE_SURE, StructurePart
 
 SIDE = 32
 _k = np.arange(SIDE)
@@ -94,11 +96,11 @@ def main() -> None:
     for tau in (0.95, 0.98):
         sure = np.where(d10 >= tau, d10, -np.inf)
         picks[f"re-rank {tau:g}"] = np.where(np.isfinite(sure).any(1), top10[rows, sure.argmax(1)], top10[:, 0])
-    shipped = (1 - 0.05) * s + 0.05 * sd  # photos as shipped (the DCT part at 5%), then a second stage over its top k
-    for k in (10, 100):
+    shipped = (1 - 0.05) * s + 0.05 * sd  # photos as shipped (the DCT part at 5%), then search's second stage
+    for k in (10, STRUCTURE_POOL):  # (measures.structure: the sure ones first, each group in cosine order)
         topk = np.argsort(-shipped, axis=1)[:, :k]
-        sure = np.where(np.take_along_axis(sd, topk, 1) >= 0.95, np.take_along_axis(sd, topk, 1), -np.inf)
-        picks[f"mix 0.05, re-rank top {k}"] = np.where(np.isfinite(sure).any(1), topk[rows, sure.argmax(1)], topk[:, 0])
+        order = StructurePart.order(np.take_along_axis(sd, topk, 1) >= STRUCTURE_SURE)
+        picks[f"mix 0.05, re-rank top {k}"] = np.take_along_axis(topk, order, 1)[:, 0]
     names = list(dict.fromkeys(kind.tolist()))
     right = {k: {e: float(np.mean(v[kind == e] == truth[kind == e])) for e in names} for k, v in picks.items()}
     print(f"gallery {len(gal):,} training photos; {len(truth):,} copies; recall@1")

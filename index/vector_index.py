@@ -382,6 +382,11 @@ class VectorIndex:
         scores[ids < 0] = -np.inf
         return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
 
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), D) stored float32 vectors of live ids (as a search returned them), in their order."""
+        self.finalize()
+        return self._vectors_of(np.asarray(ids, dtype=np.int64))
+
     def _vectors_of(self, ids: np.ndarray) -> np.ndarray:
         """(len(ids), D) stored vectors of live ids."""
         if self.exact is not None:

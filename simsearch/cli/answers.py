@@ -92,7 +92,11 @@ def print_answers(answers: Sequence[Any], show: Any, as_json: bool, out: Path | 
 
 
 def show_hits(res: Any) -> str:
-    hits = [f"  {h.rank:3d}  {h.score:+.4f}  {one_line(h.label or '-'):20s}  {one_line(h.path)}" for h in res.results]
+    hits = [
+        f"  {h.rank:3d}  {h.score:+.4f}  {one_line(h.label or '-'):20s}  {one_line(h.path)}"
+        + ("  (the same picture: its DCT structure matches)" if getattr(h, "same_picture", False) else "")
+        for h in res.results
+    ]
     return "\n".join([f"query: {one_line(res.query)}", *hits])
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from simsearch.edits import ALL_EDITS, EDITS, apply_edit
 from simsearch.errors import ConfigError, literal
+from simsearch.measures.structure import STRUCTURE_POOL, StructurePart
 
 __all__ = ["CopyQueries", "copy_detection_table", "make_copy_queries", "ranks_of_truth"]
 
@@ -52,10 +53,18 @@ def make_copy_queries(
 
 
 def ranks_of_truth(
-    gallery: np.ndarray, queries: np.ndarray, truth: np.ndarray, metric: str, seed: int = 0, chunk: int = 1024
+    gallery: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    metric: str,
+    seed: int = 0,
+    chunk: int = 1024,
+    structure: StructurePart | None = None,
 ) -> np.ndarray:
     """1-based rank of each query's original among all gallery items (ties broken at random,
-    seeded: hashes tie often, and a tie must not count as a hit)."""
+    seeded: hashes tie often, and a tie must not count as a hit). With `structure` (an encoder's DCT part),
+    ranked as search ranks them: the same picture by its DCT part first among the cosine's best
+    STRUCTURE_POOL (measures.structure)."""
     rng = np.random.default_rng(seed)
     ranks = np.empty(len(queries), dtype=np.int64)
     g = gallery.astype(np.float32)
@@ -70,6 +79,12 @@ def ranks_of_truth(
         better = (scores > mine).sum(1)
         ties = (scores == mine).sum(1) - 1
         ranks[s : s + chunk] = 1 + better + rng.integers(0, ties + 1)
+        if structure is not None and metric == "cosine":
+            top = np.argsort(-scores, axis=1, kind="stable")[:, :STRUCTURE_POOL]
+            sure = structure.sure(q, g[:, -structure.dim :][top])
+            reordered = np.take_along_axis(top, structure.order(sure), axis=1)
+            rows, at = np.nonzero(reordered == t[:, None])  # the original among the pool: its place after the stage
+            ranks[s + rows] = at + 1
     return ranks
 
 

@@ -42,6 +42,7 @@ from simsearch.measures.metrics import (
     verification,
 )
 from simsearch.measures.prior import OpenSetPrior
+from simsearch.measures.structure import StructurePart
 from simsearch.preprocess import Preprocess
 
 if TYPE_CHECKING:
@@ -358,7 +359,8 @@ def copy_detection_report(
     for cand in models:
         g, metric = cand.pictures(gallery)
         q, _ = cand.pictures(queries.images)
-        ranks = ranks_of_truth(g, q, queries.truth, metric, seed=seed)
+        part = StructurePart.of(cand.embedder.loaded.config) if cand.embedder is not None else None
+        ranks = ranks_of_truth(g, q, queries.truth, metric, seed=seed, structure=part)
         results.append({"model": cand.name, "metric": metric, "rows": copy_detection_table(ranks, queries.edits)})
     return CopyDetectionReport(
         str(data), len(gallery), len(set(queries.truth.tolist())), len(queries.images), seed, results

@@ -52,16 +52,18 @@ async def search(
     if under is not None and (os.path.isabs(under) or ".." in Path(under).parts):
         raise HTTPException(422, "under must be a folder of the gallery, relative to it (like 'cats/2021')")
 
-    def respond(vec: np.ndarray, name: str) -> dict[str, Any]:  # under the lock: the catalog is ours
+    def respond(vec: np.ndarray, name: str, images: bool = True) -> dict[str, Any]:  # under the lock
         folder = _folder(svc, under)
         # a class the gallery does not have: ValueError, answered 422 by the app's handler
-        res = svc.searcher.search_vectors(vec, [name], k, offset=offset, labels=label or None, under=folder)[0]
+        res = svc.searcher.search_vectors(
+            vec, [name], k, offset=offset, labels=label or None, under=folder, images=images
+        )[0]
         return dict(res.to_dict(), results=[svc.hit(h) for h in res.results])
 
     if (file is None) == (text is None):
         raise HTTPException(422, "give a query image (file) or a text, not both or neither")
     if text is not None:
-        return await svc.answer_text(text, respond)
+        return await svc.answer_text(text, lambda vec, name: respond(vec, name, images=False))
     assert file is not None
     return await svc.answer(file, respond)
 
