@@ -189,3 +189,19 @@ def test_a_filtered_search_is_exact_over_the_allowed_rows(kind, monkeypatch):
         np.testing.assert_array_equal(sel, want_i)
     else:
         assert recall_at(sel, want_i) >= 0.8
+
+
+@pytest.mark.parametrize("kind", list(IndexKind))
+def test_vectors_of_gives_back_the_stored_rows_of_search_hits(kind):
+    """Search's second stage reads the stored vectors of its candidates back (exactly, for every kind), also
+    after a reload and with tombstones."""
+    g = clustered_rows(3000, 32, seed=9)
+    ids = np.arange(3000, dtype=np.int64) * 3 + 5
+    idx = VectorIndex(32, kind, KindParams(pq_m=8))
+    idx.add(g, ids)
+    idx.finalize()
+    idx.remove(ids[:50])
+    for index in (idx, reloaded(idx)):
+        _, found = index.search(g[60:63], 40)
+        assert (found >= 0).all() and not np.isin(found, ids[:50]).any()
+        np.testing.assert_array_equal(index.vectors_of(found.ravel()), g[(found.ravel() - 5) // 3])
