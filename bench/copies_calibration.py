@@ -71,8 +71,11 @@ def main() -> None:
         q = qi[size]
         return float(np.nextafter(q[::-1][int(np.floor(FPIR * len(q)))], np.inf))
 
-    print("| set | photos | classes | shipped | edited self-probes | unedited, scale | edited, scale |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| set | photos | classes | shipped | gallery alone | the lower of the two | edited self-probes | "
+        "unedited, scale | edited, scale |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, (data, classes) in SETS.items():
         pics, _ = load_pictures(args.data / data, classes=classes, progress=False)
         rng = np.random.default_rng(0)
@@ -98,10 +101,12 @@ def main() -> None:
                 s = own_copies[gal] @ orig[gal].T
                 np.fill_diagonal(s, -np.inf)
                 edited = s.max(1)
+                own = curve.threshold_at_fpir(FPIR)
+                shipped = combine(own, curve.unknown, curve.n_unknown, size, FPIR, prior).value
                 rules = {
-                    "shipped": combine(
-                        curve.threshold_at_fpir(FPIR), curve.unknown, curve.n_unknown, size, FPIR, prior
-                    ).value,
+                    "shipped": shipped,
+                    "gallery alone": own,
+                    "the lower of the two": min(own, shipped),
                     "edited self-probes": 1 - (1 - np.quantile(edited, level)) * share,
                     "unedited, scale": np.quantile(curve.unknown, level) + z_plain * l_scale(curve.unknown),
                     "edited, scale": np.quantile(edited, level) + z_edit * l_scale(edited),
