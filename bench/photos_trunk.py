@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,6 +69,18 @@ def trunk_encoder(size: int) -> Encoder:
     return build_encoder(EncoderConfig(arch=Arch.BACKBONE, backbone=bb, preprocess=pre, embedding_dim=1280)).eval()
 
 
+def study_views(
+    item: Any, i: int, views: int, train: bool, seed: int, hard: tuple[str, ...] = HARD
+) -> list[Image.Image]:
+    """Photo i of a part of the study, then its views: `views` training views (train), or one copy under each
+    of the validation edits, CHECKS (drawn with generator (seed, i, train), the same wherever it is asked)."""
+    img = decode_image(_source(item), channels=3)
+    rng = np.random.default_rng((seed, i, int(train)))
+    if train:
+        return [img] + [training_view(img, rng, hard) for _ in range(views)]
+    return [img] + [f(img, rng) for f in CHECKS.values()]
+
+
 def cached_features(
     items: list, views: int, train: bool, size: int, seed: int, companion: str = "photos", hard: tuple[str, ...] = HARD
 ) -> dict[str, torch.Tensor]:
@@ -76,11 +89,7 @@ def cached_features(
     trunk, photos = trunk_encoder(size), load_checkpoint(companion).encoder.eval()
 
     def job(i: int) -> list[Image.Image]:
-        img = decode_image(_source(items[i]), channels=3)
-        rng = np.random.default_rng((seed, i, int(train)))
-        if train:
-            return [img] + [training_view(img, rng, hard) for _ in range(views)]
-        return [img] + [f(img, rng) for f in CHECKS.values()]
+        return study_views(items[i], i, views, train, seed, hard)
 
     out: dict[str, list[torch.Tensor]] = {"trunk": [], "photos": []}
     t0 = time.perf_counter()

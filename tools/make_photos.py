@@ -34,29 +34,28 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from photos_trunk import CHECKS, study_photos, train_projection, trunk_encoder
+from photos_trunk import CHECKS, study_photos, study_views, train_projection, trunk_encoder
 
 from simsearch.checkpoint import load_checkpoint, save_checkpoint
 from simsearch.datasets import _source
 from simsearch.encoder import DctPart, EncoderConfig, build_encoder
 from simsearch.images import decode_image, to_array
 from simsearch.measures.metrics import recommended_threshold
+from simsearch.preprocess import Preprocess
 
 PROJECTION = 256
 
 
-def dct_coefficients(part: DctPart, items: list, size: int, checks_seed: int | None = None) -> torch.Tensor:
-    """(N, V, part's length) DCT coefficients of each photo at the encoder's input (size px), V = 1; with
-    `checks_seed`, each photo then its copies under the study's validation edits, drawn as bench/photos_trunk.py
-    draws them (so they are the copies whose cached features the threshold reads)."""
-    pre = trunk_encoder(size).config.preprocess
+def dct_coefficients(part: DctPart, items: list, pre: Preprocess, checks_seed: int | None = None) -> torch.Tensor:
+    """(N, V, part's length) DCT coefficients of each photo at the encoder's input (`pre`), V = 1; with
+    `checks_seed`, each photo then its copies under the study's validation edits (photos_trunk.study_views: the
+    copies whose cached features the threshold reads)."""
     out = []
     for i, item in enumerate(items):
-        img = decode_image(_source(item), channels=3)
-        views = [img]
-        if checks_seed is not None:
-            rng = np.random.default_rng((checks_seed, i, 0))
-            views += [f(img, rng) for f in CHECKS.values()]
+        if checks_seed is None:
+            views = [decode_image(_source(item), channels=3)]
+        else:
+            views = study_views(item, i, 0, False, checks_seed)
         x = torch.from_numpy(np.stack([to_array(v, pre) for v in views])).float() / 255
         out.append(part.coefficients(x))
     return torch.stack(out)
@@ -98,7 +97,7 @@ def main() -> None:
     train_items, val_items = study_photos(args.data, len(feats["train"]["trunk"]), len(feats["val"]["trunk"]), 0)
     if encoder.dct is not None:  # each frequency divided by its spread over the training photos
         with torch.no_grad():
-            encoder.dct.spread.copy_(dct_coefficients(encoder.dct, train_items, 224)[:, 0].std(dim=0))
+            encoder.dct.spread.copy_(dct_coefficients(encoder.dct, train_items, config.preprocess)[:, 0].std(dim=0))
     encoder.eval()
     # the threshold: the cosine 1% of pairs of different validation photos reach (each photo and its copies
     # one class), from the cached features through the shipped head
@@ -110,7 +109,7 @@ def main() -> None:
         if encoder.dct is not None:
             a = config.dct_weight
             part = F.normalize(
-                dct_coefficients(encoder.dct, val_items, 224, 0).flatten(0, 1) / encoder.dct.spread, dim=1
+                dct_coefficients(encoder.dct, val_items, config.preprocess, 0).flatten(0, 1) / encoder.dct.spread, dim=1
             )
             emb = torch.cat([emb * (1 - a) ** 0.5, part * a**0.5], 1)
         emb = emb.numpy()
