@@ -323,16 +323,8 @@ class Searcher:
         wanted = offset + k if part is None else max(offset + k, STRUCTURE_POOL)
         scores, ids = self.store.vectors.search(queries, wanted, allow=allow)
         same = np.zeros(ids.shape, dtype=bool)
-        for lo in range(0, len(ids) if part is not None else 0, 64):  # the stored DCT parts of 64 queries' pools
-            assert part is not None
-            pool = ids[lo : lo + 64, :STRUCTURE_POOL]
-            stored = np.zeros((*pool.shape, part.dim), np.float32)
-            stored[pool >= 0] = self.store.vectors.vectors_of(pool[pool >= 0])[:, -part.dim :]
-            sure = part.sure(queries[lo : lo + 64], stored) & (pool >= 0)
-            order = part.order(sure)
-            width = pool.shape[1]
-            for arr, first in ((scores, scores[lo : lo + 64, :width]), (ids, pool), (same, sure)):
-                arr[lo : lo + 64, :width] = np.take_along_axis(first, order, axis=1)
+        if part is not None:
+            self._same_picture_first(part, queries, scores, ids, same)
         scores, ids, same = (a[:, offset : offset + k] for a in (scores, ids, same))
         records = self.store.catalog.get(ids.ravel().tolist())
         out = []
@@ -351,6 +343,21 @@ class Searcher:
             ]
             out.append(QueryResult(name, hits, offset, total))
         return out
+
+    def _same_picture_first(
+        self, part: StructurePart, queries: np.ndarray, scores: np.ndarray, ids: np.ndarray, same: np.ndarray
+    ) -> None:
+        """Search's second stage, in place: in each row's first STRUCTURE_POOL hits, those whose stored DCT part
+        matches the query's come first (measures.structure), marked in `same`. 64 queries' pools at a time."""
+        for lo in range(0, len(ids), 64):
+            rows = slice(lo, lo + 64)
+            pool = ids[rows, :STRUCTURE_POOL]
+            stored = np.zeros((*pool.shape, part.dim), np.float32)
+            stored[pool >= 0] = self.store.vectors.vectors_of(pool[pool >= 0])[:, -part.dim :]
+            sure = part.sure(queries[rows], stored) & (pool >= 0)
+            order, width = part.order(sure), pool.shape[1]
+            for arr, first in ((scores, scores[rows, :width]), (ids, pool), (same, sure)):
+                arr[rows, :width] = np.take_along_axis(first, order, axis=1)
 
     def allowed(
         self, labels: Sequence[str] | None = None, under: str | os.PathLike[str] | None = None

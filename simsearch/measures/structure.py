@@ -12,9 +12,12 @@ and faded copy (1.000, from 0.992) and changed no other edit type's recall.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # the encoder's module loads torch; this one stays numpy alone
+    from simsearch.encoder import EncoderConfig
 
 __all__ = ["STRUCTURE_POOL", "STRUCTURE_SURE", "StructurePart"]
 
@@ -30,10 +33,9 @@ class StructurePart:
     weight: float
 
     @classmethod
-    def of(cls, config: Any) -> StructurePart | None:
-        """The DCT part of an EncoderConfig (None: it has none)."""
-        dim, weight = int(getattr(config, "dct_dim", 0)), float(getattr(config, "dct_weight", 0.0))
-        return cls(dim, weight) if dim > 0 and weight > 0 else None
+    def of(cls, config: EncoderConfig) -> StructurePart | None:
+        """The DCT part of an encoder's config (None: it has none)."""
+        return cls(config.dct_dim, config.dct_weight) if config.dct_dim > 0 else None
 
     def sure(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """(Q, P) bool: candidate j of query i ((Q, D) rows and (Q, P, D) stored rows, or only their last `dim`
