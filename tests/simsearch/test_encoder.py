@@ -53,13 +53,22 @@ def test_invalid_configs_name_what_is_wrong():
     assert dataclasses.replace(pre, size=64).size == 64 and pre.mode == "L"
 
 
+def _assert_round_trip(enc, cfg: EncoderConfig, x: torch.Tensor, out: torch.Tensor, folder) -> None:
+    """Saved and loaded back, the encoder has its fingerprint and config and embeds `x` as `out`."""
+    from simsearch.checkpoint import load_checkpoint, save_checkpoint
+
+    fp = save_checkpoint(enc, folder)
+    back = load_checkpoint(str(folder))
+    assert back.fingerprint == fp and back.config == cfg
+    with torch.no_grad():
+        assert torch.allclose(back.encoder(x), out, atol=1e-6)
+
+
 def _rgb(size: int) -> Preprocess:
     return Preprocess(channels=3, size=size, invert=False, mean=(0.5,) * 3, std=(0.25,) * 3)
 
 
 def test_a_companion_network_sits_beside_the_encoder_in_its_embedding_weights_and_checkpoint(tmp_path):
-    from simsearch.checkpoint import load_checkpoint, save_checkpoint
-
     small = EncoderConfig(arch=Arch.RESNET, preprocess=_rgb(16), widths=(4, 8), embedding_dim=6)
     cfg = EncoderConfig(preprocess=_rgb(32), widths=(4, 8), embedding_dim=10 + 6, companion=small, companion_weight=0.3)
     assert cfg.head_dim == 10 and EncoderConfig.from_dict(cfg.to_dict()) == cfg
@@ -74,11 +83,7 @@ def test_a_companion_network_sits_beside_the_encoder_in_its_embedding_weights_an
     assert out.shape == (4, 16) and torch.allclose(out.norm(dim=1), torch.ones(4), atol=1e-5)
     # the first part is the companion's own embedding, weighted: cosine = 0.3 x its + 0.7 x the encoder's
     assert torch.allclose(out[:, :6], beside * 0.3**0.5, atol=1e-5)
-    fp = save_checkpoint(enc, tmp_path / "m")
-    back = load_checkpoint(str(tmp_path / "m"))
-    assert back.fingerprint == fp and back.config == cfg
-    with torch.no_grad():
-        assert torch.allclose(back.encoder(x), out, atol=1e-6)
+    _assert_round_trip(enc, cfg, x, out, tmp_path / "m")
     with pytest.raises(ValueError, match="companion"):
         EncoderConfig(
             preprocess=_rgb(32),
@@ -91,7 +96,6 @@ def test_a_companion_network_sits_beside_the_encoder_in_its_embedding_weights_an
 def test_a_dct_part_sits_beside_the_networks_and_keeps_a_faded_or_blocky_copy(tmp_path):
     from PIL import Image
 
-    from simsearch.checkpoint import load_checkpoint, save_checkpoint
     from simsearch.edits import opacity_over, pixelization
 
     cfg = EncoderConfig(preprocess=_rgb(64), widths=(4, 8), embedding_dim=10 + 15, dct=4, dct_weight=0.2)
@@ -116,11 +120,7 @@ def test_a_dct_part_sits_beside_the_networks_and_keeps_a_faded_or_blocky_copy(tm
     assert torch.allclose(out[:, 10:], part * 0.2**0.5, atol=1e-6)
     cos = part @ part[0]
     assert cos[1] > 0.99 and cos[2] > 0.9 and cos[3] < 0.8, cos  # brightness and contrast gone; blocks kept
-    fp = save_checkpoint(enc, tmp_path / "m")
-    back = load_checkpoint(str(tmp_path / "m"))
-    assert back.fingerprint == fp and back.config == cfg
-    with torch.no_grad():
-        assert torch.allclose(back.encoder(x), out, atol=1e-6)
+    _assert_round_trip(enc, cfg, x, out, tmp_path / "m")
     with pytest.raises(ValueError, match="DCT part"):
         EncoderConfig(preprocess=_rgb(64), widths=(4, 8), embedding_dim=25, dct=4)  # a part with no weight
     with pytest.raises(ValueError, match="companion"):  # a companion is one network, no parts of its own
