@@ -5,9 +5,9 @@ per original and type), recall@1 per edit type for:
 
 - "photos": the embedding alone (`--model`: the study that chose photos' DCT part ran on the one before it,
   `runs/photos_nodct`, made by `git show 59d37e3:simsearch/pretrained/photos/...`);
-- "DCT alone": pHash's measurement kept as numbers: grayscale, 32x32 box-filtered, 2-D DCT, the 8x8 lowest
-  frequencies (--keep) less the constant one, each coefficient divided by its spread over the gallery (whitened), unit
-  length;
+- "DCT alone": pHash's measurement kept as numbers, as encoder.DctPart computes it from the encoder's input
+  (grayscale, 32x32 box-filtered, 2-D DCT, the --keep x --keep lowest frequencies less the constant one), each
+  coefficient divided by its spread over the gallery (whitened), unit length;
 - "mix a": the cosine (1 - a) x photos' + a x the DCT part's (what a third part of the embedding would give);
 - "re-rank tau": photos' top 10, a candidate whose DCT cosine is at least tau put first (a second stage);
 - "mix 0.05, re-rank top k": the DCT part at 5% (as shipped), then search's second stage (measures.structure: over
@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,23 +31,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from simsearch.datasets import load_pictures
 from simsearch.edits import ALL_EDITS, apply_edit
 from simsearch.embed import Embedder
+from simsearch.encoder import DCT_SIDE, DctPart
+from simsearch.images import to_array
 from simsearch.measures.structure import STRUCTURE_POOL, STRUCTURE_SURE, StructurePart
-
-SIDE = 32
-_k = np.arange(SIDE)
-_C = np.sqrt(2 / SIDE) * np.cos(np.pi * (2 * _k[None, :] + 1) * _k[:, None] / (2 * SIDE))
-_C[0] /= np.sqrt(2)
+from simsearch.preprocess import Preprocess
 
 
-def dct(img: Image.Image) -> np.ndarray:
-    """The 2-D DCT of the 32x32 box-filtered grayscale picture (float32, 32x32)."""
-    x = np.asarray(img.convert("L").resize((SIDE, SIDE), Image.Resampling.BOX), dtype=np.float64)
-    return (_C @ x @ _C.T).astype(np.float32)
+def dct(pictures: list[Image.Image], pre: Preprocess) -> np.ndarray:
+    """(N, 32 x 32 - 1) DCT coefficients of each picture as the encoder's DCT part takes it (encoder.DctPart at
+    the encoder's input, every frequency kept: `lowest` picks the part's), before the part's spread."""
+    part = DctPart(DCT_SIDE)
+    out = []
+    for start in range(0, len(pictures), 256):
+        x = torch.from_numpy(np.stack([to_array(p, pre) for p in pictures[start : start + 256]])).float() / 255
+        out.append(part.coefficients(x).numpy())
+    return np.concatenate(out)
 
 
 def lowest(coeffs: np.ndarray, keep: int) -> np.ndarray:
-    """The keep x keep lowest frequencies of each (N, 32, 32) DCT, less the constant one: (N, keep**2 - 1)."""
-    return coeffs[:, :keep, :keep].reshape(len(coeffs), -1)[:, 1:].astype(np.float64)
+    """The keep x keep lowest frequencies (less the constant one) of `dct`'s rows: what DctPart(keep) holds."""
+    u, v = np.divmod(np.arange(1, DCT_SIDE * DCT_SIDE), DCT_SIDE)
+    return coeffs[:, (u < keep) & (v < keep)].astype(np.float64)
 
 
 def main() -> None:
@@ -66,7 +71,8 @@ def main() -> None:
         pics, _ = load_pictures(args.data / "clothing/clothing-small-256.zip", classes="train/*", progress=False)
         faces, _ = load_pictures(args.data / "lfw/lfw-deepfunneled.zip", classes="[A-D]*", progress=False)
         pics += faces
-        gal, gal_d = model.embed_images(pics), np.stack([dct(p) for p in pics])
+        pre = model.loaded.config.preprocess
+        gal, gal_d = model.embed_images(pics), dct(pics, pre)
         chosen = np.random.default_rng(5).choice(len(pics), args.originals, replace=False)
         names = list(ALL_EDITS)
         copies, truth_l, kind_l = [], [], []
@@ -75,7 +81,7 @@ def main() -> None:
                 copies.append(apply_edit(pics[i], name, np.random.default_rng([5, int(i), j])))
                 truth_l.append(int(i))
                 kind_l.append(name)
-        qry, qry_d = model.embed_images(copies), np.stack([dct(p) for p in copies])
+        qry, qry_d = model.embed_images(copies), dct(copies, pre)
         truth, kind = np.array(truth_l), np.array(kind_l)
         if args.cache is not None:
             np.savez(args.cache, gal=gal, gal_d=gal_d, qry=qry, qry_d=qry_d, truth=truth, kind=kind)
