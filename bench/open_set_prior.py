@@ -12,12 +12,17 @@ the only set of kinds here, clothing, is what its head trained on (its 10 kinds)
 model.json as `open_set_prior` (the weights, and so the fingerprint, are unchanged).
 
     python bench/open_set_prior.py --data ../shared/data [--write]
+
+A study of how the prior is measured (nothing shipped): `--others-at-least K --sizes 2,3,4,5,6 --write-to DIR`
+measures galleries that leave as few as K classes beside them for unknown probes (the shipped rule leaves 5)
+and writes the encoder with that prior into a copy at DIR, for `simsearch evaluate ... --compare DIR`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -58,9 +63,15 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--models", default="characters,faces,signatures,photos")
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--write-to", type=Path, default=None, help="write a copy of the encoder with this prior here")
+    ap.add_argument("--others-at-least", type=int, default=5, help="classes left beside a gallery for unknowns")
+    ap.add_argument("--sizes", default="2,5,10,20,50,100,200,500,1000", help="gallery sizes to measure")
     args = ap.parse_args()
     print("| encoder | classes (images) | sizes measured | threshold at FPIR 1% by size | seconds |")
     print("|---|---|---|---|---|")
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    if args.write_to is not None and "," in args.models:
+        ap.error("--write-to writes one encoder: give one name to --models")
     for name in args.models.split(","):
         folder = builtin_models()[name]
         meta = read_model_json(folder)
@@ -75,6 +86,8 @@ def main() -> None:
                 emb,
                 labels,
                 what,
+                sizes=sizes,
+                others_at_least=args.others_at_least,
                 shots=(),
                 queries=emb_model.embed_images(copies_in_turn(pictures, list(ALL_EDITS), 7)),
                 queries_are=f"one edited copy of each photo (the {len(ALL_EDITS)} edit types of simsearch.edits in turn)",
@@ -83,7 +96,7 @@ def main() -> None:
             found = load_labelled(args.data / DATA[name], emb_model.preprocess, progress=False, classes=classes)
             emb, labels = emb_model.embed_arrays(found.images), found.labels
             what = f"{len(np.unique(labels))} held-out classes of {DATA[name].split('/')[-1]}"
-            prior = OpenSetPrior.measure(emb, labels, what)
+            prior = OpenSetPrior.measure(emb, labels, what, sizes=sizes, others_at_least=args.others_at_least)
         per = []
         for s in prior.sizes:
             t = prior.threshold_at_fpir(s, 0.01)
@@ -93,9 +106,12 @@ def main() -> None:
             f"{'; '.join(per)} | {time.perf_counter() - t0:.0f} |",
             flush=True,
         )
-        if args.write:
+        if args.write or args.write_to is not None:
             meta["open_set_prior"] = prior.to_dict()
-            write_atomic(folder / "model.json", (json.dumps(meta, indent=2) + "\n").encode())
+            if args.write_to is not None:
+                shutil.copytree(folder, args.write_to, dirs_exist_ok=True)
+            out = folder if args.write_to is None else args.write_to
+            write_atomic(out / "model.json", (json.dumps(meta, indent=2) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -72,12 +72,15 @@ class OpenSetPrior:
         t = float(np.nextafter(desc[min(allowed, len(desc) - 1)], np.inf))
         return t, float(np.mean(u >= t))
 
-    def threshold_at_fpir(self, classes: int, fpir: float, above_level: float | None = None) -> PriorThreshold | None:
+    def threshold_at_fpir(
+        self, classes: int, fpir: float, above_level: float | None = None, level_of_queries: bool = False
+    ) -> PriorThreshold | None:
         """The threshold for `fpir` in a gallery of `classes` classes, from the measured sizes around it
         (linear in log size; below the smallest: the smallest, which is stricter; above the largest: the
         largest, said so). With `above_level`, that threshold's distance to the top score (1 - t) as a share of
         the `above_level` quantile's (1 - q) of the best impostor scores at the same sizes, of the unedited
-        pictures a gallery probes itself with (for a gallery that measured that quantile itself: combine).
+        pictures a gallery probes itself with (for a gallery that measured that quantile itself: combine), or
+        with `level_of_queries` of the queries' scores (a gallery that probed itself with edited copies).
         None when no size was measured with enough probes for that FPIR."""
         usable = [s for s in self.sizes if self._at_size(s, fpir) is not None]
         if not usable:
@@ -86,7 +89,8 @@ class OpenSetPrior:
         def read(size: int) -> tuple[float, float]:
             t, f = self._at_size(size, fpir)  # type: ignore[misc]
             if above_level is not None:
-                q = float(np.quantile(self.impostor[size], above_level))
+                base = self.query_impostor.get(size, self.impostor[size]) if level_of_queries else self.impostor[size]
+                q = float(np.quantile(base, above_level))
                 t = (1.0 - t) / max(1.0 - q, 1e-6)
             return t, f
 
@@ -160,6 +164,7 @@ class OpenSetPrior:
         seed: int = 0,
         queries: np.ndarray | None = None,
         queries_are: str = "",
+        others_at_least: int = 5,
     ) -> OpenSetPrior:
         """Measure on (N, D) unit rows of classes the encoder never trained on: for each size (up to the
         class count less 5), random one-image-a-class galleries probed with one image of each of other
@@ -173,14 +178,14 @@ class OpenSetPrior:
         imp: dict[int, np.ndarray] = {}
         n_imp: dict[int, int] = {}
         q_imp: dict[int, np.ndarray] = {}
-        for size in [s for s in sizes if s <= len(names) - 5]:
+        for size in [s for s in sizes if s <= len(names) - others_at_least]:
             got: list[np.ndarray] = []
             got_q: list[np.ndarray] = []
             total = 0
             while total < probes:
                 chosen = rng.permutation(len(names))
                 gal = np.array([rng.choice(by_class[c]) for c in chosen[:size]])
-                others = chosen[size : size + max(5, min(size, 200))]
+                others = chosen[size : size + max(others_at_least, min(size, 200))]
                 prb = np.array([rng.choice(by_class[c]) for c in others])
                 best = (emb[prb] @ emb[gal].T).max(axis=1)
                 got.append(best)

@@ -80,3 +80,36 @@ def test_query_scores_survive_model_json_and_a_record_without_them_still_loads()
     mismatched = {**record, "query_impostor": {**record["query_impostor"], "10": [0.5] * (n10 + 1)}}
     with pytest.raises(ValueError, match="do not agree"):
         OpenSetPrior.from_dict(mismatched)
+
+
+def test_a_share_read_against_the_queries_own_level_uses_their_scores():
+    # level_of_queries: for a gallery that probed itself with edited copies, the share of the distance to 1 is
+    # taken against the queries' own quantile, not the unedited pictures'
+    pictures, copies = _pictures_and_copies(600, seed=3)
+    labels = np.arange(len(pictures))
+    queried = OpenSetPrior.measure(
+        pictures, labels, "generated", sizes=(50,), shots=(), queries=copies, queries_are="noisy copies"
+    )
+    plain_share = queried.threshold_at_fpir(50, 0.01, above_level=0.5)
+    query_share = queried.threshold_at_fpir(50, 0.01, above_level=0.5, level_of_queries=True)
+    assert plain_share is not None and query_share is not None
+    t = queried.threshold_at_fpir(50, 0.01)
+    assert t is not None
+    q_med = float(np.quantile(queried.query_impostor[50], 0.5))
+    u_med = float(np.quantile(queried.impostor[50], 0.5))
+    assert query_share.value == pytest.approx((1 - t.value) / (1 - q_med))
+    assert plain_share.value == pytest.approx((1 - t.value) / (1 - u_med))
+    assert query_share.value < plain_share.value  # the copies sit lower than the pictures: a smaller share
+
+
+def test_a_prior_on_few_classes_measures_larger_galleries_only_when_asked():
+    rng = np.random.default_rng(4)
+    centres = _unit(rng.normal(size=(8, 16)))
+    labels = np.repeat(np.arange(8), 10)
+    emb = _unit(centres[labels] + 0.3 * rng.normal(size=(80, 16)))
+    assert OpenSetPrior.measure(emb, labels, "8 classes", sizes=(2, 3, 6), shots=()).sizes == (2, 3)
+    wide = OpenSetPrior.measure(emb, labels, "8 classes", sizes=(2, 3, 6), shots=(), others_at_least=1)
+    assert wide.sizes == (2, 3, 6)
+    # the best of more classes is higher: the 1% threshold grows with the gallery
+    t = [wide.threshold_at_fpir(s, 0.01) for s in wide.sizes]
+    assert all(x is not None for x in t) and t[0].value < t[-1].value  # type: ignore[union-attr]
