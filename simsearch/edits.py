@@ -328,6 +328,20 @@ def copies_in_turn(pictures: Sequence[Image.Image], names: Sequence[str], seed: 
     return [apply_edit(p, names[i % len(names)], np.random.default_rng([seed, i])) for i, p in enumerate(pictures)]
 
 
+def self_probe_copy(img: Image.Image, picture: int, copy: int, seed: int = 0) -> Image.Image:
+    """Copy number `copy` of a gallery's picture number `picture`, for the gallery to probe itself with as a
+    copies encoder is queried: every edit type (ALL_EDITS) in turn, from (picture + copy), drawn with a
+    generator seeded (seed + copy, picture)."""
+    names = list(ALL_EDITS)
+    return apply_edit(img, names[(picture + copy) % len(names)], np.random.default_rng([seed + copy, picture]))
+
+
+def self_probe_copies_each(pictures: int, budget: int) -> int:
+    """How many edited copies of each of `pictures` a gallery probes itself with for a budget of `budget`
+    copies: at least 1, at most one of each edit type."""
+    return max(1, min(len(ALL_EDITS), -(-budget // max(pictures, 1))))
+
+
 def random_view(img: Image.Image, rng: np.random.Generator, gray: float = 0.5) -> Image.Image:
     """A random edited view for self-supervised training: each edit of the benchmark's kinds with
     its own chance, at milder and harsher strengths than the benchmark uses, so that the encoder

@@ -9,17 +9,17 @@ import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from index.catalog import Catalog
 from index.store import Transaction
 from index.vector_index import VectorIndex
-from simsearch.engine.decision import OperatingPoint, Threshold, resolve_threshold
+from simsearch.engine.decision import DEFAULT_FPIR, OperatingPoint, Threshold, resolve_threshold
 from simsearch.engine.search import Searcher
 from simsearch.errors import DataError, ImageError
-from simsearch.images import Skipped, scan_folder
+from simsearch.images import Skipped, decode_image, scan_folder
 from simsearch.measures.metrics import threshold_at_far
 from simsearch.measures.openset import (
     MIN_UNKNOWN,
@@ -28,14 +28,20 @@ from simsearch.measures.openset import (
     open_set_rates,
     probe_scores,
 )
+from simsearch.measures.prior import OpenSetPrior, probes_itself_with_copies
 from simsearch.pictures import roc_picture
 
-__all__ = ["Calibration", "calibrate", "gallery_calibration", "pair_threshold"]
+if TYPE_CHECKING:
+    from simsearch.embed import Embedder
+
+__all__ = ["Calibration", "calibrate", "edited_self_probes", "gallery_calibration", "pair_threshold"]
 
 # The gallery measures itself with at most this many of its images as probes, and at most this many pairs.
 _SELF_PROBES = 2000
 _PAIRS = 200_000
 _PAIR_FAR = 0.01
+# A gallery of a copies encoder embeds at most this many edited copies of its own pictures to probe itself with.
+EDITED_PROBES = 1000
 # The rates `calibrate` reports a row for.
 _REPORT_FPIRS = (0.001, 0.01, 0.05, 0.1, 0.2)
 
@@ -103,11 +109,64 @@ def content_key(catalog: Catalog) -> str:
     return h.hexdigest()
 
 
-def gallery_calibration(vectors: VectorIndex, catalog: Catalog) -> dict[str, Any]:
+def edited_self_probes(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    paths: list[str],
+    embedder: Embedder,
+    budget: int = EDITED_PROBES,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any] | None:
+    """A copies encoder's gallery probing itself the way it is queried: edited copies of its own pictures
+    (every edit type of simsearch.edits in turn: edits.self_probe_copy), k of each of up to `budget` labelled
+    pictures, k = budget / pictures (at most one of each edit type); each copy's best score against the
+    gallery's other classes is an unknown best-score at (nearly) the gallery's size. Pictures are read again
+    from their files (edited at up to 4x the encoder's input side); one that cannot be read is passed over.
+    None when fewer than 5 copies could be scored (or the gallery has one class)."""
+    from tqdm import tqdm
+
+    from simsearch.edits import ALL_EDITS, self_probe_copies_each, self_probe_copy
+
+    n = len(labels)
+    if n < 2 or len(np.unique(labels)) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(n, size=budget, replace=False)) if n > budget else np.arange(n)
+    k = self_probe_copies_each(len(picks), budget)
+    side = embedder.preprocess.size
+    copies: list[Any] = []
+    owner: list[int] = []
+    for j in tqdm(picks.tolist(), desc="edited copies", unit="img", disable=not progress):
+        try:
+            img = decode_image(paths[j], channels=3, min_side=side)
+        except (ImageError, OSError):
+            continue
+        img.thumbnail((4 * side, 4 * side))
+        copies.extend(self_probe_copy(img, j, e, seed) for e in range(k))
+        owner.extend([j] * k)
+    if len(copies) < 5:
+        return None
+    scored = probe_scores(embedder.embed_images(copies), labels[np.asarray(owner)], vectors, labels)
+    return {
+        "scores": [round(float(x), 6) for x in np.sort(scored.unknown)],
+        "copies_each": k,
+        "pictures": len(set(owner)),
+        "edits": f"the {len(ALL_EDITS)} edit types of simsearch.edits in turn",
+    }
+
+
+def gallery_calibration(
+    vectors: VectorIndex, catalog: Catalog, embedder: Embedder | None = None, progress: bool = False
+) -> dict[str, Any]:
     """The gallery measured on itself: each labelled image (up to 2,000, seeded) probes the rest with
     itself left out; against the other classes it is an unknown probe at the gallery's size, and where its
     class has other images also a known one. With fewer than 5 labelled images in 2 classes the record
-    has no curve, and says why; its pair threshold then comes from pairs of any two images."""
+    has no curve, and says why; its pair threshold then comes from pairs of any two images.
+
+    With `embedder` a copies encoder (its open-set prior queried by edited copies) and too few unknown
+    probes for the default FPIR, the gallery also probes itself with edited copies of its pictures
+    (`edited`: edited_self_probes), read where they hold the exceedances a target needs."""
     g = _labelled_gallery(vectors, catalog)
     if len(g.labels) < MIN_UNKNOWN or len(g.classes) < 2:
         return {
@@ -122,7 +181,7 @@ def gallery_calibration(vectors: VectorIndex, catalog: Catalog) -> dict[str, Any
         }
     scores = gallery_self_scores(g.vectors, g.labels, max_probes=_SELF_PROBES)
     curve = OpenSetCurve.fit(scores, len(g.classes))
-    return {
+    record = {
         "source": "gallery",
         "measured_on": f"the gallery itself ({len(g.labels):,} labelled images, {len(g.classes):,} classes)",
         "images": len(g.labels),
@@ -131,6 +190,13 @@ def gallery_calibration(vectors: VectorIndex, catalog: Catalog) -> dict[str, Any
         "pair_threshold": pair_threshold(g.vectors, g.labels),
         "at": _now(),
     }
+    if embedder is not None and probes_itself_with_copies(
+        OpenSetPrior.from_meta(embedder.loaded.meta), curve.n_unknown, DEFAULT_FPIR
+    ):
+        edited = edited_self_probes(g.vectors, g.labels, g.paths, embedder, progress=progress)
+        if edited is not None:
+            record["edited"] = edited
+    return record
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ open-set prior at the gallery's size; else the encoder's pair-level threshold fr
 else 0.5. A curve turns a target FPIR or FNIR into a threshold for this gallery at its size. Where a curve
 measured too few unknown probes to read the target FPIR (a gallery of one image a class, or of a few
 classes), its value is joined with the encoder's prior (measured at that size on classes its training never
-saw), weighted by what the gallery can say (source "gallery+prior"). A threshold no score can reach (at or
+saw), weighted by what the gallery can say (source "gallery+prior"); a copies encoder's gallery reads it from
+edited copies of its own pictures where they say enough (source "gallery-copies"). A threshold no score can reach (at or
 above 1) carries a warning that names what can be asked instead.
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 from index.store import Manifest
 from simsearch.errors import ConfigError, DataError, literal
 from simsearch.measures.openset import OpenSetCurve
-from simsearch.measures.prior import OpenSetPrior, combine
+from simsearch.measures.prior import DEFAULT_FPIR, OpenSetPrior, combine, edited_threshold
 
 __all__ = [
     "DEFAULT_FPIR",
@@ -34,7 +35,6 @@ __all__ = [
     "stored_curves",
 ]
 
-DEFAULT_FPIR = 0.01
 DEFAULT_THRESHOLD = 0.5
 # Where no curve says how rare a score is among impostors: an acceptance within this much of the
 # threshold is called uncertain.
@@ -193,7 +193,18 @@ def _from_curve(
     prior: OpenSetPrior | None,
 ) -> Threshold:
     """The threshold for a target FPIR from a stored curve, joined with the encoder's prior where the
-    gallery measured too few unknown probes to read that FPIR (measures.prior.combine)."""
+    gallery measured too few unknown probes to read that FPIR (measures.prior.combine). A copies encoder's
+    gallery that probed itself with edited copies of its pictures reads the target from those instead where
+    they hold the 10 exceedances it needs (source "<source>-copies"; measures.prior.edited_threshold)."""
+    edited = _edited_scores(rec) if prior is not None and prior.query_impostor else None
+    t_edited = edited_threshold(edited, fpir) if edited is not None else None
+    if edited is not None and t_edited is not None:
+        t, e = t_edited, rec["edited"]
+        on = (
+            f"{len(edited):,} edited copies of {e.get('pictures', '?')} of the gallery's own pictures "
+            f"({e.get('edits', 'edited')}), each against the other classes"
+        )
+        return Threshold(t, f"{source}-copies", f"FPIR {fpir:g}", fpir, curve.fnir(t), on)
     own = curve.threshold_at_fpir(fpir)
     got = combine(own, curve.unknown, curve.n_unknown, curve.classes, fpir, prior)
     if got.prior is None:
@@ -205,6 +216,19 @@ def _from_curve(
         f"{got.prior.note}: {prior.described}"
     )
     return Threshold(t, f"{source}+prior", f"FPIR {fpir:g}", fpir, curve.fnir(t), on)
+
+
+def _edited_scores(rec: dict[str, Any]) -> np.ndarray | None:
+    """The sorted best-scores of a gallery's edited copies of its own pictures (engine.calibrate.
+    edited_self_probes), or None when the record has none (or a malformed one)."""
+    e = rec.get("edited")
+    if not isinstance(e, dict) or not isinstance(e.get("scores"), list):
+        return None
+    try:
+        v = np.sort(np.asarray(e["scores"], dtype=np.float64))
+    except (TypeError, ValueError):
+        return None
+    return v if v.ndim == 1 and len(v) and np.all(np.isfinite(v)) else None
 
 
 def _confident(thr: Threshold, curves: list[tuple[str, dict[str, Any], OpenSetCurve]]) -> float:

@@ -82,10 +82,12 @@ class BuildReport:
         }
 
 
-def commit_measured(tx: Transaction, **changes: Any) -> Any:
+def commit_measured(tx: Transaction, embedder: Any = None, progress: bool = False, **changes: Any) -> Any:
     """Commit with the gallery measured on itself (its own open-set curve at its new size); a curve
-    `calibrate` fitted on another gallery size is marked stale, and no longer used."""
-    own = gallery_calibration(tx.vectors, tx.catalog)
+    `calibrate` fitted on another gallery size is marked stale, and no longer used. `embedder`: the index's
+    encoder where it is at hand, for a copies encoder's gallery to probe itself with edited copies of its
+    pictures (engine.calibrate.edited_self_probes); without it a gallery goes without them."""
+    own = gallery_calibration(tx.vectors, tx.catalog, embedder, progress)
     changes["gallery_calibration"] = own
     cal = tx.base.calibration
     if isinstance(cal, dict) and "curve" in cal and not cal.get("stale"):
@@ -341,7 +343,8 @@ def build_index(
         if unchanged and measured and same_kind and tx.base.gallery == gallery:
             report.total = tx.base.count  # nothing to write: the current generation stays
         else:
-            report.total = commit_measured(tx, gallery=gallery).count
+            probe_with = getattr(embedding, "embedder", None)  # a cluster's encoder is not here: none
+            report.total = commit_measured(tx, probe_with, progress, gallery=gallery).count
     report.elapsed_s = time.monotonic() - start
     return report
 
@@ -431,7 +434,7 @@ def add_files(
                 changed.add(path)
             items.append((path, lbl))
         _embed_into(tx, LocalEmbedding(embedder, batch_size, progress), items, report, strict, changed)
-        report.total = commit_measured(tx).count
+        report.total = commit_measured(tx, embedder, progress).count
     report.elapsed_s = time.monotonic() - start
     return report
 
@@ -459,7 +462,14 @@ def remove_entries(index: str | os.PathLike[str], targets: list[str]) -> tuple[i
             doomed |= hits
         if doomed:
             tx.remove(sorted(doomed))
-            commit_measured(tx)
+            before = tx.base.gallery_calibration
+            embedder = None
+            if isinstance(before, dict) and "edited" in before:  # it probed itself with edited copies: again
+                try:
+                    embedder = model_for_index(tx.base, Path(index), None, "auto")
+                except SimSearchError:
+                    pass  # the encoder cannot load here: the gallery goes without them (as a cluster build does)
+            commit_measured(tx, embedder)
     return len(doomed), unmatched
 
 
@@ -520,4 +530,12 @@ def index_info(index: str | os.PathLike[str]) -> dict[str, Any]:
 def _calibration_summary(rec: dict[str, Any]) -> dict[str, Any]:
     """A stored calibration record without its score lists."""
     keys = ("measured_on", "images", "classes", "target", "pair_threshold", "stale", "why", "at", "data", "far")
-    return {k: rec[k] for k in keys if k in rec}
+    out = {k: rec[k] for k in keys if k in rec}
+    edited = rec.get("edited")
+    if isinstance(edited, dict) and isinstance(edited.get("scores"), list):  # its own edited copies: how many
+        out["edited_copies"] = {
+            "copies": len(edited["scores"]),
+            "of_pictures": edited.get("pictures"),
+            "edits": edited.get("edits"),
+        }
+    return out

@@ -4,13 +4,20 @@ measures themselves (best-of-gallery scores, the FPIR/FNIR curve) are in simsear
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from simsearch.measures.openset import OpenSetCurve, ProbeScores, gallery_self_scores, open_set_rates, probe_scores
-from simsearch.measures.prior import OpenSetPrior, combine
+from simsearch.measures.prior import (
+    DEFAULT_FPIR,
+    OpenSetPrior,
+    combine,
+    edited_threshold,
+    probes_itself_with_copies,
+)
 
 __all__ = ["Run", "copy_runs", "measure_runs", "random_runs", "within_alphabet_runs"]
 
@@ -100,10 +107,14 @@ def measure_runs(
     fpirs: tuple[float, ...] = (0.01, 0.1),
     encoder_threshold: float | None = None,
     prior: OpenSetPrior | None = None,
+    edited: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Each run's gallery calibrated on itself (as an index is at build, joined with the encoder's open-set
     prior where the gallery measured too few unknown probes, as identify does), then its probes answered.
     With a prior, "gallery alone" rows show what the gallery's own fit would have done without it.
+    `edited` (a copies encoder): the best-scores of a gallery's edited copies of its own pictures against its
+    other pictures, given the gallery's rows, as a build probes itself (engine.calibrate.edited_self_probes);
+    "without edited copies" rows show the decision without them.
 
     Returns the pooled figures: closed-set (nearest-class) accuracy; FNIR at FPIR 1% and 10% at thresholds
     chosen with hindsight on the pooled unknown probes (what the encoder can do); and for each target
@@ -124,10 +135,16 @@ def measure_runs(
         correct_all.append(got.correct)
         unknown_all.append(got.unknown)
         own = {p: curve.threshold_at_fpir(p) for p in fpirs}
+        joined = {p: combine(own[p], curve.unknown, curve.n_unknown, classes, p, prior).value for p in fpirs}
+        copies = None
+        if edited is not None and probes_itself_with_copies(prior, curve.n_unknown, DEFAULT_FPIR):
+            copies = {p: edited_threshold(np.sort(edited(run.gallery)), p) for p in fpirs}
         chosen: dict[str, tuple[float, float | None]] = {
-            f"gallery-fitted, FPIR {p:g}": (combine(own[p], curve.unknown, curve.n_unknown, classes, p, prior).value, p)
+            f"gallery-fitted, FPIR {p:g}": (joined[p] if copies is None or copies[p] is None else copies[p], p)  # type: ignore[misc]
             for p in fpirs
         }
+        if edited is not None:
+            chosen.update({f"without edited copies, FPIR {p:g}": (joined[p], p) for p in fpirs})
         if prior is not None:
             chosen.update({f"gallery alone (no prior), FPIR {p:g}": (own[p], p) for p in fpirs})
         if encoder_threshold is not None:

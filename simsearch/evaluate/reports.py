@@ -442,10 +442,14 @@ def open_set_report(
         meta_t = cand.embedder.loaded.meta.get("threshold")
         prior = OpenSetPrior.from_meta(cand.embedder.loaded.meta)
         try:
+            edited = None
             if protocol == "copies":
-                emb, n = _copy_embeddings(cand, data, classes, max(sizes), seed, progress)
+                emb, chosen = _copy_embeddings(cand, data, classes, max(sizes), seed, progress)
+                n = len(chosen)
                 plans = [(size, copy_runs(n, size, runs, seed)) for size in sizes]
                 labels = np.concatenate([np.arange(n), np.arange(n)])
+                if prior is not None and prior.query_impostor:
+                    edited = _SelfProbeCopies(cand, chosen, emb[:n])
             else:
                 labelled, emb = cand.labelled(data, classes, like, progress)
                 labels = labelled.labels
@@ -468,7 +472,8 @@ def open_set_report(
                 else:
                     plans = [(size, random_runs(labels, size, shot, runs, seed)) for size in sizes]
             for k, (_, plan) in enumerate(plans):
-                row = {"model": cand.name, **measure_runs(emb, labels, plan, encoder_threshold=meta_t, prior=prior)}
+                got = measure_runs(emb, labels, plan, encoder_threshold=meta_t, prior=prior, edited=edited)
+                row = {"model": cand.name, **got}
                 if protocol == "within-alphabet":
                     row["unknown_probes_from"] = ("other alphabets", "the same alphabet")[k]
                 results.append(row)
@@ -497,9 +502,9 @@ def open_set_report(
 
 def _copy_embeddings(
     cand: Candidate, data: str | os.PathLike[str], classes: str | None, size: int, seed: int, progress: bool
-) -> tuple[np.ndarray, int]:
-    """(embeddings of n photos then of one edited copy of each, n): 2 x `size` photos of DATA, seeded,
-    each copy made with one edit type in turn (every type of simsearch.edits)."""
+) -> tuple[np.ndarray, list[Image.Image]]:
+    """(embeddings of n photos then of one edited copy of each, the n photos): 2 x `size` photos of DATA,
+    seeded, each copy made with one edit type in turn (our edits, simsearch.edits.EDITS)."""
     from simsearch.edits import EDITS, copies_in_turn
 
     pictures, _ = load_pictures(data, classes=classes, progress=progress)
@@ -507,7 +512,33 @@ def _copy_embeddings(
     n = min(len(pictures), 2 * size)
     chosen = [pictures[i] for i in np.sort(rng.choice(len(pictures), size=n, replace=False))]
     emb, _ = cand.pictures(chosen + copies_in_turn(chosen, list(EDITS), seed))
-    return emb, n
+    return emb, chosen
+
+
+class _SelfProbeCopies:
+    """A copies-protocol gallery probing itself as a build does (engine.calibrate.edited_self_probes): for
+    the gallery's photos (rows into `pictures`), k edited copies of each (edits.self_probe_copy), each
+    copy's best score against the gallery's other photos. Copies are embedded once and kept (a photo is in
+    many galleries)."""
+
+    def __init__(self, cand: Candidate, pictures: list[Image.Image], originals: np.ndarray) -> None:
+        self.cand, self.pictures, self.originals = cand, pictures, originals
+        self.kept: dict[tuple[int, int], np.ndarray] = {}
+
+    def __call__(self, gallery: np.ndarray) -> np.ndarray:
+        from simsearch.edits import self_probe_copies_each, self_probe_copy
+        from simsearch.engine.calibrate import EDITED_PROBES
+
+        k = self_probe_copies_each(len(gallery), EDITED_PROBES)
+        want = [(int(j), e) for j in gallery for e in range(k)]
+        new = [key for key in want if key not in self.kept]
+        if new:
+            emb, _ = self.cand.pictures([self_probe_copy(self.pictures[j], j, e) for j, e in new])
+            self.kept.update(zip(new, emb, strict=True))
+        copies = np.stack([self.kept[key] for key in want])
+        s = copies @ self.originals[gallery].T
+        s[np.arange(len(want)), np.repeat(np.arange(len(gallery)), k)] = -np.inf  # not against its own photo
+        return s.max(axis=1)
 
 
 def evaluate(

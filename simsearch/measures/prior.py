@@ -25,9 +25,20 @@ import numpy as np
 
 from simsearch.measures.openset import thin
 
-__all__ = ["MIN_EXCEEDANCES", "Combined", "OpenSetPrior", "PriorThreshold", "combine", "gallery_weight"]
+__all__ = [
+    "DEFAULT_FPIR",
+    "MIN_EXCEEDANCES",
+    "Combined",
+    "OpenSetPrior",
+    "PriorThreshold",
+    "combine",
+    "edited_threshold",
+    "gallery_weight",
+    "probes_itself_with_copies",
+]
 
 MIN_EXCEEDANCES = 10
+DEFAULT_FPIR = 0.01  # identify's target where none is asked (engine.decision): what a gallery measures itself for
 _STORED = 1000  # genuine scores kept a shot (impostor scores are thinned as a curve's are: openset.thin)
 
 
@@ -275,3 +286,23 @@ def combine(
     # it said so too far: 3.9x the stated 1% on 500 LFW photos.
     value = 1.0 - (1.0 - float(np.quantile(unknown, level))) * min(1.0, offset.value)
     return Combined(value, w, level, offset)
+
+
+def edited_threshold(edited: np.ndarray, fpir: float) -> float | None:
+    """The threshold for `fpir` read from a gallery's edited copies of its own pictures (the unknown
+    best-scores of engine.calibrate.edited_self_probes, sorted ascending) where they hold the 10 exceedances the
+    target needs; None where they do not (the gallery's unedited scores and the prior decide, as combine says).
+    Copies of one picture are alike, so they are read no further than that: a quantile below 10 exceedances
+    read from a few dozen pictures' copies swings with which pictures they are (bench/copies_self_probes.py)."""
+    n = len(edited)
+    if n == 0 or fpir * n < MIN_EXCEEDANCES:
+        return None
+    desc = edited[::-1]
+    return float(np.nextafter(desc[int(np.floor(fpir * n))], np.inf))
+
+
+def probes_itself_with_copies(prior: OpenSetPrior | None, n_unknown: int, fpir: float) -> bool:
+    """Whether a gallery should probe itself with edited copies of its pictures: its encoder is queried by
+    edited copies (its prior measured so) and the gallery's own unknown probes hold too few exceedances
+    for `fpir` (the default target)."""
+    return prior is not None and bool(prior.query_impostor) and fpir * n_unknown < MIN_EXCEEDANCES

@@ -56,6 +56,46 @@ def test_a_one_photo_a_class_gallery_identifies_copies_and_refuses_other_photos(
     assert sum(a.known for a in unknown) <= 2
 
 
+def test_a_copies_gallery_probes_itself_with_edited_copies_where_they_can_state_the_target(tmp_path):
+    # 12 photos, 21 edited copies of each: 252 unknown best-scores of the kind a copies encoder is queried with;
+    # FPIR 0.1 has its 10 exceedances among them (read from them), the default 1% has not (the prior joins)
+    write_photos(tmp_path / "g", 12, seed=3, side=128, classes=12)
+    write_photos(tmp_path / "others", 12, seed=4, side=128)
+    shrunk = []
+    for folder in sorted((tmp_path / "g").iterdir()):
+        out = tmp_path / "copies" / f"{folder.name}.jpg"
+        out.parent.mkdir(exist_ok=True)
+        Image.open(next(folder.glob("*.jpg"))).resize((100, 100)).save(out, quality=70)
+        shrunk.append(out)
+    build_index(tmp_path / "g", tmp_path / "g.idx", model="photos", progress=False)
+    with Searcher(tmp_path / "g.idx") as s:
+        edited = s.manifest.gallery_calibration["edited"]
+        assert len(edited["scores"]) == 252 and edited["copies_each"] == 21 and edited["pictures"] == 12
+        assert s.decision().source == "gallery+prior"
+        d = s.decision(point=OperatingPoint(fpir=0.1))
+        assert d.source == "gallery-copies" and d.value < 1 and "252 edited copies of 12" in d.calibrated_on
+        # the threshold is the copies' own 10% tail
+        assert sum(x >= d.value for x in edited["scores"]) == 25
+        known = s.identify([str(p) for p in shrunk], point=OperatingPoint(fpir=0.1))
+        unknown = s.identify(
+            [str(p) for p in sorted((tmp_path / "others").glob("*.jpg"))], point=OperatingPoint(fpir=0.1)
+        )
+    assert _accepted_right(known, [p.stem for p in shrunk]) >= 10
+    assert sum(a.known for a in unknown) <= 4
+    # an index remove measures the smaller gallery with its edited copies again (11 photos x 21)
+    run_cli("index", "remove", str(tmp_path / "g" / "class00"), "--index", str(tmp_path / "g.idx"))
+    with Searcher(tmp_path / "g.idx") as s:
+        assert len(s.manifest.gallery_calibration["edited"]["scores"]) == 231
+
+
+def test_an_encoder_queried_by_new_pictures_measures_its_gallery_without_edited_copies(tmp_path):
+    write_symbol_set(tmp_path / "g", list(SYMBOLS), per_class=1, seed=2)
+    build_index(tmp_path / "g", tmp_path / "g.idx", model="characters", progress=False)
+    with Searcher(tmp_path / "g.idx") as s:
+        assert "edited" not in s.manifest.gallery_calibration
+        assert s.decision(point=OperatingPoint(fpir=0.1)).source != "gallery-copies"
+
+
 def test_the_prior_stands_in_when_a_gallery_cannot_measure_itself_and_says_so(tmp_path):
     # one class of one drawing: no curve at all; the encoder's prior at the smallest size measured
     write_symbol_set(tmp_path / "g", ["star"], per_class=1, seed=2)
