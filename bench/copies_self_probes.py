@@ -27,19 +27,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from copies_calibration import SETS  # the same four sets, none an evaluation split
 
 from simsearch.datasets import load_pictures
 from simsearch.edits import ALL_EDITS, EDITS, copies_in_turn
 from simsearch.embed import Embedder
 from simsearch.measures.openset import OpenSetCurve, gallery_self_scores
-from simsearch.measures.prior import MIN_EXCEEDANCES, OpenSetPrior, combine
-
-SETS = {
-    "clothing validation (the prior's)": ("clothing/clothing-small-256.zip", "validation/*"),
-    "Omniglot background": ("omniglot/images_background.zip", None),
-    "signatures train, genuine": ("signatures/sigcomp2011-processed.zip", "train/genuine/*"),
-    "LFW A-D (trained on, unlabelled)": ("lfw/lfw-deepfunneled.zip", "[A-D]*"),
-}
+from simsearch.measures.prior import MIN_EXCEEDANCES, OpenSetPrior, combine, edited_threshold
 
 
 def embeddings(model: Embedder, data: Path, classes: str | None, cap: int, cache: Path | None) -> dict[str, np.ndarray]:
@@ -71,9 +67,9 @@ def self_probe_threshold(scores: np.ndarray, size: int, fpir: float, prior: Open
     """The rule under study: the edited self-probes' own quantile where they hold 10 exceedances, else their
     highest measured quantile and the prior's edited-copy share of the distance to 1 beyond it."""
     n = len(scores)
-    desc = np.sort(scores)[::-1]
-    if fpir * n >= MIN_EXCEEDANCES:
-        return float(np.nextafter(desc[int(np.floor(fpir * n))], np.inf))
+    direct = edited_threshold(np.sort(scores), fpir)  # what a build reads where the copies hold 10 exceedances
+    if direct is not None:
+        return direct
     level = max(0.5, 1 - MIN_EXCEEDANCES / n)
     pt = prior.threshold_at_fpir(size, fpir, above_level=level, level_of_queries=True)
     if pt is None:  # a target below what the prior measured: no lower than its own strictest share
