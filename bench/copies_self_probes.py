@@ -113,6 +113,9 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=1000, help="edited self-probes a gallery embeds, at most")
     ap.add_argument("--fpir", type=float, nargs="+", default=[0.01, 0.1])
     ap.add_argument("--model", default="photos")
+    ap.add_argument(
+        "--probe-edits", choices=("all", "ours"), default="all", help="edit types of the self-probes: 21 or our 11"
+    )
     ap.add_argument("--predictive", action="store_true", help="also the cluster-bootstrap rule (slower)")
     ap.add_argument("--only", default=None, help="sets whose name starts with this")
     ap.add_argument("--cache", type=Path, default=None, help="keep each set's embeddings here (.npz)")
@@ -134,7 +137,10 @@ def main() -> None:
         for size in (20, 100, 300):
             if 2 * size > n:
                 continue
-            k = min(own.shape[0], math.ceil(args.budget / size))
+            types = len(EDITS) if args.probe_edits == "ours" else own.shape[0]
+            k = min(types, math.ceil(args.budget / size))
+            # copy e of photo i is edit (i + e) mod 21; with --probe-edits ours, only those of our 11 edits
+            usable = np.array([[e for e in range(own.shape[0]) if (i + e) % own.shape[0] < types] for i in range(n)])
             for qname in ("q11", "q21"):
                 queries = e[qname]
                 for fpir in args.fpir:
@@ -151,7 +157,8 @@ def main() -> None:
                         shipped = combine(
                             curve.threshold_at_fpir(fpir), curve.unknown, curve.n_unknown, size, fpir, prior
                         ).value
-                        probes = own[:k, gal] @ orig[gal].T  # (k, size, size)
+                        picked = own[usable[gal, :k].T, gal[None, :]]  # (k, size, D)
+                        probes = picked @ orig[gal].T  # (k, size, size)
                         probes[:, np.arange(size), np.arange(size)] = -np.inf
                         mine = self_probe_threshold(probes.max(2).ravel(), size - 1, fpir, prior)
                         rules = {"shipped": shipped, "self": mine}

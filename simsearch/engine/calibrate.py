@@ -119,14 +119,14 @@ def edited_self_probes(
     progress: bool = False,
 ) -> dict[str, Any] | None:
     """A copies encoder's gallery probing itself the way it is queried: edited copies of its own pictures
-    (every edit type of simsearch.edits in turn: edits.self_probe_copy), k of each of up to `budget` labelled
-    pictures, k = budget / pictures (at most one of each edit type); each copy's best score against the
+    (our 11 edit types in turn: edits.self_probe_copy), k of each of up to `budget` labelled pictures,
+    k = budget / pictures (at most one of each edit type); each copy's best score against the
     gallery's other classes is an unknown best-score at (nearly) the gallery's size. Pictures are read again
     from their files (edited at up to 4x the encoder's input side); one that cannot be read is passed over.
     None when fewer than 5 copies could be scored (or the gallery has one class)."""
     from tqdm import tqdm
 
-    from simsearch.edits import ALL_EDITS, self_probe_copies_each, self_probe_copy
+    from simsearch.edits import EDITS, self_probe_copies_each, self_probe_copy
 
     n = len(labels)
     if n < 2 or len(np.unique(labels)) < 2:
@@ -152,7 +152,7 @@ def edited_self_probes(
         "scores": [round(float(x), 6) for x in np.sort(scored.unknown)],
         "copies_each": k,
         "pictures": len(set(owner)),
-        "edits": f"the {len(ALL_EDITS)} edit types of simsearch.edits in turn",
+        "edits": f"our {len(EDITS)} edit types (simsearch.edits.EDITS) in turn",
     }
 
 

@@ -57,7 +57,7 @@ def test_a_one_photo_a_class_gallery_identifies_copies_and_refuses_other_photos(
 
 
 def test_a_copies_gallery_probes_itself_with_edited_copies_where_they_can_state_the_target(tmp_path):
-    # 12 photos, 21 edited copies of each: 252 unknown best-scores of the kind a copies encoder is queried with;
+    # 12 photos, 11 edited copies of each (our edit types): 132 unknown best-scores of the kind a copies encoder is queried with;
     # FPIR 0.1 has its 10 exceedances among them (read from them), the default 1% has not (the prior joins)
     write_photos(tmp_path / "g", 12, seed=3, side=128, classes=12)
     write_photos(tmp_path / "others", 12, seed=4, side=128)
@@ -70,22 +70,22 @@ def test_a_copies_gallery_probes_itself_with_edited_copies_where_they_can_state_
     build_index(tmp_path / "g", tmp_path / "g.idx", model="photos", progress=False)
     with Searcher(tmp_path / "g.idx") as s:
         edited = s.manifest.gallery_calibration["edited"]
-        assert len(edited["scores"]) == 252 and edited["copies_each"] == 21 and edited["pictures"] == 12
+        assert len(edited["scores"]) == 132 and edited["copies_each"] == 11 and edited["pictures"] == 12
         assert s.decision().source == "gallery+prior"
         d = s.decision(point=OperatingPoint(fpir=0.1))
-        assert d.source == "gallery-copies" and d.value < 1 and "252 edited copies of 12" in d.calibrated_on
+        assert d.source == "gallery-copies" and d.value < 1 and "132 edited copies of 12" in d.calibrated_on
         # the threshold is the copies' own 10% tail
-        assert sum(x >= d.value for x in edited["scores"]) == 25
+        assert sum(x >= d.value for x in edited["scores"]) == 13
         known = s.identify([str(p) for p in shrunk], point=OperatingPoint(fpir=0.1))
         unknown = s.identify(
             [str(p) for p in sorted((tmp_path / "others").glob("*.jpg"))], point=OperatingPoint(fpir=0.1)
         )
     assert _accepted_right(known, [p.stem for p in shrunk]) >= 10
     assert sum(a.known for a in unknown) <= 4
-    # an index remove measures the smaller gallery with its edited copies again (11 photos x 21)
+    # an index remove measures the smaller gallery with its edited copies again (11 photos x 11)
     run_cli("index", "remove", str(tmp_path / "g" / "class00"), "--index", str(tmp_path / "g.idx"))
     with Searcher(tmp_path / "g.idx") as s:
-        assert len(s.manifest.gallery_calibration["edited"]["scores"]) == 231
+        assert len(s.manifest.gallery_calibration["edited"]["scores"]) == 121
 
 
 def test_an_encoder_queried_by_new_pictures_measures_its_gallery_without_edited_copies(tmp_path):
