@@ -136,13 +136,14 @@ def measure_runs(
         unknown_all.append(got.unknown)
         own = {p: curve.threshold_at_fpir(p) for p in fpirs}
         joined = {p: combine(own[p], curve.unknown, curve.n_unknown, classes, p, prior).value for p in fpirs}
-        copies = None
+        decided = dict(joined)  # as identify decides: from the gallery's edited copies where they can say
         if edited is not None and probes_itself_with_copies(prior, curve.n_unknown, DEFAULT_FPIR):
-            copies = {p: edited_threshold(np.sort(edited(run.gallery)), p) for p in fpirs}
-        chosen: dict[str, tuple[float, float | None]] = {
-            f"gallery-fitted, FPIR {p:g}": (joined[p] if copies is None or copies[p] is None else copies[p], p)  # type: ignore[misc]
-            for p in fpirs
-        }
+            copies = np.sort(edited(run.gallery))
+            for p in fpirs:
+                t = edited_threshold(copies, p)
+                if t is not None:
+                    decided[p] = t
+        chosen: dict[str, tuple[float, float | None]] = {f"gallery-fitted, FPIR {p:g}": (decided[p], p) for p in fpirs}
         if edited is not None:
             chosen.update({f"without edited copies, FPIR {p:g}": (joined[p], p) for p in fpirs})
         if prior is not None:

@@ -41,6 +41,7 @@ from simsearch.measures.metrics import (
     pair_scores,
     verification,
 )
+from simsearch.measures.openset import probe_scores
 from simsearch.measures.prior import OpenSetPrior
 from simsearch.measures.structure import StructurePart
 from simsearch.preprocess import Preprocess
@@ -518,8 +519,8 @@ def _copy_embeddings(
 class _SelfProbeCopies:
     """A copies-protocol gallery probing itself as a build does (engine.calibrate.edited_self_probes): for
     the gallery's photos (rows into `pictures`), k edited copies of each (edits.self_probe_copy), each
-    copy's best score against the gallery's other photos. Copies are embedded once and kept (a photo is in
-    many galleries)."""
+    copy's best score against the gallery's other photos (measures.openset.probe_scores, as the build scores
+    them). Copies are embedded once and kept (a photo is in many galleries)."""
 
     def __init__(self, cand: Candidate, pictures: list[Image.Image], originals: np.ndarray) -> None:
         self.cand, self.pictures, self.originals = cand, pictures, originals
@@ -536,9 +537,8 @@ class _SelfProbeCopies:
             emb, _ = self.cand.pictures([self_probe_copy(self.pictures[j], j, e) for j, e in new])
             self.kept.update(zip(new, emb, strict=True))
         copies = np.stack([self.kept[key] for key in want])
-        s = copies @ self.originals[gallery].T
-        s[np.arange(len(want)), np.repeat(np.arange(len(gallery)), k)] = -np.inf  # not against its own photo
-        return s.max(axis=1)
+        own = np.repeat(np.arange(len(gallery)), k)  # each photo its own class: a copy against the others
+        return probe_scores(copies, own, self.originals[gallery], np.arange(len(gallery))).unknown
 
 
 def evaluate(

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from simsearch.measures.metrics import threshold_at_far
 from simsearch.measures.openset import thin
 
 __all__ = [
@@ -294,11 +295,9 @@ def edited_threshold(edited: np.ndarray, fpir: float) -> float | None:
     target needs; None where they do not (the gallery's unedited scores and the prior decide, as combine says).
     Copies of one picture are alike, so they are read no further than that: a quantile below 10 exceedances
     read from a few dozen pictures' copies swings with which pictures they are (bench/copies_self_probes.py)."""
-    n = len(edited)
-    if n == 0 or fpir * n < MIN_EXCEEDANCES:
+    if len(edited) == 0 or fpir * len(edited) < MIN_EXCEEDANCES:
         return None
-    desc = edited[::-1]
-    return float(np.nextafter(desc[int(np.floor(fpir * n))], np.inf))
+    return threshold_at_far(edited, fpir)
 
 
 def probes_itself_with_copies(prior: OpenSetPrior | None, n_unknown: int, fpir: float) -> bool:
