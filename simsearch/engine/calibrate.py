@@ -42,6 +42,7 @@ _PAIRS = 200_000
 _PAIR_FAR = 0.01
 # A gallery of a copies encoder embeds at most this many edited copies of its own pictures to probe itself with.
 EDITED_PROBES = 1000
+_COPY_BATCH = 256  # edited copies embedded at a time (a 12-megapixel gallery's copies are kept at 4x input side)
 # The rates `calibrate` reports a row for.
 _REPORT_FPIRS = (0.001, 0.01, 0.05, 0.1, 0.2)
 
@@ -135,7 +136,8 @@ def edited_self_probes(
     picks = np.sort(rng.choice(n, size=budget, replace=False)) if n > budget else np.arange(n)
     k = self_probe_copies_each(len(picks), budget)
     side = embedder.preprocess.size
-    copies: list[Any] = []
+    copies: list[Any] = []  # edited pictures not yet embedded: at most _COPY_BATCH + k held at once
+    embedded: list[np.ndarray] = []
     owner: list[int] = []
     for j in tqdm(picks.tolist(), desc="edited copies", unit="img", disable=not progress):
         try:
@@ -145,9 +147,14 @@ def edited_self_probes(
         img.thumbnail((4 * side, 4 * side))
         copies.extend(self_probe_copy(img, j, e, seed) for e in range(k))
         owner.extend([j] * k)
-    if len(copies) < 5:
+        if len(copies) >= _COPY_BATCH:
+            embedded.append(embedder.embed_images(copies))
+            copies = []
+    if copies:
+        embedded.append(embedder.embed_images(copies))
+    if len(owner) < 5:
         return None
-    scored = probe_scores(embedder.embed_images(copies), labels[np.asarray(owner)], vectors, labels)
+    scored = probe_scores(np.concatenate(embedded), labels[np.asarray(owner)], vectors, labels)
     return {
         "scores": [round(float(x), 6) for x in np.sort(scored.unknown)],
         "copies_each": k,
