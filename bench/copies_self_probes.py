@@ -34,7 +34,7 @@ from copies_calibration import SETS  # the same four sets, none an evaluation sp
 from simsearch.datasets import load_pictures
 from simsearch.edits import ALL_EDITS, EDITS, copies_in_turn
 from simsearch.embed import Embedder
-from simsearch.measures.openset import OpenSetCurve, gallery_self_scores
+from simsearch.measures.openset import OpenSetCurve, gallery_self_scores, predictive_target
 from simsearch.measures.prior import MIN_EXCEEDANCES, OpenSetPrior, combine, edited_threshold
 
 
@@ -93,16 +93,7 @@ def predictive_threshold(
         ts = [self_probe_threshold(scores[:, row].ravel(), size, target, prior) for row in picks]
         return float(np.mean([1 - np.searchsorted(flat, t, side="left") / len(flat) for t in ts]))
 
-    if expected(fpir) <= fpir:
-        return self_probe_threshold(flat, size, fpir, prior)
-    lo, hi = math.log(fpir / 4), math.log(fpir)
-    for _ in range(8):
-        mid = (lo + hi) / 2
-        if expected(math.exp(mid)) > fpir:
-            hi = mid
-        else:
-            lo = mid
-    return self_probe_threshold(flat, size, math.exp(lo), prior)
+    return self_probe_threshold(flat, size, predictive_target(expected, fpir, lowest=fpir / 4, steps=8), prior)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ scores, never on pairs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "ProbeScores",
     "gallery_self_scores",
     "open_set_rates",
+    "predictive_target",
     "probe_scores",
     "thin",
 ]
@@ -175,6 +177,23 @@ def _gev_sf(t: float, loc: float, alpha: float, k: float) -> float:
         return float(-np.expm1(-(y ** (1 / k)))) if y > 0 else 0.0
 
 
+def predictive_target(expected: Callable[[float], float], fpir: float, lowest: float, steps: int) -> float:
+    """The rate to read a threshold at so that thresholds read that way (from samples as uncertain as the one
+    at hand) accept `fpir` on average: `fpir` itself where expected(fpir), their mean rate, is at most it;
+    else lowered, bisected in log between `lowest` and `fpir` for `steps` steps, to the highest rate found
+    whose expected rate is at most `fpir`."""
+    if expected(fpir) <= fpir:
+        return fpir
+    lo, hi = math.log(lowest), math.log(fpir)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        if expected(math.exp(mid)) > fpir:
+            hi = mid
+        else:
+            lo = mid
+    return math.exp(lo)
+
+
 @dataclass(frozen=True)
 class OpenSetCurve:
     """FPIR and FNIR as functions of the threshold, fitted on best-of-gallery scores.
@@ -261,16 +280,7 @@ class OpenSetCurve:
                 )
             )
 
-        lo, hi = math.log(fpir / 100), math.log(fpir)
-        if expected(fpir) <= fpir:
-            return self._threshold_from(fpir, self.gev)
-        for _ in range(14):
-            mid = (lo + hi) / 2
-            if expected(math.exp(mid)) > fpir:
-                hi = mid
-            else:
-                lo = mid
-        return self._threshold_from(math.exp(lo), self.gev)
+        return self._threshold_from(predictive_target(expected, fpir, lowest=fpir / 100, steps=14), self.gev)
 
     # ------------------------------------------------------------------ FNIR
     def fnir(self, threshold: float) -> float | None:
